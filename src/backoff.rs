@@ -1,0 +1,138 @@
+//! Reconnect delays: exponential growth, a cap, and jitter applied *after*
+//! the cap.
+//!
+//! Pure arithmetic over an attempt counter and a seeded PRNG; it never sleeps
+//! and never reads a clock. When to reset the counter (only after a healthy
+//! connection) is decided by the connection state machine.
+
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::rng::Rng;
+
+/// Parameters of the reconnect schedule, after gRPC's connection-backoff.
+///
+/// The delay before attempt `n` (1-based) is
+/// `min(initial × multiplier^(n-1), max) × (1 + U(-jitter, +jitter))`.
+/// Jitter is applied after the cap on purpose: clients that all reached the
+/// cap must keep *different* delays, or a restarted server is hit by one
+/// synchronized pulse. A jittered delay may therefore exceed `max` by up to
+/// `jitter × max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackoffConfig {
+    /// Delay before the first redial. Default 100 ms.
+    pub initial: Duration,
+    /// Growth factor per attempt (≥ 1). Default 2.
+    pub multiplier: f64,
+    /// Cap of the un-jittered delay. Default 30 s.
+    pub max: Duration,
+    /// Randomization factor in `[0, 1)`: ±`jitter` around the delay.
+    /// Default 0.2 (±20 %).
+    pub jitter: f64,
+    /// Give up after this many consecutive failed attempts; `None` (the
+    /// default) redials forever.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(30),
+            jitter: 0.2,
+            max_attempts: None,
+        }
+    }
+}
+
+impl BackoffConfig {
+    /// Checks the ranges documented on each field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return Err(ConfigError("backoff multiplier must be finite and >= 1"));
+        }
+        if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
+            return Err(ConfigError("backoff jitter must be in [0, 1)"));
+        }
+        if self.initial > self.max {
+            return Err(ConfigError("backoff initial delay must not exceed max"));
+        }
+        Ok(())
+    }
+
+    /// The un-jittered delay before attempt `attempt` (1-based), capped.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(1_000) as i32;
+        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
+        let max = self.max.as_secs_f64();
+        // NaN cannot occur (finite, positive inputs); inf is capped here.
+        Duration::from_secs_f64(if secs < max { secs } else { max })
+    }
+}
+
+/// The reconnect schedule of one client connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use tether::backoff::{Backoff, BackoffConfig};
+///
+/// let config = BackoffConfig { jitter: 0.0, ..BackoffConfig::default() };
+/// let mut backoff = Backoff::new(config, 1);
+/// assert_eq!(backoff.next_delay(), Some(Duration::from_millis(100)));
+/// assert_eq!(backoff.next_delay(), Some(Duration::from_millis(200)));
+/// assert_eq!(backoff.attempt(), 2);
+/// backoff.reset();
+/// assert_eq!(backoff.next_delay(), Some(Duration::from_millis(100)));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    config: BackoffConfig,
+    attempt: u32,
+    rng: Rng,
+}
+
+impl Backoff {
+    /// A fresh schedule; `seed` makes the jitter reproducible.
+    pub fn new(config: BackoffConfig, seed: u64) -> Self {
+        Backoff {
+            config,
+            attempt: 0,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// Counts one more attempt and returns the delay to wait before it, or
+    /// `None` once `max_attempts` attempts have been used up.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        if let Some(max) = self.config.max_attempts {
+            if self.attempt >= max {
+                return None;
+            }
+        }
+        self.attempt = self.attempt.saturating_add(1);
+        let base = self.config.base_delay(self.attempt);
+        let spread = self.config.jitter * (2.0 * self.rng.next_f64() - 1.0);
+        Some(base.mul_f64(1.0 + spread))
+    }
+
+    /// Attempts counted since the last reset (the number of the attempt the
+    /// last delay was for).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Starts the schedule over. Call only after a connection has proven
+    /// healthy, never merely on connect or handshake.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The parameters.
+    pub fn config(&self) -> &BackoffConfig {
+        &self.config
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! Connection configuration: every tunable with its documented default.
+//!
+//! Plain data plus validation; nothing here reads a clock or touches a socket.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::backoff::BackoffConfig;
+
+/// Application heartbeats: PING after `interval` of read silence, peer dead
+/// if nothing arrives within `timeout` after the PING.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// `I`: read silence after which a PING is sent. Default 10 s.
+    pub interval: Duration,
+    /// `T`: how long after a PING the peer may stay silent before it is
+    /// declared dead. Default 10 s.
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// The worst-case time from a peer's last frame to its being declared
+    /// dead, not counting ping jitter and one timer tick: `I + T`.
+    pub fn detection_bound(&self) -> Duration {
+        self.interval + self.timeout
+    }
+}
+
+/// Configuration of a connection (both roles; the client-only fields are
+/// ignored on accepted connections).
+///
+/// ```
+/// use std::time::Duration;
+/// use tether::Config;
+///
+/// let config = Config::builder()
+///     .heartbeat(Duration::from_millis(500), Duration::from_millis(500))
+///     .handshake_timeout(Duration::from_secs(2))
+///     .build()
+///     .expect("valid config");
+/// assert_eq!(config.heartbeat.unwrap().detection_bound(), Duration::from_secs(1));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Application heartbeats; `None` turns them off (then only the kernel
+    /// can notice a dead peer). Default: interval 10 s, timeout 10 s.
+    pub heartbeat: Option<Heartbeat>,
+    /// Largest DATA payload accepted from the peer and allowed in a local
+    /// `send`. Default 1 MiB.
+    pub max_frame: usize,
+    /// Time allowed from TCP accept (server) or TCP connect (client) until
+    /// the handshake completes. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Time allowed for a TCP connect to complete (client). Default 5 s.
+    pub connect_timeout: Duration,
+    /// Reconnect delays (client). Default 100 ms, ×2, 30 s max, ±20 % jitter.
+    pub backoff: BackoffConfig,
+    /// How long a connection must stay established, with frames received
+    /// from the peer after the handshake, before the reconnect attempt
+    /// counter resets. `None` means one heartbeat interval (or 10 s with
+    /// heartbeats off).
+    pub healthy_after: Option<Duration>,
+    /// Bytes of unsent output a connection may hold; a `send` beyond it is
+    /// refused with backpressure. Default 4 MiB.
+    pub max_outbound: usize,
+    /// How long a closing connection may take to flush its output and CLOSE
+    /// frame before the socket is closed anyway. Default 1 s.
+    pub close_linger: Duration,
+    /// Seed for jitter and PING nonces; connections mix in their own id.
+    /// Default: a fixed constant (the reactor seeds from the clock).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat: Some(Heartbeat::default()),
+            max_frame: 1 << 20,
+            handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            backoff: BackoffConfig::default(),
+            healthy_after: None,
+            max_outbound: 4 << 20,
+            close_linger: Duration::from_secs(1),
+            seed: 0x7E7E_7E7E_7E7E_7E7E,
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
+    /// The healthy period after which the reconnect attempt counter resets.
+    pub fn healthy_period(&self) -> Duration {
+        self.healthy_after.unwrap_or_else(|| {
+            self.heartbeat
+                .map_or(Duration::from_secs(10), |h| h.interval)
+        })
+    }
+
+    /// Checks that the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(hb) = self.heartbeat {
+            if hb.interval.is_zero() || hb.timeout.is_zero() {
+                return Err(ConfigError("heartbeat interval and timeout must be > 0"));
+            }
+            if hb.interval.as_millis() > u128::from(u32::MAX)
+                || hb.timeout.as_millis() > u128::from(u32::MAX)
+            {
+                return Err(ConfigError(
+                    "heartbeat interval and timeout must fit in u32 ms",
+                ));
+            }
+        }
+        if self.max_frame > u32::MAX as usize - 1 {
+            return Err(ConfigError("max_frame must be below 2^32 - 1"));
+        }
+        if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ConfigError("handshake and connect timeouts must be > 0"));
+        }
+        self.backoff.validate()?;
+        Ok(())
+    }
+}
+
+/// A configuration value out of range; the message says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub &'static str);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid tether config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Builds a [`Config`]; every setter documents its default.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Heartbeat interval `I` and timeout `T`. Default 10 s and 10 s.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.heartbeat = Some(Heartbeat { interval, timeout });
+        self
+    }
+
+    /// Turns application heartbeats off.
+    pub fn no_heartbeat(mut self) -> Self {
+        self.config.heartbeat = None;
+        self
+    }
+
+    /// Largest DATA payload. Default 1 MiB.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Handshake timeout. Default 5 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// TCP connect timeout. Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Reconnect backoff. Default 100 ms, ×2, 30 s max, ±20 % jitter.
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// Healthy period before the attempt counter resets. Default: one
+    /// heartbeat interval.
+    pub fn healthy_after(mut self, period: Duration) -> Self {
+        self.config.healthy_after = Some(period);
+        self
+    }
+
+    /// Output high-water mark in bytes. Default 4 MiB.
+    pub fn max_outbound(mut self, bytes: usize) -> Self {
+        self.config.max_outbound = bytes;
+        self
+    }
+
+    /// Close linger. Default 1 s.
+    pub fn close_linger(mut self, linger: Duration) -> Self {
+        self.config.close_linger = linger;
+        self
+    }
+
+    /// Seed for jitter and nonces.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}

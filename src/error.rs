@@ -1,0 +1,134 @@
+//! Close codes and the reasons a connection ends.
+//!
+//! This module only names outcomes; it decides nothing and performs no I/O.
+
+use std::fmt;
+use std::io;
+
+/// A close code carried by a CLOSE frame (the WebSocket codes of RFC 6455).
+///
+/// Any `u16` may arrive from a peer; the associated constants name the codes
+/// tether itself sends.
+///
+/// ```
+/// use tether::CloseCode;
+/// assert_eq!(CloseCode::PROTOCOL_ERROR.as_u16(), 1002);
+/// assert_eq!(CloseCode::from(1009), CloseCode::TOO_LARGE);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: normal close.
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: going away (shutdown, or heartbeat timeout).
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: protocol error (malformed frame, bad handshake).
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1008: policy violation (for example a ping flood).
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
+    /// 1009: frame too large.
+    pub const TOO_LARGE: CloseCode = CloseCode(1009);
+    /// 1011: internal error.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+
+    /// The numeric code.
+    pub const fn as_u16(self) -> u16 {
+        self.0
+    }
+}
+
+impl From<u16> for CloseCode {
+    fn from(code: u16) -> Self {
+        CloseCode(code)
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match *self {
+            CloseCode::NORMAL => "normal",
+            CloseCode::GOING_AWAY => "going away",
+            CloseCode::PROTOCOL_ERROR => "protocol error",
+            CloseCode::POLICY_VIOLATION => "policy violation",
+            CloseCode::TOO_LARGE => "frame too large",
+            CloseCode::INTERNAL_ERROR => "internal error",
+            _ => return write!(f, "{}", self.0),
+        };
+        write!(f, "{} ({})", self.0, name)
+    }
+}
+
+/// Why a connection (or one attempt at one) ended.
+///
+/// Connection loss is an *event* carrying one of these, never an `Err`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// A PING went unanswered: nothing at all was received within the
+    /// heartbeat timeout after it. We sent CLOSE 1001.
+    HeartbeatTimeout,
+    /// The handshake (HELLO/WELCOME) did not complete in time.
+    HandshakeTimeout,
+    /// The TCP connect did not complete within the connect timeout.
+    ConnectTimeout,
+    /// The TCP connect failed (refused, unreachable, …).
+    ConnectFailed(io::ErrorKind),
+    /// The peer sent CLOSE with this code and reason.
+    PeerClosed {
+        /// The peer's close code.
+        code: CloseCode,
+        /// The peer's UTF-8 reason (possibly empty).
+        reason: String,
+    },
+    /// The peer closed the TCP stream (EOF) without sending CLOSE.
+    PeerEof,
+    /// A read or write failed (for example a connection reset).
+    Io(io::ErrorKind),
+    /// The peer broke the wire protocol; we sent CLOSE with `code`.
+    ProtocolError {
+        /// The code we sent (1002 or 1009).
+        code: CloseCode,
+        /// What was wrong.
+        detail: &'static str,
+    },
+    /// The local application closed the connection with this code.
+    LocalClose(CloseCode),
+}
+
+impl DisconnectReason {
+    /// The close code tether sends to the peer for a close it initiates for
+    /// this reason, if it sends one at all.
+    pub fn close_code_sent(&self) -> Option<CloseCode> {
+        match self {
+            DisconnectReason::HeartbeatTimeout => Some(CloseCode::GOING_AWAY),
+            DisconnectReason::HandshakeTimeout => Some(CloseCode::PROTOCOL_ERROR),
+            DisconnectReason::ProtocolError { code, .. } => Some(*code),
+            DisconnectReason::LocalClose(code) => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
+            DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
+            DisconnectReason::ConnectTimeout => f.write_str("connect timeout"),
+            DisconnectReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            DisconnectReason::PeerClosed { code, reason } if reason.is_empty() => {
+                write!(f, "peer closed with {code}")
+            }
+            DisconnectReason::PeerClosed { code, reason } => {
+                write!(f, "peer closed with {code}: {reason}")
+            }
+            DisconnectReason::PeerEof => f.write_str("peer closed the stream"),
+            DisconnectReason::Io(kind) => write!(f, "i/o error: {kind}"),
+            DisconnectReason::ProtocolError { code, detail } => {
+                write!(f, "protocol error ({detail}), sent {code}")
+            }
+            DisconnectReason::LocalClose(code) => write!(f, "closed locally with {code}"),
+        }
+    }
+}
