@@ -31,7 +31,6 @@ impl Rng {
     }
 
     /// A uniform integer in `[0, bound]` (inclusive); `0` when `bound == 0`.
-    #[allow(dead_code)] // used by the connection state machine
     pub(crate) fn below_inclusive(&mut self, bound: u64) -> u64 {
         if bound == u64::MAX {
             return self.next_u64();

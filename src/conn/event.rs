@@ -1,0 +1,124 @@
+//! What a connection hands back to its driver and application: events,
+//! socket actions, send refusals and counters.
+//!
+//! Plain data; nothing here decides anything.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::DisconnectReason;
+
+/// What the application learns about a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The handshake completed; messages can flow.
+    Connected(PeerInfo),
+    /// A DATA frame arrived (its payload, not copied).
+    Message(Bytes),
+    /// A connection that had reported [`Event::Connected`] ended.
+    Disconnected {
+        /// Why it ended.
+        reason: DisconnectReason,
+    },
+    /// Client: a redial is scheduled `delay` from now. Follows every loss,
+    /// including failed attempts that never connected.
+    Reconnecting {
+        /// The number of the coming attempt since the last healthy
+        /// connection (1 for the first redial).
+        attempt: u32,
+        /// How long until the redial.
+        delay: Duration,
+        /// What ended the previous attempt.
+        reason: DisconnectReason,
+    },
+    /// Client: the backoff's `max_attempts` were used up; the connection is
+    /// closed for good.
+    GaveUp {
+        /// Attempts made since the last healthy connection.
+        attempts: u32,
+        /// What ended the last attempt.
+        reason: DisconnectReason,
+    },
+}
+
+/// What the peer announced in its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's heartbeat interval (zero if it sends none).
+    pub interval: Duration,
+    /// The peer's heartbeat timeout.
+    pub timeout: Duration,
+    /// The session id the server assigned.
+    pub session_id: u64,
+}
+
+/// A socket operation the driver must perform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a new TCP connection to the peer (client), then report
+    /// [`Connection::handle_connected`](super::Connection::handle_connected) or [`Connection::handle_connect_failed`](super::Connection::handle_connect_failed).
+    Connect,
+    /// Close the socket now, without reading or writing anything more.
+    CloseSocket,
+}
+
+/// Why [`Connection::send`](super::Connection::send) refused a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Not established (connecting, reconnecting, closing or closed).
+    NotConnected,
+    /// The payload exceeds `max_frame`.
+    TooLarge {
+        /// The payload length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Queued output would exceed `max_outbound`: wait until it drains.
+    Backpressure {
+        /// Bytes already queued.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::NotConnected => f.write_str("not connected"),
+            SendError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds max_frame {max}")
+            }
+            SendError::Backpressure { queued, limit } => {
+                write!(f, "{queued} bytes queued, limit {limit}: backpressure")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Counters of one connection, across redials.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// PINGs we sent.
+    pub pings_sent: u64,
+    /// PINGs the peer sent us (each answered with a PONG).
+    pub pings_received: u64,
+    /// PONGs received (matching or not).
+    pub pongs_received: u64,
+    /// DATA frames received.
+    pub messages_received: u64,
+    /// DATA frames queued for sending.
+    pub messages_sent: u64,
+    /// Bytes received, all frames included.
+    pub bytes_received: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+}

@@ -1,0 +1,762 @@
+//! The sans-IO connection state machine: handshake, heartbeats, dead-peer
+//! detection, close, and reconnect with backoff.
+//!
+//! A [`Connection`] owns no socket and reads no clock. The driver (the
+//! reactor, or a test) passes `now` and what happened — bytes read, connect
+//! finished or failed, stream closed, a deadline reached, an application
+//! send or close — and collects what to do: bytes to write
+//! ([`Connection::transmit`]), the next deadline ([`Connection::poll_timeout`]),
+//! socket actions ([`Connection::poll_action`]) and application [`Event`]s,
+//! which are appended to a caller-owned `Vec` so an idle connection holds no
+//! event queue. It must never block, never panic on peer input, and never
+//! buffer more than one partial frame plus the bytes of one read.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use bytes::BytesMut;
+//! use tether::Config;
+//! use tether::conn::{Action, Connection, Event};
+//!
+//! let config = Arc::new(Config::default());
+//! let t0 = Instant::now();
+//! let mut events = Vec::new();
+//!
+//! let mut client = Connection::client(config.clone(), 1);
+//! client.start(t0);
+//! assert_eq!(client.poll_action(), Some(Action::Connect));
+//! client.handle_connected(t0);
+//!
+//! let mut server = Connection::server(config, t0, 42, 2);
+//! // Move the client's HELLO to the server, and the WELCOME back.
+//! let mut wire = BytesMut::new();
+//! client.transmit_into(&mut wire);
+//! server.handle_input(t0, &mut wire, &mut events);
+//! server.transmit_into(&mut wire);
+//! client.handle_input(t0, &mut wire, &mut events);
+//!
+//! assert!(matches!(events[0], Event::Connected(_))); // the server's
+//! assert!(matches!(events[1], Event::Connected(ref p) if p.session_id == 42));
+//! // The server's next deadline: a PING after I (10 s) of silence, plus jitter.
+//! let ping_at = t0 + Duration::from_secs(10) + server.ping_jitter();
+//! assert_eq!(server.poll_timeout(), Some(ping_at));
+//! ```
+
+mod event;
+mod outbox;
+mod rtt;
+mod state;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, IoSlice};
+use std::mem;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use log::{debug, trace};
+
+use crate::backoff::Backoff;
+use crate::codec::{self, Decoder, Frame, Handshake, HEADER_LEN};
+use crate::config::Config;
+use crate::error::{CloseCode, DisconnectReason};
+use crate::rng::Rng;
+
+pub use event::{Action, Event, PeerInfo, SendError, Stats};
+use outbox::Outbox;
+pub use rtt::RttEstimator;
+pub use state::{Role, State};
+pub use timer::Timer;
+use timer::TimerTable;
+
+/// How much of a partial frame's announced length is reserved up front; the
+/// rest grows as bytes actually arrive, so a peer announcing a large frame
+/// and then trickling it cannot make us reserve `max_frame` at once.
+const PARTIAL_RESERVE_CAP: usize = 64 * 1024;
+
+/// Socket actions waiting for the driver.
+#[derive(Clone, Copy, Debug, Default)]
+struct Actions {
+    close_socket: bool,
+    connect: bool,
+}
+
+/// One end of one tether link: a state machine driven by `handle_*` inputs
+/// and read through `poll_*` outputs. See the [module docs](self).
+#[derive(Debug)]
+pub struct Connection {
+    config: Arc<Config>,
+    role: Role,
+    state: State,
+    decoder: Decoder,
+    /// Bytes of an incomplete frame; empty (and unallocated) otherwise.
+    recv: BytesMut,
+    outbox: Outbox,
+    timers: TimerTable,
+    actions: Actions,
+    rng: Rng,
+    /// When the last byte arrived (meaningful once established).
+    last_recv: Option<Instant>,
+    /// Jitter added to the current heartbeat interval (≤ 10 % of `I`).
+    ping_jitter: Duration,
+    /// The outstanding PING's nonce and send time, for an RTT sample.
+    probe: Option<(u64, Instant)>,
+    rtt: RttEstimator,
+    /// Client: the reconnect schedule.
+    backoff: Backoff,
+    /// The application closed us: never redial.
+    stopping: bool,
+    /// `Connected` was reported for the current socket.
+    connected: bool,
+    /// A frame arrived since the handshake on the current socket.
+    frame_since_handshake: bool,
+    /// The healthy period passed but no frame had arrived yet.
+    healthy_pending: bool,
+    session_id: u64,
+    close_reason: Option<DisconnectReason>,
+    stats: Stats,
+}
+
+impl Connection {
+    /// A client connection, [`State::Idle`] until [`start`](Self::start).
+    /// `seed` feeds jitter and nonces; give each connection its own.
+    pub fn client(config: Arc<Config>, seed: u64) -> Connection {
+        Connection::new(config, Role::Client, State::Idle, seed)
+    }
+
+    /// A server connection for a freshly accepted socket, waiting for HELLO
+    /// until the handshake timeout. `session_id` goes into WELCOME.
+    pub fn server(config: Arc<Config>, now: Instant, session_id: u64, seed: u64) -> Connection {
+        let mut conn = Connection::new(config, Role::Server, State::Handshaking, seed);
+        conn.session_id = session_id;
+        let deadline = now + conn.config.handshake_timeout;
+        conn.timers.set(Timer::Handshake, deadline);
+        conn
+    }
+
+    fn new(config: Arc<Config>, role: Role, state: State, seed: u64) -> Connection {
+        let mixed = seed ^ config.seed.rotate_left(17);
+        let mut rng = Rng::new(mixed);
+        let backoff = Backoff::new(config.backoff, rng.next_u64());
+        Connection {
+            decoder: Decoder::new(config.max_frame),
+            role,
+            state,
+            recv: BytesMut::new(),
+            outbox: Outbox::default(),
+            timers: TimerTable::default(),
+            actions: Actions::default(),
+            rng,
+            last_recv: None,
+            ping_jitter: Duration::ZERO,
+            probe: None,
+            rtt: RttEstimator::default(),
+            backoff,
+            stopping: false,
+            connected: false,
+            frame_since_handshake: false,
+            healthy_pending: false,
+            session_id: 0,
+            close_reason: None,
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    // ----- inputs ---------------------------------------------------------
+
+    /// Client: starts the first dial (asks for [`Action::Connect`]).
+    /// Does nothing unless the connection is [`State::Idle`].
+    pub fn start(&mut self, now: Instant) {
+        if self.state == State::Idle {
+            self.begin_connect(now);
+        }
+    }
+
+    /// Client: the TCP connect finished; sends HELLO.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.timers.stop(Timer::Connect);
+        self.set_state(State::Handshaking);
+        self.timers
+            .set(Timer::Handshake, now + self.config.handshake_timeout);
+        let hello = self.our_handshake();
+        codec::encode_hello(&hello, self.outbox.ctrl());
+    }
+
+    /// Client: the TCP connect failed; schedules a redial.
+    pub fn handle_connect_failed(
+        &mut self,
+        now: Instant,
+        kind: io::ErrorKind,
+        events: &mut Vec<Event>,
+    ) {
+        if self.state == State::Connecting {
+            self.lose(now, DisconnectReason::ConnectFailed(kind), events);
+        }
+    }
+
+    /// Bytes read from the socket. Consumes all of `data`: whole frames are
+    /// processed (DATA payloads are split off without copying), the bytes of
+    /// an incomplete frame are kept until the rest arrives.
+    pub fn handle_input(&mut self, now: Instant, data: &mut BytesMut, events: &mut Vec<Event>) {
+        if data.is_empty() {
+            return;
+        }
+        if !self.is_reading() {
+            data.clear();
+            return;
+        }
+        self.stats.bytes_received += data.len() as u64;
+        self.note_life(now);
+        if self.recv.is_empty() {
+            self.process(now, data, events);
+            if self.is_reading() && !data.is_empty() {
+                let want = self
+                    .decoder
+                    .pending_frame_len(data)
+                    .unwrap_or(HEADER_LEN)
+                    .min(PARTIAL_RESERVE_CAP)
+                    .max(data.len());
+                self.recv.reserve(want);
+                self.recv.extend_from_slice(data);
+            }
+            data.clear();
+        } else {
+            self.recv.extend_from_slice(data);
+            data.clear();
+            let mut buf = mem::take(&mut self.recv);
+            self.process(now, &mut buf, events);
+            if self.is_reading() && !buf.is_empty() {
+                self.recv = buf;
+            }
+        }
+    }
+
+    /// The peer closed its side of the stream (read returned 0).
+    pub fn handle_eof(&mut self, now: Instant, events: &mut Vec<Event>) {
+        match self.state {
+            State::Handshaking | State::Established => {
+                self.lose(now, DisconnectReason::PeerEof, events)
+            }
+            State::Closing => self.close_socket(),
+            _ => {}
+        }
+    }
+
+    /// A read or write on the socket failed.
+    pub fn handle_io_error(&mut self, now: Instant, kind: io::ErrorKind, events: &mut Vec<Event>) {
+        match self.state {
+            State::Connecting => self.lose(now, DisconnectReason::ConnectFailed(kind), events),
+            State::Handshaking | State::Established => {
+                self.lose(now, DisconnectReason::Io(kind), events)
+            }
+            State::Closing => self.close_socket(),
+            _ => {}
+        }
+    }
+
+    /// Processes every deadline that is due at `now`. Call it when
+    /// [`poll_timeout`](Self::poll_timeout) has passed (calling it early is
+    /// harmless).
+    pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<Event>) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            trace!("{:?} timer {timer:?} fired in {}", self.role, self.state);
+            self.on_timer(timer, now, events);
+        }
+    }
+
+    /// Queues one message. Refused unless established, when larger than
+    /// `max_frame`, or when the output queue would pass `max_outbound`.
+    pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
+        if self.state != State::Established {
+            return Err(SendError::NotConnected);
+        }
+        let max = self.config.max_frame;
+        if payload.len() > max {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let queued = self.outbox.len();
+        let limit = self.config.max_outbound;
+        if queued + HEADER_LEN + payload.len() > limit {
+            return Err(SendError::Backpressure { queued, limit });
+        }
+        self.outbox.push_data(payload);
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    /// The application closes the connection for good: queued messages are
+    /// flushed, then CLOSE `code` with `reason` (truncated to 123 bytes) is
+    /// sent and the socket closed. A client stops redialling.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str, events: &mut Vec<Event>) {
+        self.stopping = true;
+        self.timers.stop(Timer::Reconnect);
+        match self.state {
+            State::Idle | State::Backoff => self.finish(),
+            State::Connecting => {
+                self.actions.close_socket = true;
+                self.finish();
+            }
+            State::Handshaking | State::Established => {
+                codec::encode_close(code, reason, self.outbox.tail());
+                self.disconnect(now, DisconnectReason::LocalClose(code), events);
+                self.enter_closing(now);
+            }
+            State::Closing | State::Closed => {}
+        }
+    }
+
+    /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
+    /// slices were written to the socket.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.outbox.advance(n);
+        if self.state == State::Closing && self.outbox.is_empty() {
+            self.close_socket();
+        }
+    }
+
+    // ----- outputs --------------------------------------------------------
+
+    /// Fills `dst` with the next slices to write, in order, and returns how
+    /// many it filled (0: nothing to write). Write them with one vectored
+    /// write, then report the count with [`advance_transmit`](Self::advance_transmit).
+    pub fn transmit<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.outbox.chunks(dst)
+    }
+
+    /// Moves all pending output into `dst` (for tests and simple drivers
+    /// that copy anyway).
+    pub fn transmit_into(&mut self, dst: &mut BytesMut) {
+        loop {
+            let mut iov = [IoSlice::new(&[]); 16];
+            let n = self.outbox.chunks(&mut iov);
+            if n == 0 {
+                return;
+            }
+            let mut written = 0;
+            for s in &iov[..n] {
+                dst.extend_from_slice(s);
+                written += s.len();
+            }
+            self.advance_transmit(written);
+        }
+    }
+
+    /// Bytes waiting to be written. While non-zero the driver wants
+    /// writable readiness.
+    pub fn pending_output(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has something to do. It may be early (some deadlines are re-checked
+    /// lazily when they fire), never late.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The next socket action for the driver, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if mem::take(&mut self.actions.close_socket) {
+            return Some(Action::CloseSocket);
+        }
+        if mem::take(&mut self.actions.connect) {
+            return Some(Action::Connect);
+        }
+        None
+    }
+
+    // ----- accessors ------------------------------------------------------
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Terminal: no socket, no timers, nothing more will happen.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Why the last socket of this connection ended, if one did.
+    pub fn close_reason(&self) -> Option<&DisconnectReason> {
+        self.close_reason.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Round-trip time estimates from PING/PONG.
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// When the last byte was received.
+    pub fn last_recv(&self) -> Option<Instant> {
+        self.last_recv
+    }
+
+    /// The session id (assigned by the server).
+    pub fn session_id(&self) -> u64 {
+        self.session_id
+    }
+
+    /// Client: the number of the current (or coming) attempt since the
+    /// last healthy connection; 0 when healthy.
+    pub fn reconnect_attempt(&self) -> u32 {
+        self.backoff.attempt()
+    }
+
+    /// The jitter currently added to the heartbeat interval.
+    pub fn ping_jitter(&self) -> Duration {
+        self.ping_jitter
+    }
+
+    /// When a named timer is armed to fire, if it is.
+    pub fn timer(&self, timer: Timer) -> Option<Instant> {
+        self.timers.get(timer)
+    }
+
+    // ----- frames ---------------------------------------------------------
+
+    fn is_reading(&self) -> bool {
+        matches!(self.state, State::Handshaking | State::Established)
+    }
+
+    fn process(&mut self, now: Instant, buf: &mut BytesMut, events: &mut Vec<Event>) {
+        while self.is_reading() {
+            match self.decoder.decode(buf) {
+                Ok(Some(frame)) => self.on_frame(now, frame, events),
+                Ok(None) => return,
+                Err(e) => {
+                    debug!("{:?}: protocol error: {e}", self.role);
+                    let reason = DisconnectReason::ProtocolError {
+                        code: e.close_code(),
+                        detail: e.detail(),
+                    };
+                    self.fail(now, reason, events);
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Frame, events: &mut Vec<Event>) {
+        if self.state == State::Established {
+            self.frame_since_handshake = true;
+            if mem::take(&mut self.healthy_pending) {
+                self.backoff.reset();
+            }
+        }
+        match (self.state, self.role, frame) {
+            (_, _, Frame::Close { code, reason }) => {
+                let reason = String::from_utf8_lossy(&reason).into_owned();
+                self.lose(now, DisconnectReason::PeerClosed { code, reason }, events);
+            }
+            (State::Handshaking, Role::Server, Frame::Hello(hello)) => {
+                let welcome = self.our_handshake();
+                codec::encode_welcome(&welcome, self.outbox.ctrl());
+                self.establish(now, &hello, events);
+            }
+            (State::Handshaking, Role::Client, Frame::Welcome(welcome)) => {
+                self.session_id = welcome.session_id;
+                self.establish(now, &welcome, events);
+            }
+            (State::Handshaking, role, _) => {
+                let detail = match role {
+                    Role::Server => "expected HELLO first",
+                    Role::Client => "expected WELCOME first",
+                };
+                self.protocol_error(now, detail, events);
+            }
+            (_, _, Frame::Data(payload)) => {
+                self.stats.messages_received += 1;
+                events.push(Event::Message(payload));
+            }
+            (_, _, Frame::Ping(nonce)) => {
+                self.stats.pings_received += 1;
+                codec::encode_pong(nonce, self.outbox.ctrl());
+            }
+            (_, _, Frame::Pong(nonce)) => {
+                self.stats.pongs_received += 1;
+                if let Some((sent_nonce, sent_at)) = self.probe {
+                    if sent_nonce == nonce {
+                        self.probe = None;
+                        self.rtt.sample(now.saturating_duration_since(sent_at));
+                    }
+                }
+            }
+            (_, _, Frame::Ack(_)) => {} // reserved for session resume
+            (_, _, Frame::Hello(_) | Frame::Welcome(_)) => {
+                self.protocol_error(now, "handshake frame after the handshake", events);
+            }
+        }
+    }
+
+    fn our_handshake(&self) -> Handshake {
+        let (interval, timeout) = self.config.heartbeat.map_or((0, 0), |hb| {
+            (millis_u32(hb.interval), millis_u32(hb.timeout))
+        });
+        Handshake {
+            flags: 0,
+            interval_ms: interval,
+            timeout_ms: timeout,
+            session_id: self.session_id,
+            recv_seq: 0,
+        }
+    }
+
+    fn establish(&mut self, now: Instant, peer: &Handshake, events: &mut Vec<Event>) {
+        self.timers.stop(Timer::Handshake);
+        self.set_state(State::Established);
+        self.connected = true;
+        self.frame_since_handshake = false;
+        self.stats.handshakes += 1;
+        self.last_recv = Some(now);
+        if let Some(hb) = self.config.heartbeat {
+            self.ping_jitter = self.next_jitter();
+            self.timers
+                .set(Timer::Idle, now + hb.interval + self.ping_jitter);
+        }
+        if self.role == Role::Client {
+            self.timers
+                .set(Timer::Healthy, now + self.config.healthy_period());
+        }
+        events.push(Event::Connected(PeerInfo {
+            interval: Duration::from_millis(peer.interval_ms.into()),
+            timeout: Duration::from_millis(peer.timeout_ms.into()),
+            session_id: peer.session_id,
+        }));
+    }
+
+    // ----- liveness -------------------------------------------------------
+
+    /// Any byte is proof of life: restart the read-idle clock and stand
+    /// down a pending death sentence.
+    fn note_life(&mut self, now: Instant) {
+        self.last_recv = Some(now);
+        if self.timers.is_armed(Timer::Dead) {
+            self.timers.stop(Timer::Dead);
+            if let Some(hb) = self.config.heartbeat {
+                self.timers
+                    .set(Timer::Idle, now + hb.interval + self.ping_jitter);
+            }
+        }
+    }
+
+    /// The idle timer fired (possibly early, as it is re-armed lazily).
+    fn on_idle(&mut self, now: Instant) {
+        let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv) else {
+            return;
+        };
+        self.outbox.release_idle_memory();
+        let due = last + hb.interval + self.ping_jitter;
+        if now < due {
+            self.timers.set(Timer::Idle, due);
+            return;
+        }
+        let nonce = self.rng.next_u64();
+        codec::encode_ping(nonce, self.outbox.ctrl());
+        self.probe = Some((nonce, now));
+        self.stats.pings_sent += 1;
+        self.timers.set(Timer::Dead, now + hb.timeout);
+        self.ping_jitter = self.next_jitter();
+        trace!(
+            "{:?}: PING {nonce:#x} after {:?} of silence",
+            self.role,
+            now - last
+        );
+    }
+
+    /// A random extra delay of at most 10 % of the interval, in whole ms.
+    fn next_jitter(&mut self) -> Duration {
+        let interval_ms = self
+            .config
+            .heartbeat
+            .map_or(0, |hb| u64::from(millis_u32(hb.interval)));
+        Duration::from_millis(self.rng.below_inclusive(interval_ms / 10))
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant, events: &mut Vec<Event>) {
+        match (timer, self.state) {
+            (Timer::Connect, State::Connecting) => {
+                self.lose(now, DisconnectReason::ConnectTimeout, events)
+            }
+            (Timer::Handshake, State::Handshaking) => {
+                self.fail(now, DisconnectReason::HandshakeTimeout, events)
+            }
+            (Timer::Idle, State::Established) => self.on_idle(now),
+            (Timer::Dead, State::Established) => {
+                self.fail(now, DisconnectReason::HeartbeatTimeout, events)
+            }
+            (Timer::Healthy, State::Established) => {
+                if self.frame_since_handshake {
+                    self.backoff.reset();
+                } else {
+                    self.healthy_pending = true;
+                }
+            }
+            (Timer::Linger, State::Closing) => self.close_socket(),
+            (Timer::Reconnect, State::Closing) => {
+                self.drop_socket();
+                self.begin_connect(now);
+            }
+            (Timer::Reconnect, State::Backoff) => self.begin_connect(now),
+            // A timer that outlived the state it belonged to.
+            _ => {}
+        }
+    }
+
+    // ----- endings --------------------------------------------------------
+
+    fn protocol_error(&mut self, now: Instant, detail: &'static str, events: &mut Vec<Event>) {
+        let code = CloseCode::PROTOCOL_ERROR;
+        self.fail(
+            now,
+            DisconnectReason::ProtocolError { code, detail },
+            events,
+        );
+    }
+
+    /// We end the connection for `reason` and tell the peer why: unstarted
+    /// output is dropped, CLOSE goes out at the next frame boundary.
+    fn fail(&mut self, now: Instant, reason: DisconnectReason, events: &mut Vec<Event>) {
+        let code = reason
+            .close_code_sent()
+            .unwrap_or(CloseCode::INTERNAL_ERROR);
+        debug!("{:?}: closing with {code}: {reason}", self.role);
+        self.outbox.discard_unstarted();
+        let text = match &reason {
+            DisconnectReason::ProtocolError { detail, .. } => detail,
+            DisconnectReason::HeartbeatTimeout => "heartbeat timeout",
+            DisconnectReason::HandshakeTimeout => "handshake timeout",
+            _ => "",
+        };
+        codec::encode_close(code, text, self.outbox.ctrl());
+        self.disconnect(now, reason, events);
+        self.enter_closing(now);
+    }
+
+    /// The socket is unusable or the peer said goodbye: close it at once,
+    /// sending nothing more.
+    fn lose(&mut self, now: Instant, reason: DisconnectReason, events: &mut Vec<Event>) {
+        debug!("{:?}: lost: {reason}", self.role);
+        self.disconnect(now, reason, events);
+        self.close_socket();
+    }
+
+    /// Reports the end of the current socket's session and decides what
+    /// comes next (a redial, or nothing).
+    fn disconnect(&mut self, now: Instant, reason: DisconnectReason, events: &mut Vec<Event>) {
+        for timer in [
+            Timer::Connect,
+            Timer::Handshake,
+            Timer::Idle,
+            Timer::Dead,
+            Timer::Healthy,
+        ] {
+            self.timers.stop(timer);
+        }
+        self.probe = None;
+        self.healthy_pending = false;
+        if mem::take(&mut self.connected) {
+            events.push(Event::Disconnected {
+                reason: reason.clone(),
+            });
+        }
+        if self.role == Role::Client && !self.stopping {
+            match self.backoff.next_delay() {
+                Some(delay) => {
+                    self.timers.set(Timer::Reconnect, now + delay);
+                    events.push(Event::Reconnecting {
+                        attempt: self.backoff.attempt(),
+                        delay,
+                        reason: reason.clone(),
+                    });
+                }
+                None => {
+                    self.stopping = true;
+                    events.push(Event::GaveUp {
+                        attempts: self.backoff.attempt(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        self.close_reason = Some(reason);
+    }
+
+    fn enter_closing(&mut self, now: Instant) {
+        self.recv = BytesMut::new();
+        self.set_state(State::Closing);
+        self.timers
+            .set(Timer::Linger, now + self.config.close_linger);
+        if self.outbox.is_empty() {
+            self.close_socket();
+        }
+    }
+
+    /// Asks the driver to close the socket and moves on to backoff or to
+    /// the end.
+    fn close_socket(&mut self) {
+        if !self.state.has_socket() {
+            return;
+        }
+        self.drop_socket();
+        if self.timers.is_armed(Timer::Reconnect) {
+            self.set_state(State::Backoff);
+        } else {
+            self.finish();
+        }
+    }
+
+    /// Asks the driver to close the socket and forgets everything tied to it.
+    fn drop_socket(&mut self) {
+        self.actions.close_socket = true;
+        self.recv = BytesMut::new();
+        self.outbox.clear();
+        self.timers.stop(Timer::Linger);
+    }
+
+    /// Terminal.
+    fn finish(&mut self) {
+        self.timers.stop_all();
+        self.recv = BytesMut::new();
+        self.outbox.clear();
+        self.set_state(State::Closed);
+    }
+
+    fn begin_connect(&mut self, now: Instant) {
+        self.set_state(State::Connecting);
+        self.timers
+            .set(Timer::Connect, now + self.config.connect_timeout);
+        self.actions.connect = true;
+    }
+
+    fn set_state(&mut self, next: State) {
+        if self.state != next {
+            debug!("{:?}: {} => {}", self.role, self.state, next);
+            self.state = next;
+        }
+    }
+}
+
+/// Milliseconds of `d`, saturating at `u32::MAX`.
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}

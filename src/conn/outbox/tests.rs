@@ -1,0 +1,200 @@
+use std::io::IoSlice;
+
+use bytes::{BufMut, Bytes};
+
+use super::Outbox;
+use crate::codec::{self, Decoder, Frame};
+use crate::rng::Rng;
+
+/// Writes everything, `step(i)` bytes at a time, and returns the stream.
+fn drain(outbox: &mut Outbox, mut step: impl FnMut() -> usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while !outbox.is_empty() {
+        let mut iov = [IoSlice::new(&[]); 4];
+        let n = outbox.chunks(&mut iov);
+        assert!(n > 0, "non-empty outbox gave no chunks");
+        let mut budget = step().max(1);
+        let mut written = 0;
+        for s in &iov[..n] {
+            let take = budget.min(s.len());
+            wire.extend_from_slice(&s[..take]);
+            written += take;
+            budget -= take;
+            if budget == 0 {
+                break;
+            }
+        }
+        outbox.advance(written);
+    }
+    wire
+}
+
+fn decode_all(wire: &[u8]) -> Vec<Frame> {
+    let decoder = Decoder::new(1 << 20);
+    let mut buf = bytes::BytesMut::from(wire);
+    let mut frames = Vec::new();
+    while let Some(f) = decoder.decode(&mut buf).expect("well-formed stream") {
+        frames.push(f);
+    }
+    assert!(buf.is_empty(), "trailing bytes");
+    frames
+}
+
+#[test]
+fn control_goes_ahead_of_unstarted_data() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from_static(b"first"));
+    o.push_data(Bytes::from_static(b"second"));
+    codec::encode_pong(7, o.ctrl());
+    let frames = decode_all(&drain(&mut o, || usize::MAX));
+    assert_eq!(
+        frames,
+        vec![
+            Frame::Pong(7),
+            Frame::Data(Bytes::from_static(b"first")),
+            Frame::Data(Bytes::from_static(b"second")),
+        ]
+    );
+}
+
+#[test]
+fn control_waits_for_a_partly_written_data_frame() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![1u8; 100]));
+    o.push_data(Bytes::from(vec![2u8; 100]));
+    o.advance(50); // half of the first frame is on the wire
+    codec::encode_ping(9, o.ctrl());
+    let mut wire = vec![0u8; 50];
+    wire[..5].copy_from_slice(&codec::data_header(100));
+    wire[5..].fill(1);
+    wire.extend(drain(&mut o, || 7));
+    assert_eq!(
+        decode_all(&wire),
+        vec![
+            Frame::Data(Bytes::from(vec![1u8; 100])),
+            Frame::Ping(9),
+            Frame::Data(Bytes::from(vec![2u8; 100])),
+        ]
+    );
+}
+
+#[test]
+fn tail_follows_all_data_and_len_counts_every_byte() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from_static(b"a"));
+    codec::encode_close(crate::CloseCode::NORMAL, "bye", o.tail());
+    o.push_data(Bytes::from_static(b"b"));
+    codec::encode_ping(1, o.ctrl());
+    assert_eq!(o.len(), 6 + 6 + 5 + 2 + 3 + 13);
+    let frames = decode_all(&drain(&mut o, || 3));
+    assert_eq!(frames.len(), 4);
+    assert_eq!(frames[0], Frame::Ping(1));
+    assert_eq!(frames[3].close_reason(), Some("bye"));
+    assert_eq!(o.len(), 0);
+}
+
+#[test]
+fn discard_keeps_the_frame_on_the_wire_and_drops_the_rest() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![1u8; 20]));
+    o.push_data(Bytes::from(vec![2u8; 20]));
+    codec::encode_close(crate::CloseCode::NORMAL, "", o.tail());
+    o.advance(3);
+    o.discard_unstarted();
+    assert_eq!(o.len(), 25 - 3);
+    codec::encode_close(crate::CloseCode::GOING_AWAY, "", o.ctrl());
+    let mut wire = codec::data_header(20)[..3].to_vec();
+    wire.extend(drain(&mut o, || 4));
+    let frames = decode_all(&wire);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0], Frame::Data(Bytes::from(vec![1u8; 20])));
+    assert!(matches!(frames[1], Frame::Close { code, .. } if code == crate::CloseCode::GOING_AWAY));
+
+    // Nothing started: everything goes.
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![1u8; 20]));
+    o.discard_unstarted();
+    assert!(o.is_empty());
+}
+
+#[test]
+fn chunks_stop_at_a_full_array_and_stay_a_prefix() {
+    let mut o = Outbox::default();
+    for i in 0..10u8 {
+        o.push_data(Bytes::from(vec![i; 3]));
+    }
+    let mut iov = [IoSlice::new(&[]); 3];
+    assert_eq!(o.chunks(&mut iov), 3);
+    assert_eq!(&*iov[0], &codec::data_header(3)[..]);
+    assert_eq!(&*iov[1], &[0u8; 3][..]);
+    assert_eq!(&*iov[2], &codec::data_header(3)[..]);
+}
+
+#[test]
+fn random_interleavings_keep_every_frame_whole_and_in_order() {
+    for seed in 0..200 {
+        let mut rng = Rng::new(seed);
+        let mut o = Outbox::default();
+        let mut wire = Vec::new();
+        let mut want_data = Vec::new();
+        let mut want_ctrl = Vec::new();
+        for round in 0..50u64 {
+            match rng.below_inclusive(3) {
+                0 | 1 => {
+                    let len = rng.below_inclusive(40) as usize;
+                    let mut p = bytes::BytesMut::with_capacity(len);
+                    p.put_bytes(round as u8, len);
+                    want_data.push(p.clone().freeze());
+                    o.push_data(p.freeze());
+                }
+                2 => {
+                    codec::encode_pong(round, o.ctrl());
+                    want_ctrl.push(round);
+                }
+                _ => {
+                    let mut iov = [IoSlice::new(&[]); 5];
+                    let n = o.chunks(&mut iov);
+                    let mut budget = rng.below_inclusive(60) as usize;
+                    let mut written = 0;
+                    for s in &iov[..n] {
+                        let take = budget.min(s.len());
+                        wire.extend_from_slice(&s[..take]);
+                        written += take;
+                        budget -= take;
+                    }
+                    o.advance(written);
+                }
+            }
+        }
+        wire.extend(drain(&mut o, || 11));
+        let frames = decode_all(&wire);
+        let data: Vec<Bytes> = frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Data(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        let pongs: Vec<u64> = frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Pong(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(data, want_data, "seed {seed}");
+        assert_eq!(pongs, want_ctrl, "seed {seed}");
+    }
+}
+
+#[test]
+fn release_idle_memory_frees_only_when_empty() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from_static(b"x"));
+    o.release_idle_memory();
+    assert_eq!(o.len(), 6);
+    drain(&mut o, || 100);
+    o.release_idle_memory();
+    assert_eq!(o.ctrl.capacity(), 0);
+    assert_eq!(o.data.capacity(), 0);
+}

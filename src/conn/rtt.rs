@@ -1,0 +1,103 @@
+//! Round-trip time estimation from PING/PONG samples (RFC 6298).
+//!
+//! Pure arithmetic on durations; it never reads a clock.
+
+use std::time::Duration;
+
+/// Smoothed RTT and RTT variance, updated per RFC 6298 §2:
+/// the first sample `R` sets `SRTT = R`, `RTTVAR = R/2`; later ones set
+/// `RTTVAR = 3/4·RTTVAR + 1/4·|SRTT − R|`, then `SRTT = 7/8·SRTT + 1/8·R`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    latest: Option<Duration>,
+    samples: u32,
+}
+
+impl RttEstimator {
+    /// Folds in one round-trip sample.
+    pub fn sample(&mut self, rtt: Duration) {
+        self.latest = Some(rtt);
+        self.samples = self.samples.saturating_add(1);
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let diff = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    /// The smoothed round-trip time, once there is a sample.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// The round-trip time variance, once there is a sample.
+    pub fn rttvar(&self) -> Option<Duration> {
+        self.srtt.map(|_| self.rttvar)
+    }
+
+    /// The most recent sample.
+    pub fn latest(&self) -> Option<Duration> {
+        self.latest
+    }
+
+    /// How many samples were folded in.
+    pub fn samples(&self) -> u32 {
+        self.samples
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RttEstimator;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn first_sample_sets_srtt_and_half_variance() {
+        let mut r = RttEstimator::default();
+        assert_eq!(r.srtt(), None);
+        assert_eq!(r.rttvar(), None);
+        r.sample(ms(100));
+        assert_eq!(r.srtt(), Some(ms(100)));
+        assert_eq!(r.rttvar(), Some(ms(50)));
+    }
+
+    #[test]
+    fn later_samples_follow_rfc6298() {
+        let mut r = RttEstimator::default();
+        r.sample(ms(100));
+        r.sample(ms(200));
+        // RTTVAR = 3/4·50 + 1/4·|100 − 200| = 37.5 + 25 = 62.5
+        assert_eq!(r.rttvar(), Some(Duration::from_micros(62_500)));
+        // SRTT = 7/8·100 + 1/8·200 = 112.5
+        assert_eq!(r.srtt(), Some(Duration::from_micros(112_500)));
+        assert_eq!(r.latest(), Some(ms(200)));
+        assert_eq!(r.samples(), 2);
+    }
+
+    #[test]
+    fn steady_samples_converge() {
+        let mut r = RttEstimator::default();
+        r.sample(ms(500));
+        for _ in 0..200 {
+            r.sample(ms(10));
+        }
+        let srtt = r.srtt().unwrap();
+        assert!(
+            srtt >= ms(10) && srtt < Duration::from_micros(10_100),
+            "{srtt:?}"
+        );
+        assert!(r.rttvar().unwrap() < Duration::from_micros(100));
+    }
+}

@@ -1,0 +1,176 @@
+//! Closing: by the application, by the peer, and what may be sent.
+
+use bytes::Bytes;
+
+use super::{config, kinds, ms, Pair};
+use crate::codec::Frame;
+use crate::conn::{Action, Connection, Event, SendError, State};
+use crate::error::{CloseCode, DisconnectReason};
+
+#[test]
+fn an_application_close_flushes_messages_then_sends_close_and_never_redials() {
+    let mut pair = Pair::connected(config());
+    for m in [&b"one"[..], b"two", b"three"] {
+        pair.client.send(Bytes::copy_from_slice(m)).unwrap();
+    }
+    let now = pair.now;
+    let mut events = Vec::new();
+    pair.client
+        .close(now, CloseCode::NORMAL, "bye", &mut events);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::LocalClose(CloseCode::NORMAL)
+        }]
+    );
+    assert_eq!(pair.client.send(Bytes::new()), Err(SendError::NotConnected));
+    pair.run_for(ms(10_000));
+    let server: Vec<&Event> = kinds(&pair.server_events);
+    assert_eq!(
+        server[1..],
+        [
+            &Event::Message(Bytes::from_static(b"one")),
+            &Event::Message(Bytes::from_static(b"two")),
+            &Event::Message(Bytes::from_static(b"three")),
+            &Event::Disconnected {
+                reason: DisconnectReason::PeerClosed {
+                    code: CloseCode::NORMAL,
+                    reason: "bye".into()
+                }
+            },
+        ]
+    );
+    assert!(pair.client.is_closed());
+    assert!(pair.server().is_closed());
+    assert_eq!(pair.dials.len(), 1);
+    // CLOSE was the last thing the client wrote.
+    let Some((_, Frame::Close { code, .. })) = pair.client_sent.last() else {
+        panic!("{:?}", pair.client_sent.last());
+    };
+    assert_eq!(*code, CloseCode::NORMAL);
+}
+
+#[test]
+fn a_client_closed_by_its_server_reconnects() {
+    let mut pair = Pair::connected(config());
+    let now = pair.now;
+    let mut scratch = Vec::new();
+    pair.server_mut()
+        .close(now, CloseCode::GOING_AWAY, "shutdown", &mut scratch);
+    pair.run_for(ms(100));
+    assert_eq!(pair.client.state(), State::Established);
+    assert_eq!(pair.dials, vec![ms(0), ms(100)]);
+}
+
+#[test]
+fn nothing_is_sent_after_receiving_close() {
+    let mut pair = Pair::connected(config());
+    pair.server_mut().send(Bytes::from_static(b"late")).unwrap();
+    let now = pair.now;
+    let mut raw = bytes::BytesMut::new();
+    crate::codec::encode_close(CloseCode::NORMAL, "", &mut raw);
+    let mut events = Vec::new();
+    let server = pair.server_mut();
+    server.handle_input(now, &mut raw, &mut events);
+    assert_eq!(server.pending_output(), 0, "queued DATA must not follow");
+    assert_eq!(server.poll_action(), Some(Action::CloseSocket));
+    assert!(server.is_closed());
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_closed_after_the_linger() {
+    let t0 = std::time::Instant::now();
+    let cfg = std::sync::Arc::new(config());
+    let mut conn = Connection::client(cfg, 3);
+    let mut events = Vec::new();
+    conn.start(t0);
+    assert_eq!(conn.poll_action(), Some(Action::Connect));
+    conn.handle_connected(t0);
+    let mut welcome = bytes::BytesMut::new();
+    crate::codec::encode_welcome(&crate::codec::Handshake::default(), &mut welcome);
+    conn.handle_input(t0, &mut welcome, &mut events);
+    assert_eq!(conn.state(), State::Established);
+    conn.send(Bytes::from(vec![0u8; 1000])).unwrap();
+    // Nothing is ever written: the peer's window is shut.
+    conn.close(t0, CloseCode::NORMAL, "", &mut events);
+    assert_eq!(conn.state(), State::Closing);
+    assert_eq!(conn.poll_timeout(), Some(t0 + ms(200)));
+    conn.handle_timeout(t0 + ms(199), &mut events);
+    assert_eq!(conn.state(), State::Closing);
+    conn.handle_timeout(t0 + ms(200), &mut events);
+    assert_eq!(conn.poll_action(), Some(Action::CloseSocket));
+    assert!(conn.is_closed());
+    assert_eq!(conn.pending_output(), 0);
+}
+
+#[test]
+fn a_closing_connection_ignores_further_input() {
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    let now = pair.now;
+    let mut events = Vec::new();
+    pair.server_mut().send(Bytes::from(vec![1u8; 10])).unwrap();
+    pair.server_mut()
+        .close(now, CloseCode::NORMAL, "", &mut events);
+    // The close is still flushing on the server; bytes keep coming.
+    let server = pair.server_mut();
+    assert_eq!(server.state(), State::Closing);
+    let mut data = bytes::BytesMut::new();
+    crate::codec::encode_data(b"ignored", &mut data);
+    server.handle_input(now, &mut data, &mut events);
+    assert!(data.is_empty());
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[test]
+fn send_refuses_when_not_connected_too_large_or_backed_up() {
+    let cfg = crate::Config {
+        max_frame: 100,
+        max_outbound: 250,
+        ..config()
+    };
+    let mut conn = Connection::client(std::sync::Arc::new(cfg.clone()), 1);
+    assert_eq!(conn.send(Bytes::new()), Err(SendError::NotConnected));
+    let mut pair = Pair::connected(cfg);
+    assert_eq!(
+        pair.client.send(Bytes::from(vec![0u8; 101])),
+        Err(SendError::TooLarge { len: 101, max: 100 })
+    );
+    pair.client_mute = true; // keep the output queued
+    pair.client.send(Bytes::from(vec![0u8; 100])).unwrap();
+    pair.client.send(Bytes::from(vec![0u8; 100])).unwrap();
+    assert_eq!(pair.client.pending_output(), 210);
+    assert_eq!(
+        pair.client.send(Bytes::from(vec![0u8; 40])),
+        Err(SendError::Backpressure {
+            queued: 210,
+            limit: 250
+        })
+    );
+    pair.client.send(Bytes::from(vec![0u8; 35])).unwrap();
+}
+
+#[test]
+fn eof_and_io_errors_are_reported_as_such() {
+    for (eof, want) in [
+        (true, DisconnectReason::PeerEof),
+        (
+            false,
+            DisconnectReason::Io(std::io::ErrorKind::ConnectionReset),
+        ),
+    ] {
+        let mut pair = Pair::connected(config());
+        let now = pair.now;
+        let mut events = Vec::new();
+        let server = pair.server_mut();
+        if eof {
+            server.handle_eof(now, &mut events);
+        } else {
+            server.handle_io_error(now, std::io::ErrorKind::ConnectionReset, &mut events);
+        }
+        assert_eq!(events, vec![Event::Disconnected { reason: want }]);
+        assert_eq!(server.poll_action(), Some(Action::CloseSocket));
+        assert!(server.is_closed());
+        assert_eq!(server.poll_timeout(), None);
+    }
+}

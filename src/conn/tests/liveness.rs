@@ -1,0 +1,248 @@
+//! Heartbeats and dead-peer detection, to the millisecond.
+
+use bytes::Bytes;
+
+use super::{config, ms, Pair};
+use crate::codec::{self, Frame};
+use crate::conn::{Event, State, Timer};
+use crate::error::{CloseCode, DisconnectReason};
+
+#[test]
+fn a_silent_peer_is_pinged_after_i_and_declared_dead_t_later() {
+    let mut pair = Pair::connected(config());
+    let last_frame = pair.elapsed(); // WELCOME, at 0 with no latency
+    let jitter = pair.client.ping_jitter();
+    assert!(jitter <= ms(100), "jitter {jitter:?} above 10 % of I");
+    pair.server_frozen = true; // power loss: no FIN, nothing at all
+
+    let ping_at = last_frame + ms(1000) + jitter;
+    pair.run_for(ping_at - pair.elapsed() - ms(1));
+    assert!(
+        pair.client_pings().is_empty(),
+        "pinged before I of silence: {:?}, expected {ping_at:?}",
+        pair.client_sent
+    );
+    pair.run_for(ms(1));
+    assert_eq!(pair.client_pings(), vec![ping_at]);
+
+    pair.run_for(ms(999));
+    assert_eq!(
+        pair.client.state(),
+        State::Established,
+        "declared dead before T"
+    );
+    pair.run_for(ms(1));
+    assert_eq!(pair.elapsed(), ping_at + ms(1000));
+    assert_eq!(
+        pair.client.close_reason(),
+        Some(&DisconnectReason::HeartbeatTimeout)
+    );
+    // CLOSE 1001 went out, best effort, then the socket was closed.
+    let (at, close) = pair.client_sent.last().unwrap();
+    assert_eq!(*at, ping_at + ms(1000));
+    assert!(matches!(close, Frame::Close { code, .. } if *code == CloseCode::GOING_AWAY));
+    let events: Vec<&Event> = pair.client_events.iter().map(|(_, e)| e).collect();
+    assert_eq!(
+        events[1..],
+        [
+            &Event::Disconnected {
+                reason: DisconnectReason::HeartbeatTimeout
+            },
+            &Event::Reconnecting {
+                attempt: 1,
+                delay: ms(100),
+                reason: DisconnectReason::HeartbeatTimeout
+            }
+        ]
+    );
+}
+
+#[test]
+fn detection_stays_within_i_plus_t_plus_jitter_for_many_seeds() {
+    for seed in 0..50 {
+        let cfg = crate::Config { seed, ..config() };
+        let mut pair = Pair::connected(cfg);
+        // Some traffic first, so the last frame is not at t0.
+        pair.run_for(ms(2500 + seed * 7));
+        pair.server_frozen = true;
+        let last = pair.client.last_recv().unwrap() - pair.t0;
+        let dead = pair.run_until(ms(5000), |p| p.client.state() != State::Established);
+        assert!(dead, "seed {seed}: never declared dead");
+        let took = pair.elapsed() - last;
+        assert!(
+            took >= ms(2000) && took <= ms(2100),
+            "seed {seed}: declared dead {took:?} after the last frame"
+        );
+    }
+}
+
+#[test]
+fn two_idle_peers_settle_into_one_exchange_per_interval() {
+    let mut pair = Pair::connected(config());
+    pair.latency = ms(5);
+    pair.run_for(ms(100_000));
+    let pings = pair.client_pings().len() + pair.server_pings().len();
+    // One exchange per interval of 1 s plus up to 10 % jitter: 90–100 in
+    // 100 s. Two independent exchanges would be ~180.
+    assert!(
+        (88..=101).contains(&pings),
+        "{pings} pings in 100 intervals"
+    );
+    assert_eq!(pair.client.state(), State::Established);
+    assert_eq!(pair.server().state(), State::Established);
+    // Every PING was answered: pongs received equal pings sent.
+    let c = pair.client.stats();
+    let s = pair.server().stats();
+    assert_eq!(c.pongs_received, c.pings_sent);
+    assert_eq!(s.pongs_received, s.pings_sent);
+}
+
+#[test]
+fn a_connection_that_keeps_receiving_data_never_pings() {
+    let mut pair = Pair::connected(config());
+    for _ in 0..100 {
+        pair.client.send(Bytes::from_static(b"tick")).unwrap();
+        pair.run_for(ms(500));
+    }
+    assert_eq!(pair.server().stats().messages_received, 100);
+    assert!(
+        pair.server_pings().is_empty(),
+        "server pinged a chatty client"
+    );
+    // The client hears nothing back but PONGs, so it does ping.
+    assert!(!pair.client_pings().is_empty());
+}
+
+#[test]
+fn a_slow_large_frame_is_not_mistaken_for_silence() {
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    let mut frame = bytes::BytesMut::new();
+    codec::encode_data(&[7u8; 400], &mut frame);
+    // 405 bytes, 9 bytes every 900 ms: ~40 s, far longer than I + T, and
+    // never a gap of I.
+    for chunk in frame.chunks(9) {
+        pair.inject_to_server(chunk);
+        pair.run_for(ms(900));
+        assert_eq!(
+            pair.server().state(),
+            State::Established,
+            "{:?}",
+            pair.server().close_reason()
+        );
+    }
+    assert!(pair.server_pings().is_empty());
+    let got: Vec<&Event> = pair
+        .server_events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, Event::Message(_)))
+        .collect();
+    assert_eq!(got, vec![&Event::Message(Bytes::from(vec![7u8; 400]))]);
+}
+
+#[test]
+fn mid_frame_bytes_after_a_ping_prove_life() {
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    let mut frame = bytes::BytesMut::new();
+    codec::encode_data(&[1u8; 50], &mut frame);
+    // Gaps of 1.5 s: longer than I (a PING goes out) but shorter than I + T.
+    for chunk in frame.chunks(10) {
+        pair.inject_to_server(chunk);
+        pair.run_for(ms(1500));
+        assert_eq!(pair.server().state(), State::Established);
+    }
+    assert!(pair.server_pings().len() >= 4, "{:?}", pair.server_pings());
+    assert_eq!(pair.server().stats().messages_received, 1);
+}
+
+#[test]
+fn at_most_one_ping_is_outstanding() {
+    let mut pair = Pair::connected(config());
+    pair.server_frozen = true;
+    pair.run_for(ms(5000));
+    assert_eq!(pair.client_pings().len(), 1);
+}
+
+#[test]
+fn a_ping_is_answered_ahead_of_queued_data() {
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    // The server has queued data that has not started onto the wire.
+    let server = pair.server_mut();
+    for _ in 0..3 {
+        server.send(Bytes::from(vec![0u8; 1000])).unwrap();
+    }
+    let mut ping = bytes::BytesMut::new();
+    codec::encode_ping(0xABCD, &mut ping);
+    let mut events = Vec::new();
+    let now = pair.now;
+    let server = pair.server_mut();
+    server.handle_input(now, &mut ping, &mut events);
+    let mut out = bytes::BytesMut::new();
+    server.transmit_into(&mut out);
+    let decoder = codec::Decoder::new(1 << 20);
+    assert_eq!(decoder.decode(&mut out).unwrap(), Some(Frame::Pong(0xABCD)));
+    assert!(matches!(
+        decoder.decode(&mut out).unwrap(),
+        Some(Frame::Data(_))
+    ));
+}
+
+#[test]
+fn a_matching_pong_gives_an_rtt_sample() {
+    let mut pair = Pair::connected(config());
+    pair.latency = ms(7);
+    pair.run_for(ms(10_000));
+    let rtt = pair.client.rtt();
+    assert!(rtt.samples() > 0);
+    assert_eq!(rtt.latest(), Some(ms(14)));
+    assert_eq!(rtt.srtt(), Some(ms(14)));
+    assert_eq!(rtt.rttvar().map(|v| v < ms(7)), Some(true));
+}
+
+#[test]
+fn a_pong_with_a_wrong_nonce_is_no_sample_but_still_life() {
+    let mut pair = Pair::connected(config());
+    pair.server_frozen = true;
+    pair.run_until(ms(2000), |p| !p.client_pings().is_empty());
+    let ping_at = pair.elapsed();
+    let Some((_, Frame::Ping(nonce))) = pair.client_sent.last().cloned() else {
+        panic!("no ping");
+    };
+    pair.run_for(ms(900));
+    let mut pong = bytes::BytesMut::new();
+    codec::encode_pong(nonce.wrapping_add(1), &mut pong);
+    pair.inject_to_client(&pong);
+    assert_eq!(pair.client.rtt().samples(), 0);
+    assert_eq!(pair.client.stats().pongs_received, 1);
+    // Alive past ping + T: the stray PONG counted as life.
+    pair.run_for(ms(200));
+    assert_eq!(pair.client.state(), State::Established);
+    assert!(pair.elapsed() > ping_at + ms(1000));
+    // ...and the next silence is detected from that PONG on.
+    let dead = pair.run_until(ms(3000), |p| p.client.state() != State::Established);
+    assert!(dead);
+    let since_pong = pair.elapsed() - (ping_at + ms(900));
+    assert!(
+        since_pong >= ms(2000) && since_pong <= ms(2100),
+        "{since_pong:?}"
+    );
+}
+
+#[test]
+fn heartbeats_off_means_no_pings_and_no_timeouts() {
+    let cfg = crate::Config {
+        heartbeat: None,
+        ..config()
+    };
+    let mut pair = Pair::connected(cfg);
+    pair.server_frozen = true;
+    pair.run_for(ms(60_000));
+    assert!(pair.client_pings().is_empty());
+    assert_eq!(pair.client.state(), State::Established);
+    assert_eq!(pair.client.timer(Timer::Idle), None);
+    // The handshake announced no heartbeat.
+    assert!(matches!(pair.client_sent[0].1, Frame::Hello(h) if h.interval_ms == 0));
+}

@@ -1,0 +1,442 @@
+//! Virtual-time tests of the connection state machine.
+//!
+//! A [`Pair`] wires a client and a server through an in-memory link with a
+//! configurable one-way latency; time jumps straight to the next deadline or
+//! delivery, so every test states exact instants.
+
+mod close;
+mod handshake;
+mod liveness;
+mod reconnect;
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Action, Connection, Event, State};
+use crate::codec::{Decoder, Frame};
+use crate::config::Config;
+
+pub(super) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A test config: heartbeat I = 1 s, T = 1 s, handshake 500 ms, connect
+/// 300 ms, backoff 100 ms ×2 up to 1.6 s without jitter, linger 200 ms.
+pub(super) fn config() -> Config {
+    Config {
+        heartbeat: Some(crate::config::Heartbeat {
+            interval: ms(1000),
+            timeout: ms(1000),
+        }),
+        handshake_timeout: ms(500),
+        connect_timeout: ms(300),
+        backoff: crate::backoff::BackoffConfig {
+            initial: ms(100),
+            multiplier: 2.0,
+            max: ms(1600),
+            jitter: 0.0,
+            max_attempts: None,
+        },
+        close_linger: ms(200),
+        ..Config::default()
+    }
+}
+
+/// What is in flight on one direction of the link.
+#[derive(Default)]
+struct Wire {
+    /// (delivery time, bytes or EOF).
+    queue: VecDeque<(Instant, Option<Bytes>)>,
+}
+
+/// What happens to a client's dial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// Accepts, and a server connection answers.
+    Accepting,
+    /// Refuses at once.
+    Refusing,
+    /// Never answers (the connect times out).
+    Blackhole,
+}
+
+/// A client and the server connection it is currently talking to.
+pub(super) struct Pair {
+    pub(super) t0: Instant,
+    pub(super) now: Instant,
+    pub(super) latency: Duration,
+    pub(super) client: Connection,
+    pub(super) server: Option<Connection>,
+    pub(super) server_config: Arc<Config>,
+    pub(super) client_events: Vec<(Duration, Event)>,
+    pub(super) server_events: Vec<(Duration, Event)>,
+    /// Times (since t0) at which the client asked to connect.
+    pub(super) dials: Vec<Duration>,
+    pub(super) listener: Listener,
+    /// A frozen server (power loss): processes nothing, sends nothing.
+    pub(super) server_frozen: bool,
+    /// The client's output and socket closes never reach the server: it
+    /// plays a raw TCP peer whose bytes the test injects by hand.
+    pub(super) client_mute: bool,
+    /// Bytes the client wrote, as decoded frames with their send time.
+    pub(super) client_sent: Vec<(Duration, Frame)>,
+    pub(super) server_sent: Vec<(Duration, Frame)>,
+    c2s: Wire,
+    s2c: Wire,
+    pending_connect: Option<Instant>,
+    sessions: u64,
+    scratch: Vec<Event>,
+}
+
+impl Pair {
+    /// A pair with the same config on both sides, connected (after one
+    /// round trip).
+    pub(super) fn connected(config: Config) -> Pair {
+        let mut pair = Pair::new(config.clone(), config);
+        pair.run_until_established();
+        pair
+    }
+
+    /// A pair whose client has asked to dial; nothing has run yet, so a
+    /// test can set latency, mute or freeze a side first.
+    pub(super) fn new(client: Config, server: Config) -> Pair {
+        let t0 = Instant::now();
+        let mut client = Connection::client(Arc::new(client), 11);
+        client.start(t0);
+        Pair {
+            t0,
+            now: t0,
+            latency: ms(0),
+            client,
+            server: None,
+            server_config: Arc::new(server),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            dials: Vec::new(),
+            listener: Listener::Accepting,
+            server_frozen: false,
+            client_mute: false,
+            client_sent: Vec::new(),
+            server_sent: Vec::new(),
+            c2s: Wire::default(),
+            s2c: Wire::default(),
+            pending_connect: None,
+            sessions: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(super) fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    pub(super) fn run_until_established(&mut self) {
+        self.settle();
+        let limit = self.now + Duration::from_secs(60);
+        while self.client.state() != State::Established && self.now < limit {
+            if !self.step(limit) {
+                break;
+            }
+        }
+        assert_eq!(self.client.state(), State::Established);
+    }
+
+    /// Runs until `now + d`.
+    pub(super) fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.step(until) {}
+    }
+
+    /// Runs until `pred` holds (checked after every step) or `limit` has
+    /// passed; returns whether it held.
+    pub(super) fn run_until(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&Pair) -> bool,
+    ) -> bool {
+        let until = self.now + limit;
+        loop {
+            if pred(self) {
+                return true;
+            }
+            if !self.step(until) {
+                return pred(self);
+            }
+        }
+    }
+
+    /// Advances to the next thing that happens (not past `until`) and
+    /// processes everything due then. Returns false once at `until`.
+    fn step(&mut self, until: Instant) -> bool {
+        self.settle();
+        let next = [
+            self.client.poll_timeout(),
+            self.server_timeout(),
+            self.c2s.queue.front().map(|(at, _)| *at),
+            self.s2c.queue.front().map(|(at, _)| *at),
+            self.pending_connect,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            Some(at) if at <= until => {
+                self.now = self.now.max(at);
+                self.settle();
+                true
+            }
+            _ => {
+                self.now = until;
+                self.settle();
+                false
+            }
+        }
+    }
+
+    fn server_timeout(&self) -> Option<Instant> {
+        if self.server_frozen {
+            return None;
+        }
+        self.server.as_ref().and_then(Connection::poll_timeout)
+    }
+
+    /// Processes everything due at `now` until nothing changes.
+    pub(super) fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut progressed = false;
+            progressed |= self.deliver();
+            progressed |= self.fire_timers();
+            progressed |= self.client_actions();
+            progressed |= self.flush();
+            if !progressed {
+                return;
+            }
+        }
+        panic!("the pair did not settle: a busy loop");
+    }
+
+    fn fire_timers(&mut self) -> bool {
+        let now = self.now;
+        let mut fired = false;
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            self.client.handle_timeout(now, &mut self.scratch);
+            fired = true;
+        }
+        self.drain_client_events();
+        if let Some(server) = self.server.as_mut().filter(|_| !self.server_frozen) {
+            if server.poll_timeout().is_some_and(|t| t <= now) {
+                server.handle_timeout(now, &mut self.scratch);
+                fired = true;
+            }
+        }
+        self.drain_server_events();
+        fired
+    }
+
+    fn deliver(&mut self) -> bool {
+        let now = self.now;
+        let mut any = false;
+        while self.c2s.queue.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, chunk)) = self.c2s.queue.pop_front() else {
+                break;
+            };
+            any = true;
+            if self.server_frozen {
+                continue;
+            }
+            let Some(server) = self.server.as_mut() else {
+                continue;
+            };
+            match chunk {
+                Some(bytes) => {
+                    server.handle_input(now, &mut BytesMut::from(&bytes[..]), &mut self.scratch)
+                }
+                None => server.handle_eof(now, &mut self.scratch),
+            }
+            self.drain_server_events();
+        }
+        while self.s2c.queue.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, chunk)) = self.s2c.queue.pop_front() else {
+                break;
+            };
+            any = true;
+            match chunk {
+                Some(bytes) => self.client.handle_input(
+                    now,
+                    &mut BytesMut::from(&bytes[..]),
+                    &mut self.scratch,
+                ),
+                None => self.client.handle_eof(now, &mut self.scratch),
+            }
+            self.drain_client_events();
+        }
+        if self.pending_connect.is_some_and(|at| at <= now) {
+            self.pending_connect = None;
+            any = true;
+            self.complete_connect();
+        }
+        any
+    }
+
+    fn complete_connect(&mut self) {
+        let now = self.now;
+        match self.listener {
+            Listener::Accepting => {
+                self.sessions += 1;
+                self.server = Some(Connection::server(
+                    self.server_config.clone(),
+                    now,
+                    self.sessions,
+                    100 + self.sessions,
+                ));
+                self.client.handle_connected(now);
+            }
+            Listener::Refusing => {
+                self.client.handle_connect_failed(
+                    now,
+                    io::ErrorKind::ConnectionRefused,
+                    &mut self.scratch,
+                );
+                self.drain_client_events();
+            }
+            Listener::Blackhole => {}
+        }
+    }
+
+    fn client_actions(&mut self) -> bool {
+        let mut any = false;
+        while let Some(action) = self.client.poll_action() {
+            any = true;
+            match action {
+                Action::Connect if self.client_mute && self.server.is_some() => {}
+                Action::Connect => {
+                    self.dials.push(self.elapsed());
+                    self.c2s.queue.clear();
+                    self.s2c.queue.clear();
+                    self.pending_connect = Some(self.now + self.latency);
+                }
+                Action::CloseSocket if self.client_mute => self.pending_connect = None,
+                Action::CloseSocket => {
+                    self.pending_connect = None;
+                    // The server side sees EOF after the bytes in flight.
+                    let at = self.now + self.latency;
+                    self.c2s.queue.push_back((at, None));
+                }
+            }
+        }
+        if let Some(server) = self.server.as_mut().filter(|_| !self.server_frozen) {
+            while let Some(action) = server.poll_action() {
+                any = true;
+                if action == Action::CloseSocket {
+                    let at = self.now + self.latency;
+                    self.s2c.queue.push_back((at, None));
+                }
+            }
+        }
+        any
+    }
+
+    /// Moves each side's output onto the wire.
+    fn flush(&mut self) -> bool {
+        let now = self.now;
+        let at = now + self.latency;
+        let mut any = false;
+        let mut buf = BytesMut::new();
+        self.client.transmit_into(&mut buf);
+        if self.client_mute {
+            buf.clear();
+        }
+        if !buf.is_empty() {
+            any = true;
+            record(&mut self.client_sent, now - self.t0, &buf);
+            self.c2s.queue.push_back((at, Some(buf.split().freeze())));
+        }
+        if let Some(server) = self.server.as_mut().filter(|_| !self.server_frozen) {
+            server.transmit_into(&mut buf);
+            if !buf.is_empty() {
+                any = true;
+                record(&mut self.server_sent, now - self.t0, &buf);
+                self.s2c.queue.push_back((at, Some(buf.split().freeze())));
+            }
+        }
+        any
+    }
+
+    fn drain_client_events(&mut self) {
+        let at = self.elapsed();
+        self.client_events
+            .extend(self.scratch.drain(..).map(|e| (at, e)));
+    }
+
+    fn drain_server_events(&mut self) {
+        let at = self.elapsed();
+        self.server_events
+            .extend(self.scratch.drain(..).map(|e| (at, e)));
+    }
+
+    /// Injects raw bytes from the "server" to the client now.
+    pub(super) fn inject_to_client(&mut self, bytes: &[u8]) {
+        let at = self.now;
+        self.s2c
+            .queue
+            .push_back((at, Some(Bytes::copy_from_slice(bytes))));
+        self.settle();
+    }
+
+    /// Injects raw bytes from the "client" to the server now.
+    pub(super) fn inject_to_server(&mut self, bytes: &[u8]) {
+        let at = self.now;
+        self.c2s
+            .queue
+            .push_back((at, Some(Bytes::copy_from_slice(bytes))));
+        self.settle();
+    }
+
+    pub(super) fn server(&self) -> &Connection {
+        self.server.as_ref().expect("a server connection exists")
+    }
+
+    pub(super) fn server_mut(&mut self) -> &mut Connection {
+        self.server.as_mut().expect("a server connection exists")
+    }
+
+    /// Frames of a kind the client sent, with times.
+    pub(super) fn client_pings(&self) -> Vec<Duration> {
+        pings(&self.client_sent)
+    }
+
+    pub(super) fn server_pings(&self) -> Vec<Duration> {
+        pings(&self.server_sent)
+    }
+}
+
+fn pings(sent: &[(Duration, Frame)]) -> Vec<Duration> {
+    sent.iter()
+        .filter(|(_, f)| matches!(f, Frame::Ping(_)))
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+/// Decodes a chunk the harness saw written. Chunks written by a
+/// [`Connection`] always hold whole frames, since `transmit_into` drains
+/// everything.
+fn record(log: &mut Vec<(Duration, Frame)>, at: Duration, chunk: &[u8]) {
+    let decoder = Decoder::new(usize::MAX >> 1);
+    let mut buf = BytesMut::from(chunk);
+    while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+        log.push((at, frame));
+    }
+    assert!(
+        buf.is_empty(),
+        "a connection wrote a partial or malformed frame"
+    );
+}
+
+/// The events of one side without their times.
+pub(super) fn kinds(events: &[(Duration, Event)]) -> Vec<&Event> {
+    events.iter().map(|(_, e)| e).collect()
+}
