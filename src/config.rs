@@ -76,6 +76,12 @@ pub struct Config {
     /// How long a closing connection may take to flush its output and CLOSE
     /// frame before the socket is closed anyway. Default 1 s.
     pub close_linger: Duration,
+    /// How late a heartbeat deadline may be handled before tether blames
+    /// itself rather than the peer. A deadline processed later than this
+    /// means the local process was stalled (a long callback, SIGSTOP, a
+    /// suspended VM); the peer then gets a fresh PING and a fresh timeout
+    /// instead of being declared dead for our delay. Default 250 ms.
+    pub stall_tolerance: Duration,
     /// Seed for jitter and PING nonces; connections mix in their own id.
     /// Default: a fixed constant (the reactor seeds from the clock).
     pub seed: u64,
@@ -92,6 +98,7 @@ impl Default for Config {
             healthy_after: None,
             max_outbound: 4 << 20,
             close_linger: Duration::from_secs(1),
+            stall_tolerance: Duration::from_millis(250),
             seed: 0x7E7E_7E7E_7E7E_7E7E,
         }
     }
@@ -209,6 +216,12 @@ impl ConfigBuilder {
     /// Close linger. Default 1 s.
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.config.close_linger = linger;
+        self
+    }
+
+    /// Local-stall tolerance. Default 250 ms.
+    pub fn stall_tolerance(mut self, tolerance: Duration) -> Self {
+        self.config.stall_tolerance = tolerance;
         self
     }
 

@@ -121,4 +121,7 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Handshakes completed.
     pub handshakes: u64,
+    /// Heartbeat deadlines that came due during a local stall and were
+    /// answered with a fresh PING instead of a conviction.
+    pub stalls_forgiven: u64,
 }

@@ -57,7 +57,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use log::{debug, trace};
+use log::{debug, trace, warn};
 
 use crate::backoff::Backoff;
 use crate::codec::{self, Decoder, Frame, Handshake, HEADER_LEN};
@@ -265,9 +265,9 @@ impl Connection {
     /// [`poll_timeout`](Self::poll_timeout) has passed (calling it early is
     /// harmless).
     pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<Event>) {
-        while let Some(timer) = self.timers.pop_due(now) {
+        while let Some((timer, due)) = self.timers.pop_due(now) {
             trace!("{:?} timer {timer:?} fired in {}", self.role, self.state);
-            self.on_timer(timer, now, events);
+            self.on_timer(timer, due, now, events);
         }
     }
 
@@ -583,6 +583,26 @@ impl Connection {
         );
     }
 
+    /// The death sentence came due while *we* were not running (a long
+    /// callback, SIGSTOP, a suspended VM): what the peer sent meanwhile may
+    /// still be unread, so convicting it would blame it for our delay. Give
+    /// it a fresh PING and a fresh `T` instead.
+    fn forgive_stall(&mut self, now: Instant, late: Duration) {
+        let Some(hb) = self.config.heartbeat else {
+            return;
+        };
+        warn!(
+            "{:?}: heartbeat deadline handled {late:?} late (local stall); re-probing the peer",
+            self.role
+        );
+        self.stats.stalls_forgiven += 1;
+        let nonce = self.rng.next_u64();
+        codec::encode_ping(nonce, self.outbox.ctrl());
+        self.probe = Some((nonce, now));
+        self.stats.pings_sent += 1;
+        self.timers.set(Timer::Dead, now + hb.timeout);
+    }
+
     /// A random extra delay of at most 10 % of the interval, in whole ms.
     fn next_jitter(&mut self) -> Duration {
         let interval_ms = self
@@ -592,7 +612,7 @@ impl Connection {
         Duration::from_millis(self.rng.below_inclusive(interval_ms / 10))
     }
 
-    fn on_timer(&mut self, timer: Timer, now: Instant, events: &mut Vec<Event>) {
+    fn on_timer(&mut self, timer: Timer, due: Instant, now: Instant, events: &mut Vec<Event>) {
         match (timer, self.state) {
             (Timer::Connect, State::Connecting) => {
                 self.lose(now, DisconnectReason::ConnectTimeout, events)
@@ -602,7 +622,12 @@ impl Connection {
             }
             (Timer::Idle, State::Established) => self.on_idle(now),
             (Timer::Dead, State::Established) => {
-                self.fail(now, DisconnectReason::HeartbeatTimeout, events)
+                let late = now.saturating_duration_since(due);
+                if late > self.config.stall_tolerance {
+                    self.forgive_stall(now, late);
+                } else {
+                    self.fail(now, DisconnectReason::HeartbeatTimeout, events)
+                }
             }
             (Timer::Healthy, State::Established) => {
                 if self.frame_since_handshake {

@@ -73,8 +73,9 @@ impl TimerTable {
         self.at.iter().flatten().min().copied()
     }
 
-    /// Disarms and returns the earliest timer due at `now`, if any.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    /// Disarms and returns the earliest timer due at `now`, with the
+    /// instant it was due, if any.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Timer, Instant)> {
         let (i, _) = self
             .at
             .iter()
@@ -82,8 +83,8 @@ impl TimerTable {
             .filter_map(|(i, at)| at.map(|at| (i, at)))
             .filter(|&(_, at)| at <= now)
             .min_by_key(|&(_, at)| at)?;
-        self.at[i] = None;
-        Some(Timer::ALL[i])
+        let at = self.at[i].take()?;
+        Some((Timer::ALL[i], at))
     }
 }
 
@@ -102,8 +103,14 @@ mod tests {
         table.set(Timer::Dead, t0 + Duration::from_millis(20));
         assert_eq!(table.next(), Some(t0 + Duration::from_millis(10)));
         let now = t0 + Duration::from_millis(25);
-        assert_eq!(table.pop_due(now), Some(Timer::Idle));
-        assert_eq!(table.pop_due(now), Some(Timer::Dead));
+        assert_eq!(
+            table.pop_due(now),
+            Some((Timer::Idle, t0 + Duration::from_millis(10)))
+        );
+        assert_eq!(
+            table.pop_due(now),
+            Some((Timer::Dead, t0 + Duration::from_millis(20)))
+        );
         assert_eq!(table.pop_due(now), None);
         assert!(table.is_armed(Timer::Linger));
         table.stop(Timer::Linger);

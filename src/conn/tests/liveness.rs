@@ -246,3 +246,58 @@ fn heartbeats_off_means_no_pings_and_no_timeouts() {
     // The handshake announced no heartbeat.
     assert!(matches!(pair.client_sent[0].1, Frame::Hello(h) if h.interval_ms == 0));
 }
+
+#[test]
+fn a_deadline_handled_late_after_a_local_stall_gets_a_fresh_ping_and_t() {
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    // The server pings the (muted) client at I + j and would convict it at
+    // I + j + T, but the server's own process stalls for 3 s before then.
+    let jitter = pair.server().ping_jitter();
+    let ping_at = ms(1000) + jitter;
+    pair.run_for(ping_at + ms(500));
+    assert_eq!(pair.server_pings(), vec![ping_at]);
+    let dead_at = pair.server().timer(Timer::Dead).unwrap();
+    assert_eq!(dead_at - pair.t0, ping_at + ms(1000));
+
+    let mut events = Vec::new();
+    let woke = dead_at + ms(2000); // 2 s late: a stall, not the peer's fault
+    pair.server_mut().handle_timeout(woke, &mut events);
+    assert!(events.is_empty(), "convicted for our own stall: {events:?}");
+    assert_eq!(pair.server().state(), State::Established);
+    assert_eq!(pair.server().stats().stalls_forgiven, 1);
+    assert_eq!(pair.server().timer(Timer::Dead), Some(woke + ms(1000)));
+    let mut out = bytes::BytesMut::new();
+    pair.server_mut().transmit_into(&mut out);
+    assert!(matches!(
+        codec::Decoder::new(64).decode(&mut out),
+        Ok(Some(Frame::Ping(_)))
+    ));
+
+    // Still nothing from the peer: convicted one fresh T later, on time.
+    pair.server_mut()
+        .handle_timeout(woke + ms(1000), &mut events);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout
+        }]
+    );
+}
+
+#[test]
+fn a_deadline_handled_within_the_tolerance_convicts() {
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    pair.run_for(ms(1500));
+    let dead_at = pair.server().timer(Timer::Dead).unwrap();
+    let mut events = Vec::new();
+    pair.server_mut()
+        .handle_timeout(dead_at + ms(250), &mut events);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout
+        }]
+    );
+}
