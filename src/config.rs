@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
+use crate::net::SocketOptions;
 
 /// Application heartbeats: PING after `interval` of read silence, peer dead
 /// if nothing arrives within `timeout` after the PING.
@@ -82,6 +83,8 @@ pub struct Config {
     /// suspended VM); the peer then gets a fresh PING and a fresh timeout
     /// instead of being declared dead for our delay. Default 250 ms.
     pub stall_tolerance: Duration,
+    /// Socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT).
+    pub socket: SocketOptions,
     /// Seed for jitter and PING nonces; connections mix in their own id.
     /// Default: a fixed constant (the reactor seeds from the clock).
     pub seed: u64,
@@ -99,6 +102,7 @@ impl Default for Config {
             max_outbound: 4 << 20,
             close_linger: Duration::from_secs(1),
             stall_tolerance: Duration::from_millis(250),
+            socket: SocketOptions::default(),
             seed: 0x7E7E_7E7E_7E7E_7E7E,
         }
     }
@@ -222,6 +226,13 @@ impl ConfigBuilder {
     /// Local-stall tolerance. Default 250 ms.
     pub fn stall_tolerance(mut self, tolerance: Duration) -> Self {
         self.config.stall_tolerance = tolerance;
+        self
+    }
+
+    /// Socket options. Default: TCP_NODELAY on, keepalive 60 s / 10 s / 3,
+    /// TCP_USER_TIMEOUT `I + T`.
+    pub fn socket(mut self, options: SocketOptions) -> Self {
+        self.config.socket = options;
         self
     }
 

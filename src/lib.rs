@@ -37,8 +37,14 @@ pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod error;
+mod handle;
+pub mod net;
+pub mod reactor;
 mod rng;
 pub mod wheel;
 
 pub use config::Config;
+pub use conn::PeerInfo;
 pub use error::{CloseCode, DisconnectReason};
+pub use handle::{Handle, HandleError};
+pub use reactor::{ConnId, ConnStats, Context, Handler, ListenerId, Reactor, ReactorStats};

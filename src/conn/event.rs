@@ -121,6 +121,9 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Handshakes completed.
     pub handshakes: u64,
+    /// Sockets (or connect attempts) that ended, for any reason; the last
+    /// reason is [`Connection::close_reason`](super::Connection::close_reason).
+    pub disconnects: u64,
     /// Heartbeat deadlines that came due during a local stall and were
     /// answered with a fresh PING instead of a conviction.
     pub stalls_forgiven: u64,

@@ -392,6 +392,11 @@ impl Connection {
         self.state == State::Closed
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
     /// Why the last socket of this connection ended, if one did.
     pub fn close_reason(&self) -> Option<&DisconnectReason> {
         self.close_reason.as_ref()
@@ -724,6 +729,7 @@ impl Connection {
             }
         }
         self.close_reason = Some(reason);
+        self.stats.disconnects += 1;
     }
 
     fn enter_closing(&mut self, now: Instant) {

@@ -1,0 +1,652 @@
+//! The reactor's state apart from the application's handler: the poll, the
+//! slab of connections, the listeners, the timer wheel, the shared read
+//! buffer and the queues between them.
+//!
+//! Everything here runs on the reactor thread and must never block; time
+//! is read once per turn by the loop and passed down as `now`.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use log::{debug, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Poll, Token};
+use slab::Slab;
+use socket2::SockRef;
+
+use super::slot::Slot;
+use super::{ConnId, ConnStats, ListenerId, ReactorStats};
+use crate::config::Config;
+use crate::conn::{Connection, Event, SendError, State};
+use crate::error::CloseCode;
+use crate::handle::{Command, Handle, Shared};
+use crate::net;
+use crate::wheel::Wheel;
+
+/// Listener tokens start here; connection tokens are slab indices below.
+pub(super) const LISTENER_BASE: usize = 1 << 30;
+/// The token of the cross-thread waker.
+pub(super) const WAKER: Token = Token(usize::MAX);
+/// Bytes of fresh, initialized space the shared read buffer is refilled to.
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much space left, the read buffer is refilled before a read.
+const MIN_READ_SPACE: usize = 4 * 1024;
+/// How long accepting pauses after an accept error such as EMFILE.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Commands taken from the handle channel per turn (the rest wait a turn).
+const COMMANDS_PER_TURN: usize = 4096;
+/// Accept backlog of listeners: deep enough for a reconnect wave.
+const ACCEPT_BACKLOG: i32 = 4096;
+
+/// What a wheel entry is for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Target {
+    Conn(ConnId),
+    Listener(ListenerId),
+}
+
+/// A listening socket.
+pub(super) struct ListenerSlot {
+    pub(super) id: ListenerId,
+    pub(super) listener: TcpListener,
+    pub(super) config: Arc<Config>,
+    /// Accepting is paused (after an accept error) until a timer fires.
+    pub(super) paused: bool,
+}
+
+/// What one read did.
+pub(super) enum ReadStep {
+    /// Bytes were read; there may be more.
+    Again,
+    /// Drained (WouldBlock), closed, failed, or nothing to read from.
+    Done,
+}
+
+pub(crate) struct Core {
+    pub(super) poll: Poll,
+    pub(super) slots: Slab<Slot>,
+    pub(super) listeners: Slab<ListenerSlot>,
+    pub(super) wheel: Wheel<Target>,
+    /// The one read buffer of the reactor: reads land here, complete frames
+    /// are decoded straight out of it.
+    rbuf: BytesMut,
+    /// Events a connection call just produced.
+    scratch: Vec<Event>,
+    /// Events waiting for the handler.
+    pub(super) pending: VecDeque<(ConnId, Event)>,
+    /// Connections whose output or actions need servicing.
+    pub(super) dirty: Vec<usize>,
+    pub(super) dirty_spare: Vec<usize>,
+    /// Connections whose read budget ran out: read again next turn.
+    pub(super) backlog: Vec<usize>,
+    pub(super) backlog_spare: Vec<usize>,
+    expired: Vec<(crate::wheel::TimerKey, Target)>,
+    pub(super) config: Arc<Config>,
+    pub(super) handle: Handle,
+    pub(super) shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    pub(super) commands_left: bool,
+    pub(super) now: Instant,
+    stats: ReactorStats,
+    generation: u32,
+    next_session: u64,
+    seed: u64,
+    /// Shutting down: close everything, give up waiting at this instant.
+    pub(super) shutdown: Option<Instant>,
+}
+
+impl Core {
+    pub(super) fn new(config: Config) -> io::Result<Core> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let shared = Arc::new(Shared::new(waker));
+        let (handle, commands) = Handle::new(shared.clone());
+        let now = Instant::now();
+        let seed = config.seed ^ entropy();
+        Ok(Core {
+            poll,
+            slots: Slab::new(),
+            listeners: Slab::new(),
+            wheel: Wheel::new(now),
+            rbuf: BytesMut::new(),
+            scratch: Vec::new(),
+            pending: VecDeque::new(),
+            dirty: Vec::new(),
+            dirty_spare: Vec::new(),
+            backlog: Vec::new(),
+            backlog_spare: Vec::new(),
+            expired: Vec::new(),
+            config: Arc::new(config),
+            handle,
+            shared,
+            commands,
+            commands_left: false,
+            now,
+            stats: ReactorStats::default(),
+            generation: 0,
+            next_session: seed | 1,
+            seed,
+            shutdown: None,
+        })
+    }
+
+    // ----- the application's requests -------------------------------------
+
+    fn slot_index(&self, id: ConnId) -> Option<usize> {
+        let idx = id.index as usize;
+        match self.slots.get(idx) {
+            Some(slot) if slot.id == id => Some(idx),
+            _ => None,
+        }
+    }
+
+    pub(super) fn send(&mut self, id: ConnId, message: Bytes) -> Result<(), SendError> {
+        let idx = self.slot_index(id).ok_or(SendError::NotConnected)?;
+        self.slots[idx].conn.send(message)?;
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    pub(super) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        let Some(idx) = self.slot_index(id) else {
+            return false;
+        };
+        let now = self.now;
+        self.slots[idx]
+            .conn
+            .close(now, code, reason, &mut self.scratch);
+        self.collect(idx);
+        self.mark_dirty(idx);
+        true
+    }
+
+    pub(super) fn dial(&mut self, addr: SocketAddr, config: Arc<Config>) -> ConnId {
+        let seed = self.next_seed();
+        let mut conn = Connection::client(config, seed);
+        conn.start(self.now);
+        let id = self.insert(conn, addr, None);
+        self.service(id.index as usize);
+        id
+    }
+
+    pub(super) fn listen(
+        &mut self,
+        addr: SocketAddr,
+        config: Arc<Config>,
+    ) -> io::Result<ListenerId> {
+        let mut listener = net::listen(addr, ACCEPT_BACKLOG)?;
+        let entry = self.listeners.vacant_entry();
+        let index = entry.key();
+        self.generation = self.generation.wrapping_add(1);
+        let id = ListenerId {
+            index: index as u32,
+            generation: self.generation,
+        };
+        self.poll.registry().register(
+            &mut listener,
+            Token(LISTENER_BASE + index),
+            Interest::READABLE,
+        )?;
+        entry.insert(ListenerSlot {
+            id,
+            listener,
+            config,
+            paused: false,
+        });
+        Ok(id)
+    }
+
+    pub(super) fn unlisten(&mut self, id: ListenerId) -> bool {
+        let idx = id.index as usize;
+        if !self.listeners.get(idx).is_some_and(|l| l.id == id) {
+            return false;
+        }
+        let mut l = self.listeners.remove(idx);
+        let _ = self.poll.registry().deregister(&mut l.listener);
+        true
+    }
+
+    pub(super) fn local_addr(&self, id: ListenerId) -> Option<SocketAddr> {
+        let l = self.listeners.get(id.index as usize)?;
+        if l.id != id {
+            return None;
+        }
+        l.listener.local_addr().ok()
+    }
+
+    pub(super) fn conn_stats(&self, id: ConnId) -> Option<ConnStats> {
+        let slot = self.slots.get(self.slot_index(id)?)?;
+        let conn = &slot.conn;
+        let s = conn.stats();
+        Some(ConnStats {
+            role: conn.role(),
+            state: conn.state(),
+            peer_addr: slot.addr,
+            srtt: conn.rtt().srtt(),
+            rttvar: conn.rtt().rttvar(),
+            pings_sent: s.pings_sent,
+            pongs_received: s.pongs_received,
+            pings_received: s.pings_received,
+            messages_sent: s.messages_sent,
+            messages_received: s.messages_received,
+            bytes_received: s.bytes_received,
+            since_last_recv: conn
+                .last_recv()
+                .filter(|_| conn.state() == State::Established)
+                .map(|t| self.now.saturating_duration_since(t)),
+            reconnect_attempt: conn.reconnect_attempt(),
+            reconnect_in: conn
+                .timer(crate::conn::Timer::Reconnect)
+                .map(|t| t.saturating_duration_since(self.now)),
+            pending_output: conn.pending_output(),
+            session_id: conn.session_id(),
+        })
+    }
+
+    pub(super) fn stats(&self) -> ReactorStats {
+        ReactorStats {
+            connections: self.slots.len(),
+            listeners: self.listeners.len(),
+            ..self.stats
+        }
+    }
+
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let now = self.now;
+        self.shutdown = Some(now + self.config.close_linger + Duration::from_millis(100));
+        debug!("shutting down: {} connections", self.slots.len());
+        let listeners: Vec<ListenerId> = self.listeners.iter().map(|(_, l)| l.id).collect();
+        for id in listeners {
+            self.unlisten(id);
+        }
+        let ids: Vec<ConnId> = self.slots.iter().map(|(_, s)| s.id).collect();
+        for id in ids {
+            self.close(id, CloseCode::GOING_AWAY, "shutdown");
+        }
+    }
+
+    pub(super) fn drain_commands(&mut self) {
+        self.shared.clear_notified();
+        self.commands_left = false;
+        for _ in 0..COMMANDS_PER_TURN {
+            let Ok(command) = self.commands.try_recv() else {
+                return;
+            };
+            match command {
+                Command::Send(id, message) => {
+                    if let Err(e) = self.send(id, message) {
+                        debug!("{id}: message from a handle dropped: {e}");
+                    }
+                }
+                Command::Close(id, code, reason) => {
+                    self.close(id, code, &reason);
+                }
+                Command::Dial(addr, config, reply) => {
+                    let config = config.unwrap_or_else(|| self.config.clone());
+                    let id = self.dial(addr, config);
+                    // The caller may have given up waiting; the link stays.
+                    let _ = reply.send(id);
+                }
+                Command::Shutdown => self.begin_shutdown(),
+            }
+        }
+        self.commands_left = true;
+    }
+
+    // ----- connections ----------------------------------------------------
+
+    fn next_seed(&mut self) -> u64 {
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.seed
+    }
+
+    fn insert(&mut self, conn: Connection, addr: SocketAddr, stream: Option<TcpStream>) -> ConnId {
+        self.generation = self.generation.wrapping_add(1);
+        let entry = self.slots.vacant_entry();
+        let id = ConnId {
+            index: entry.key() as u32,
+            generation: self.generation,
+        };
+        entry.insert(Slot {
+            id,
+            conn,
+            addr,
+            stream,
+            interest: None,
+            timer: None,
+            dirty: false,
+            counted_disconnects: 0,
+        });
+        id
+    }
+
+    /// Moves the events the last connection call produced to the handler's
+    /// queue, tagged with the connection's id.
+    fn collect(&mut self, idx: usize) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        let Some(slot) = self.slots.get(idx) else {
+            self.scratch.clear();
+            return;
+        };
+        let id = slot.id;
+        self.pending.extend(self.scratch.drain(..).map(|e| (id, e)));
+    }
+
+    pub(super) fn mark_dirty(&mut self, idx: usize) {
+        if let Some(slot) = self.slots.get_mut(idx) {
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Brings one connection up to date with its state machine: writes its
+    /// output, carries out its socket actions, adjusts readiness interest,
+    /// re-files its timer, and frees the slot once it is closed.
+    pub(super) fn service(&mut self, idx: usize) {
+        let now = self.now;
+        // Each pass either acts or stops; a connection asks for at most a
+        // close and a connect per state change, so a few passes suffice.
+        for _ in 0..8 {
+            let Some(slot) = self.slots.get_mut(idx) else {
+                return;
+            };
+            slot.dirty = false;
+            slot.flush(now, &mut self.scratch);
+            if let Err(e) = slot.update_interest(self.poll.registry(), Token(idx)) {
+                warn!("{} {}: cannot register socket: {e}", slot.id, slot.addr);
+                slot.conn.handle_io_error(now, e.kind(), &mut self.scratch);
+            }
+            if !self.apply_actions(idx) {
+                break;
+            }
+        }
+        self.collect(idx);
+        self.count_disconnects(idx);
+        self.sync_timer(idx);
+        self.remove_if_closed(idx);
+    }
+
+    /// Carries out the connection's socket actions; true if there were any.
+    fn apply_actions(&mut self, idx: usize) -> bool {
+        let now = self.now;
+        let mut acted = false;
+        loop {
+            let Some(slot) = self.slots.get_mut(idx) else {
+                return acted;
+            };
+            let Some(action) = slot.conn.poll_action() else {
+                return acted;
+            };
+            acted = true;
+            match action {
+                crate::conn::Action::CloseSocket => slot.drop_stream(self.poll.registry()),
+                crate::conn::Action::Connect => {
+                    slot.drop_stream(self.poll.registry());
+                    self.stats.connects += 1;
+                    let config = slot.conn.config().clone();
+                    match net::connect(slot.addr, &config.socket, config.heartbeat) {
+                        Ok(stream) => slot.stream = Some(stream),
+                        Err(e) => {
+                            debug!("{} {}: connect failed at once: {e}", slot.id, slot.addr);
+                            slot.conn
+                                .handle_connect_failed(now, e.kind(), &mut self.scratch);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_disconnects(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let total = slot.conn.stats().disconnects;
+        if total == slot.counted_disconnects {
+            return;
+        }
+        slot.counted_disconnects = total;
+        if let Some(reason) = slot.conn.close_reason() {
+            debug!("{} {}: {reason}", slot.id, slot.addr);
+            self.stats.closes.count(reason);
+        }
+    }
+
+    /// Keeps one wheel entry per connection at (or before) its earliest
+    /// deadline. A deadline that only moved later leaves the entry alone:
+    /// it fires early, the connection finds nothing due, and it is re-filed
+    /// then (lazy reset).
+    fn sync_timer(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let want = slot.conn.poll_timeout();
+        match (slot.timer, want) {
+            (None, None) => {}
+            (Some((key, _)), None) => {
+                self.wheel.cancel(key);
+                slot.timer = None;
+            }
+            (None, Some(at)) => {
+                let key = self.wheel.insert(at, Target::Conn(slot.id));
+                slot.timer = Some((key, at));
+            }
+            (Some((key, current)), Some(at)) => {
+                if at < current {
+                    if self.wheel.reset(key, at) {
+                        slot.timer = Some((key, at));
+                    } else {
+                        let key = self.wheel.insert(at, Target::Conn(slot.id));
+                        slot.timer = Some((key, at));
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_if_closed(&mut self, idx: usize) {
+        if !self.slots.get(idx).is_some_and(|s| s.conn.is_closed()) {
+            return;
+        }
+        let mut slot = self.slots.remove(idx);
+        slot.drop_stream(self.poll.registry());
+        if let Some((key, _)) = slot.timer {
+            self.wheel.cancel(key);
+        }
+        debug!("{} {}: released", slot.id, slot.addr);
+        let cap = self.slots.capacity();
+        if cap > 1024 && self.slots.len() < cap / 4 {
+            self.slots.shrink_to_fit();
+        }
+    }
+
+    /// A readiness event on a connection that is still connecting.
+    pub(super) fn on_connect_ready(&mut self, idx: usize) {
+        let now = self.now;
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let Some(stream) = slot.stream.as_ref() else {
+            return;
+        };
+        match net::connect_result(stream) {
+            Ok(true) => slot.conn.handle_connected(now),
+            Ok(false) => {}
+            Err(e) => {
+                debug!("{} {}: connect failed: {e}", slot.id, slot.addr);
+                slot.conn
+                    .handle_connect_failed(now, e.kind(), &mut self.scratch);
+            }
+        }
+        self.collect(idx);
+    }
+
+    /// Reads one chunk from connection `idx` into the shared buffer and
+    /// feeds it to the state machine.
+    pub(super) fn read_once(&mut self, idx: usize) -> ReadStep {
+        let now = self.now;
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return ReadStep::Done;
+        };
+        if !matches!(
+            slot.conn.state(),
+            State::Handshaking | State::Established | State::Closing
+        ) {
+            return ReadStep::Done;
+        }
+        let Some(stream) = slot.stream.as_mut() else {
+            return ReadStep::Done;
+        };
+        if self.rbuf.len() < MIN_READ_SPACE {
+            // Reclaims the old allocation when no message still refers to
+            // it; the zero fill keeps the buffer initialized without unsafe.
+            self.rbuf.clear();
+            self.rbuf.reserve(READ_CHUNK);
+            self.rbuf.resize(READ_CHUNK, 0);
+        }
+        let step = match stream.read(&mut self.rbuf[..]) {
+            Ok(0) => {
+                slot.conn.handle_eof(now, &mut self.scratch);
+                ReadStep::Done
+            }
+            Ok(n) => {
+                let mut chunk = self.rbuf.split_to(n);
+                slot.conn.handle_input(now, &mut chunk, &mut self.scratch);
+                ReadStep::Again
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::Done,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadStep::Again,
+            Err(e) => {
+                slot.conn.handle_io_error(now, e.kind(), &mut self.scratch);
+                ReadStep::Done
+            }
+        };
+        self.collect(idx);
+        step
+    }
+
+    // ----- listeners ------------------------------------------------------
+
+    /// Accepts until the listen queue is empty (or accepting must pause).
+    pub(super) fn accept(&mut self, index: usize) {
+        loop {
+            let Some(l) = self.listeners.get_mut(index) else {
+                return;
+            };
+            if l.paused {
+                return;
+            }
+            match l.listener.accept() {
+                Ok((stream, addr)) => {
+                    self.stats.accepted += 1;
+                    let config = l.config.clone();
+                    self.adopt(stream, addr, config);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying now would
+                    // spin; the pending connections wait in the backlog.
+                    self.stats.accept_errors += 1;
+                    l.paused = true;
+                    let id = l.id;
+                    warn!("{id}: accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    self.wheel
+                        .insert(self.now + ACCEPT_PAUSE, Target::Listener(id));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, stream: TcpStream, addr: SocketAddr, config: Arc<Config>) {
+        if let Err(e) = net::configure(SockRef::from(&stream), &config.socket, config.heartbeat) {
+            debug!("{addr}: socket options not applied: {e}");
+        }
+        let session = self.next_session;
+        self.next_session = self.next_session.wrapping_add(1);
+        let seed = self.next_seed();
+        let conn = Connection::server(config, self.now, session, seed);
+        let id = self.insert(conn, addr, Some(stream));
+        debug!("{id} {addr}: accepted");
+        self.service(id.index as usize);
+    }
+
+    // ----- timers ---------------------------------------------------------
+
+    /// Hands every due wheel entry to its connection or listener.
+    pub(super) fn fire_timers(&mut self) {
+        let now = self.now;
+        self.expired.clear();
+        while let Some(entry) = self.wheel.poll(now) {
+            self.expired.push(entry);
+        }
+        let mut lag = None;
+        for i in 0..self.expired.len() {
+            let (key, target) = self.expired[i];
+            match target {
+                Target::Conn(id) => {
+                    let Some(idx) = self.slot_index(id) else {
+                        continue;
+                    };
+                    let slot = &mut self.slots[idx];
+                    match slot.timer {
+                        Some((k, at)) if k == key => {
+                            let late = now.saturating_duration_since(at);
+                            lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
+                            slot.timer = None;
+                        }
+                        _ => continue,
+                    }
+                    slot.conn.handle_timeout(now, &mut self.scratch);
+                    self.collect(idx);
+                    self.service(idx);
+                }
+                Target::Listener(id) => {
+                    let index = id.index as usize;
+                    if let Some(l) = self.listeners.get_mut(index).filter(|l| l.id == id) {
+                        l.paused = false;
+                        self.accept(index);
+                    }
+                }
+            }
+        }
+        if let Some(lag) = lag {
+            self.stats.lag = lag;
+            self.stats.max_lag = self.stats.max_lag.max(lag);
+        }
+    }
+
+    pub(super) fn count_turn(&mut self) {
+        self.stats.turns += 1;
+    }
+}
+
+/// Some bits that differ between processes and runs, so that clients
+/// started together do not draw the same jitter.
+fn entropy() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let pid = u64::from(std::process::id());
+    let stack = &nanos as *const u64 as usize as u64;
+    nanos ^ pid.rotate_left(32) ^ stack.rotate_left(17)
+}

@@ -1,0 +1,171 @@
+//! The application's side of the reactor: the [`Handler`] callbacks and
+//! the [`Context`] they receive.
+//!
+//! Callbacks run on the reactor thread, between socket operations; they
+//! must not block. Everything they ask through the context (send, close,
+//! dial, listen) is queued and carried out before the reactor polls again.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::core::Core;
+use super::{ConnId, ConnStats, ListenerId, ReactorStats};
+use crate::config::Config;
+use crate::conn::{PeerInfo, SendError};
+use crate::error::{CloseCode, DisconnectReason};
+use crate::handle::Handle;
+
+/// What the application does when something happens on a connection.
+/// Every method has an empty default; implement the ones you need.
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use tether::{ConnId, Context, Handler, Reactor};
+///
+/// /// Echoes every message back to its sender.
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+///         if let Err(e) = cx.send(id, message) {
+///             log::warn!("{id}: echo dropped: {e}");
+///         }
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen("127.0.0.1:7000".parse().unwrap())?;
+/// reactor.run(&mut Echo)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Handler {
+    /// The handshake completed: messages can flow. For a dialed link this
+    /// is called again after every successful redial.
+    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
+        let _ = (cx, id, peer);
+    }
+
+    /// A message arrived. `message` shares the reactor's read buffer (no
+    /// copy); keeping it alive is fine, it only keeps that memory.
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+        let _ = (cx, id, message);
+    }
+
+    /// A connection that had been reported connected ended. An accepted
+    /// connection is gone after this; a dialed link will redial unless it
+    /// was closed by the application.
+    fn on_disconnected(&mut self, cx: &mut Context<'_>, id: ConnId, reason: &DisconnectReason) {
+        let _ = (cx, id, reason);
+    }
+
+    /// A dialed link will redial after `delay` (attempt `attempt` since it
+    /// was last healthy). `reason` says what ended the previous attempt.
+    fn on_reconnecting(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: ConnId,
+        attempt: u32,
+        delay: Duration,
+        reason: &DisconnectReason,
+    ) {
+        let _ = (cx, id, attempt, delay, reason);
+    }
+
+    /// A dialed link used up its `max_attempts` and is closed for good.
+    fn on_gave_up(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: ConnId,
+        attempts: u32,
+        reason: &DisconnectReason,
+    ) {
+        let _ = (cx, id, attempts, reason);
+    }
+}
+
+/// A handler that ignores everything (for reactors driven only through
+/// their [`Handle`]).
+impl Handler for () {}
+
+/// What a callback can do: send, close, dial, listen, read stats.
+pub struct Context<'a> {
+    pub(super) core: &'a mut Core,
+}
+
+impl Context<'_> {
+    /// The time of the current turn of the loop.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Queues `message` on connection `id` without copying it (`Bytes`,
+    /// `Vec<u8>`, `&'static [u8]`, `String`, …). It is written before the
+    /// reactor polls again.
+    pub fn send(&mut self, id: ConnId, message: impl Into<Bytes>) -> Result<(), SendError> {
+        self.core.send(id, message.into())
+    }
+
+    /// Queues a copy of `message` on connection `id`.
+    pub fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
+        self.core.send(id, Bytes::copy_from_slice(message))
+    }
+
+    /// Closes connection `id`: queued messages are flushed, then CLOSE
+    /// `code` with `reason` is sent. A dialed link stops redialling.
+    /// Returns false for an unknown id.
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.core.close(id, code, reason)
+    }
+
+    /// Dials `addr` with the reactor's default configuration. The link
+    /// redials by itself whenever it is lost; its id never changes.
+    pub fn dial(&mut self, addr: SocketAddr) -> ConnId {
+        let config = self.core.config.clone();
+        self.core.dial(addr, config)
+    }
+
+    /// Dials `addr` with its own configuration.
+    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> ConnId {
+        self.core.dial(addr, Arc::new(config))
+    }
+
+    /// Listens on `addr` with the reactor's default configuration.
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        let config = self.core.config.clone();
+        self.core.listen(addr, config)
+    }
+
+    /// Stops listening (established connections stay).
+    pub fn unlisten(&mut self, id: ListenerId) -> bool {
+        self.core.unlisten(id)
+    }
+
+    /// The local address of a listener (useful after binding port 0).
+    pub fn local_addr(&self, id: ListenerId) -> Option<SocketAddr> {
+        self.core.local_addr(id)
+    }
+
+    /// A snapshot of connection `id`.
+    pub fn conn_stats(&self, id: ConnId) -> Option<ConnStats> {
+        self.core.conn_stats(id)
+    }
+
+    /// Reactor-wide counters.
+    pub fn stats(&self) -> ReactorStats {
+        self.core.stats()
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        self.core.handle.clone()
+    }
+
+    /// Starts a graceful shutdown (see [`Handle::shutdown`]).
+    pub fn shutdown(&mut self) {
+        self.core.begin_shutdown();
+    }
+}

@@ -1,0 +1,291 @@
+//! The reactor: one `mio::Poll` loop that serves and dials TCP with
+//! heartbeats, dead-peer detection and automatic reconnect.
+//!
+//! One turn of the loop: poll with a timeout that ends at the next timer;
+//! for each readiness event read until WouldBlock (into one shared buffer),
+//! feed the connection's state machine, hand its events to the
+//! [`Handler`], write its output until WouldBlock, and wait for writable
+//! readiness only while output is pending; then advance the timer wheel to
+//! the current instant and feed each expiry to its connection. The loop is
+//! single-threaded and never blocks anywhere but in `poll`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use tether::{Config, ConnId, Context, Handler, PeerInfo, Reactor};
+//!
+//! struct Client;
+//!
+//! impl Handler for Client {
+//!     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
+//!         cx.send(id, &b"hello"[..]).ok();
+//!     }
+//!     fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Bytes) {
+//!         println!("{id}: {message:?}");
+//!     }
+//! }
+//!
+//! let config = Config::builder()
+//!     .heartbeat(Duration::from_secs(5), Duration::from_secs(5))
+//!     .build()
+//!     .expect("valid config");
+//! let mut reactor = Reactor::with_config(config)?;
+//! reactor.dial("127.0.0.1:7000".parse().unwrap());
+//! reactor.run(&mut Client)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod core;
+mod handler;
+mod id;
+mod slot;
+mod stats;
+
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::Events;
+
+use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
+use crate::config::Config;
+use crate::conn::Event;
+use crate::handle::Handle;
+
+pub use handler::{Context, Handler};
+pub use id::{ConnId, ListenerId};
+pub use stats::{CloseCounts, ConnStats, ReactorStats};
+
+/// Readiness events taken from the OS per poll.
+const EVENTS_CAPACITY: usize = 1024;
+/// Reads per connection per turn before others get their turn (64 KiB
+/// each): one busy peer cannot starve the rest.
+const READ_BUDGET: usize = 16;
+
+/// A single-threaded event loop holding every connection, listener and
+/// timer. See the [module docs](self).
+pub struct Reactor {
+    core: Core,
+    events: Events,
+}
+
+impl Reactor {
+    /// A reactor whose connections use [`Config::default`].
+    pub fn new() -> io::Result<Reactor> {
+        Reactor::with_config(Config::default())
+    }
+
+    /// A reactor whose connections use `config` unless a dial gives its own.
+    pub fn with_config(config: Config) -> io::Result<Reactor> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Reactor {
+            core: Core::new(config)?,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+        })
+    }
+
+    /// Listens on `addr` (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)).
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        self.context().listen(addr)
+    }
+
+    /// The bound address of a listener.
+    pub fn local_addr(&self, id: ListenerId) -> Option<SocketAddr> {
+        self.core.local_addr(id)
+    }
+
+    /// Dials `addr`; the link redials by itself whenever it is lost and
+    /// keeps this id for its whole life.
+    pub fn dial(&mut self, addr: SocketAddr) -> ConnId {
+        self.context().dial(addr)
+    }
+
+    /// Dials `addr` with its own configuration.
+    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> ConnId {
+        self.context().dial_with(addr, config)
+    }
+
+    /// The full callback API (send, close, dial, …) outside a callback.
+    pub fn context(&mut self) -> Context<'_> {
+        self.core.now = Instant::now();
+        Context {
+            core: &mut self.core,
+        }
+    }
+
+    /// A `Send + Clone` handle for other threads.
+    pub fn handle(&self) -> Handle {
+        self.core.handle.clone()
+    }
+
+    /// Reactor-wide counters.
+    pub fn stats(&self) -> ReactorStats {
+        self.core.stats()
+    }
+
+    /// A snapshot of one connection.
+    pub fn conn_stats(&self, id: ConnId) -> Option<ConnStats> {
+        self.core.conn_stats(id)
+    }
+
+    /// True once a shutdown has completed: every connection is closed.
+    pub fn is_shut_down(&self) -> bool {
+        self.core.shutdown.is_some() && self.core.slots.is_empty()
+    }
+
+    /// Runs until a shutdown (from [`Context::shutdown`] or
+    /// [`Handle::shutdown`]) completes.
+    pub fn run<H: Handler>(&mut self, handler: &mut H) -> io::Result<()> {
+        loop {
+            self.poll_once(handler, None)?;
+            if let Some(deadline) = self.core.shutdown {
+                if self.core.slots.is_empty() || self.core.now >= deadline {
+                    self.core.slots.clear();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// One turn of the loop: waits at most `timeout` (and never past the
+    /// next timer; `None` waits for the next timer or event), then handles
+    /// everything that is ready. For services that own their loop.
+    pub fn poll_once<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.core.shared.set_reactor_thread();
+        let timeout = self.poll_timeout(timeout);
+        match self.core.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.core.now = Instant::now();
+        self.core.count_turn();
+
+        let mut backlog = mem::take(&mut self.core.backlog_spare);
+        mem::swap(&mut backlog, &mut self.core.backlog);
+        for event in self.events.iter() {
+            let token = event.token();
+            if token == WAKER {
+                self.core.drain_commands();
+            } else if token.0 >= LISTENER_BASE {
+                self.core.accept(token.0 - LISTENER_BASE);
+            } else {
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                on_conn_ready(&mut self.core, handler, token.0, readable);
+            }
+        }
+        for &idx in &backlog {
+            on_conn_ready(&mut self.core, handler, idx, true);
+        }
+        backlog.clear();
+        self.core.backlog_spare = backlog;
+        if self.core.commands_left {
+            self.core.drain_commands();
+        }
+        // Replies to what was just read (PONGs above all) are written
+        // before any timer runs.
+        settle(&mut self.core, handler);
+        self.core.fire_timers();
+        settle(&mut self.core, handler);
+        Ok(())
+    }
+
+    fn poll_timeout(&self, requested: Option<Duration>) -> Option<Duration> {
+        let core = &self.core;
+        if !core.backlog.is_empty() || !core.pending.is_empty() || core.commands_left {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut timeout = requested;
+        let mut limit = |until: Instant| {
+            let d = until.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        };
+        if let Some(next) = core.wheel.next_expiration() {
+            limit(next);
+        }
+        if let Some(deadline) = core.shutdown {
+            limit(deadline);
+        }
+        timeout
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("stats", &self.core.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Handles a readiness event on connection `idx`: finishes a connect, or
+/// reads until WouldBlock (or the read budget), then writes.
+fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, readable: bool) {
+    let Some(slot) = core.slots.get(idx) else {
+        return;
+    };
+    if slot.conn.state() == crate::conn::State::Connecting {
+        core.on_connect_ready(idx);
+    } else if readable {
+        let mut budget = READ_BUDGET;
+        loop {
+            match core.read_once(idx) {
+                ReadStep::Done => break,
+                ReadStep::Again => {
+                    dispatch(core, handler);
+                    budget -= 1;
+                    if budget == 0 {
+                        core.backlog.push(idx);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    core.service(idx);
+    dispatch(core, handler);
+}
+
+/// Hands queued events to the handler, then services the connections the
+/// handler touched, until nothing is left.
+fn settle<H: Handler>(core: &mut Core, handler: &mut H) {
+    loop {
+        dispatch(core, handler);
+        if core.dirty.is_empty() {
+            return;
+        }
+        let mut batch = mem::take(&mut core.dirty_spare);
+        mem::swap(&mut batch, &mut core.dirty);
+        for &idx in &batch {
+            core.service(idx);
+        }
+        batch.clear();
+        core.dirty_spare = batch;
+    }
+}
+
+fn dispatch<H: Handler>(core: &mut Core, handler: &mut H) {
+    while let Some((id, event)) = core.pending.pop_front() {
+        let cx = &mut Context { core: &mut *core };
+        match event {
+            Event::Connected(peer) => handler.on_connected(cx, id, &peer),
+            Event::Message(message) => handler.on_message(cx, id, message),
+            Event::Disconnected { reason } => handler.on_disconnected(cx, id, &reason),
+            Event::Reconnecting {
+                attempt,
+                delay,
+                reason,
+            } => handler.on_reconnecting(cx, id, attempt, delay, &reason),
+            Event::GaveUp { attempts, reason } => handler.on_gave_up(cx, id, attempts, &reason),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! One connection's place in the reactor, and the socket I/O done on it:
+//! vectored writes until WouldBlock, and readiness interest derived from
+//! the state machine.
+//!
+//! Never decides anything about the protocol: it moves bytes between the
+//! socket and the [`Connection`] and reports what the OS said.
+
+use std::io::{self, IoSlice, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::ConnId;
+use crate::conn::{Connection, Event, State};
+use crate::wheel::TimerKey;
+
+/// Slices gathered for one `writev`.
+const MAX_IOV: usize = 64;
+
+/// A connection, its socket (while it has one) and its bookkeeping.
+pub(super) struct Slot {
+    pub(super) id: ConnId,
+    pub(super) conn: Connection,
+    /// The peer: the address dialed, or the accepted peer's address.
+    pub(super) addr: SocketAddr,
+    pub(super) stream: Option<TcpStream>,
+    /// The interest registered with the poll, if the stream is registered.
+    pub(super) interest: Option<Interest>,
+    /// The wheel entry and the instant it fires, if any.
+    pub(super) timer: Option<(TimerKey, Instant)>,
+    /// Listed in the reactor's dirty list.
+    pub(super) dirty: bool,
+    /// Disconnects already counted in the reactor's close stats.
+    pub(super) counted_disconnects: u64,
+}
+
+impl Slot {
+    /// Writes pending output until it is all written or the socket would
+    /// block. Write errors go to the state machine.
+    pub(super) fn flush(&mut self, now: Instant, events: &mut Vec<Event>) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if !matches!(
+            self.conn.state(),
+            State::Handshaking | State::Established | State::Closing
+        ) {
+            return;
+        }
+        while self.conn.pending_output() > 0 {
+            let written = {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let n = self.conn.transmit(&mut iov);
+                stream.write_vectored(&iov[..n])
+            };
+            match written {
+                Ok(0) => {
+                    self.conn
+                        .handle_io_error(now, io::ErrorKind::WriteZero, events);
+                    return;
+                }
+                Ok(n) => self.conn.advance_transmit(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.conn.handle_io_error(now, e.kind(), events);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The readiness to wait for: writable while connecting or while output
+    /// is pending, readable always.
+    fn wanted_interest(&self) -> Interest {
+        if self.conn.state() == State::Connecting || self.conn.pending_output() > 0 {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// Registers the stream, or changes its interest, if needed.
+    pub(super) fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let want = self.wanted_interest();
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        match self.interest {
+            Some(current) if current == want => return Ok(()),
+            Some(_) => registry.reregister(stream, token, want)?,
+            None => registry.register(stream, token, want)?,
+        }
+        self.interest = Some(want);
+        Ok(())
+    }
+
+    /// Deregisters and drops the socket (closing it).
+    pub(super) fn drop_stream(&mut self, registry: &Registry) {
+        if let Some(mut stream) = self.stream.take() {
+            if self.interest.take().is_some() {
+                // Closing the fd removes it from epoll anyway; an error
+                // here changes nothing.
+                let _ = registry.deregister(&mut stream);
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Counters and gauges of the reactor and of each connection.
+//!
+//! Plain data, cheap to copy out; reading them never touches a socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::conn::{Role, State};
+use crate::error::DisconnectReason;
+
+/// How many sockets ended for each kind of reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseCounts {
+    /// A PING went unanswered for the heartbeat timeout.
+    pub heartbeat_timeout: u64,
+    /// The handshake did not complete in time.
+    pub handshake_timeout: u64,
+    /// A TCP connect did not complete in time.
+    pub connect_timeout: u64,
+    /// A TCP connect failed.
+    pub connect_failed: u64,
+    /// The peer sent CLOSE.
+    pub peer_closed: u64,
+    /// The peer closed the stream without CLOSE.
+    pub peer_eof: u64,
+    /// A read or write failed.
+    pub io_error: u64,
+    /// The peer broke the protocol.
+    pub protocol_error: u64,
+    /// The local application (or a shutdown) closed the connection.
+    pub local_close: u64,
+}
+
+impl CloseCounts {
+    pub(crate) fn count(&mut self, reason: &DisconnectReason) {
+        let counter = match reason {
+            DisconnectReason::HeartbeatTimeout => &mut self.heartbeat_timeout,
+            DisconnectReason::HandshakeTimeout => &mut self.handshake_timeout,
+            DisconnectReason::ConnectTimeout => &mut self.connect_timeout,
+            DisconnectReason::ConnectFailed(_) => &mut self.connect_failed,
+            DisconnectReason::PeerClosed { .. } => &mut self.peer_closed,
+            DisconnectReason::PeerEof => &mut self.peer_eof,
+            DisconnectReason::Io(_) => &mut self.io_error,
+            DisconnectReason::ProtocolError { .. } => &mut self.protocol_error,
+            DisconnectReason::LocalClose(_) => &mut self.local_close,
+        };
+        *counter += 1;
+    }
+
+    /// The sum of all counts.
+    pub fn total(&self) -> u64 {
+        self.heartbeat_timeout
+            + self.handshake_timeout
+            + self.connect_timeout
+            + self.connect_failed
+            + self.peer_closed
+            + self.peer_eof
+            + self.io_error
+            + self.protocol_error
+            + self.local_close
+    }
+}
+
+/// Reactor-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReactorStats {
+    /// Connections held now (accepted and dialed, in any state).
+    pub connections: usize,
+    /// Listening sockets now.
+    pub listeners: usize,
+    /// Connections accepted so far.
+    pub accepted: u64,
+    /// TCP connects started so far (first dials and redials).
+    pub connects: u64,
+    /// Accept calls that failed with something other than "no more".
+    pub accept_errors: u64,
+    /// Sockets closed, by cause.
+    pub closes: CloseCounts,
+    /// How late the most recent timer was handled: the reactor's own lag.
+    pub lag: Duration,
+    /// The largest lag seen.
+    pub max_lag: Duration,
+    /// Turns of the loop so far.
+    pub turns: u64,
+}
+
+/// A snapshot of one connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ConnStats {
+    /// Client (dialed) or server (accepted).
+    pub role: Role,
+    /// Where the connection is in its life.
+    pub state: State,
+    /// The peer's address (for a dialed link: the address dialed).
+    pub peer_addr: SocketAddr,
+    /// Smoothed round-trip time, once a PONG has been timed.
+    pub srtt: Option<Duration>,
+    /// Round-trip time variance.
+    pub rttvar: Option<Duration>,
+    /// PINGs sent.
+    pub pings_sent: u64,
+    /// PONGs received.
+    pub pongs_received: u64,
+    /// PINGs received (and answered).
+    pub pings_received: u64,
+    /// DATA frames sent.
+    pub messages_sent: u64,
+    /// DATA frames received.
+    pub messages_received: u64,
+    /// Bytes received, all frames included.
+    pub bytes_received: u64,
+    /// Time since the last byte arrived, once established.
+    pub since_last_recv: Option<Duration>,
+    /// Client: the current redial attempt since the last healthy
+    /// connection (0 when healthy).
+    pub reconnect_attempt: u32,
+    /// Client in backoff: time until the next redial.
+    pub reconnect_in: Option<Duration>,
+    /// Bytes queued for sending.
+    pub pending_output: usize,
+    /// The session id the server assigned.
+    pub session_id: u64,
+}
