@@ -29,7 +29,7 @@
 //!   dead-peer detection, close and reconnect.
 //!
 //! The mio reactor that drives these over real sockets builds on them.
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod backoff;

@@ -51,6 +51,11 @@ pub trait Handler {
 
     /// A message arrived. `message` shares the reactor's read buffer (no
     /// copy); keeping it alive is fine, it only keeps that memory.
+    ///
+    /// Messages are delivered even when the peer closed the connection
+    /// right behind them (in the same read); a reply to such a message is
+    /// refused with [`SendError::NotConnected`], and
+    /// [`on_disconnected`](Self::on_disconnected) follows.
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
         let _ = (cx, id, message);
     }
