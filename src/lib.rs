@@ -15,6 +15,35 @@
 //! frame. A client whose link is lost redials by itself, with exponential
 //! backoff and jitter, keeping one connection id across redials.
 //!
+//! ## Quick start
+//!
+//! A server that echoes every message, and a client link that redials by
+//! itself:
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use tether::{ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+//!         let _ = cx.send(id, message); // zero copy
+//!     }
+//!     fn on_disconnected(&mut self, _: &mut Context<'_>, id: ConnId, why: &DisconnectReason) {
+//!         log::info!("{id} gone: {why}");
+//!     }
+//! }
+//!
+//! let mut reactor = Reactor::new()?; // heartbeat 10 s / 10 s by default
+//! reactor.listen("127.0.0.1:7000".parse().unwrap())?;
+//! // A link to another server: redialled with backoff whenever it is lost,
+//! // under the same id for its whole life.
+//! let _link = reactor.dial("127.0.0.1:7001".parse().unwrap());
+//! reactor.run(&mut Echo)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! ## Layers
 //!
 //! The core is *sans-IO*: it owns no socket and reads no clock. The caller
@@ -28,7 +57,23 @@
 //! - [`conn`]: the per-connection state machine — handshake, heartbeats,
 //!   dead-peer detection, close and reconnect.
 //!
-//! The mio reactor that drives these over real sockets builds on them.
+//! On top, the [`reactor`] drives them over real sockets: one `mio::Poll`,
+//! a slab of connections, one timer wheel, reads drained to `WouldBlock`
+//! into one shared buffer, vectored writes, and your [`Handler`]'s
+//! callbacks. A [`Handle`] reaches it from other threads. [`net`] holds
+//! the socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT).
+//!
+//! ## Guarantees
+//!
+//! - A peer that goes silent is declared dead within `I + T` (plus at most
+//!   10 % of `I` of jitter and one millisecond tick) of its last byte.
+//! - Peer input never panics the reactor, never buffers more than one
+//!   frame of `max_frame` plus one read, and a misbehaving peer costs only
+//!   its own connection.
+//! - Output per connection is bounded by `max_outbound`; beyond it `send`
+//!   returns backpressure.
+//! - A stall of the local process does not convict live peers: overdue
+//!   heartbeat deadlines get a fresh PING and a fresh `T`.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 

@@ -132,6 +132,11 @@ impl Outbox {
         }
         let take = n.min(self.ctrl.len());
         self.ctrl.advance(take);
+        if take > 0 && self.ctrl.is_empty() {
+            // Control frames are rare (one heartbeat per interval): free
+            // the buffer rather than keep it on every idle connection.
+            self.ctrl = BytesMut::new();
+        }
         n -= take;
         while n > 0 && !self.data.is_empty() {
             n = self.advance_head(n);

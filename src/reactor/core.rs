@@ -23,7 +23,7 @@ use super::slot::Slot;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
 use crate::conn::{Connection, Event, SendError, State};
-use crate::error::CloseCode;
+use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::{Command, Handle, Shared};
 use crate::net;
 use crate::wheel::Wheel;
@@ -419,7 +419,15 @@ impl Core {
         }
         slot.counted_disconnects = total;
         if let Some(reason) = slot.conn.close_reason() {
-            debug!("{} {}: {reason}", slot.id, slot.addr);
+            // The peer's fault or a dead peer is worth a line by default;
+            // ordinary endings are not.
+            let level = match reason {
+                DisconnectReason::HeartbeatTimeout
+                | DisconnectReason::HandshakeTimeout
+                | DisconnectReason::ProtocolError { .. } => log::Level::Info,
+                _ => log::Level::Debug,
+            };
+            log::log!(level, "{} {}: {reason}", slot.id, slot.addr);
             self.stats.closes.count(reason);
         }
     }

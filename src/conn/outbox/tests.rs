@@ -198,3 +198,12 @@ fn release_idle_memory_frees_only_when_empty() {
     assert_eq!(o.ctrl.capacity(), 0);
     assert_eq!(o.data.capacity(), 0);
 }
+
+#[test]
+fn a_drained_control_buffer_holds_no_memory() {
+    let mut o = Outbox::default();
+    codec::encode_ping(1, o.ctrl());
+    assert!(o.ctrl.capacity() > 0);
+    drain(&mut o, || 5);
+    assert_eq!(o.ctrl.capacity(), 0);
+}

@@ -440,3 +440,4 @@ fn record(log: &mut Vec<(Duration, Frame)>, at: Duration, chunk: &[u8]) {
 pub(super) fn kinds(events: &[(Duration, Event)]) -> Vec<&Event> {
     events.iter().map(|(_, e)| e).collect()
 }
+
