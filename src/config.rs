@@ -28,6 +28,31 @@ impl Default for Heartbeat {
     }
 }
 
+/// Protection from a peer that PINGs far more often than any sane
+/// interval (as gRPC's `too_many_pings`).
+///
+/// A PING that arrives less than `min_interval` after the peer's previous
+/// PING is a strike; one that arrives later clears the strikes. More than
+/// `max_strikes` strikes in a row close the connection with CLOSE 1008. A
+/// peer heartbeating normally sends at most one PING per its interval, so
+/// only intervals below `min_interval` are affected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PingFlood {
+    /// Shortest accepted gap between two PINGs. Default 100 ms.
+    pub min_interval: Duration,
+    /// Strikes tolerated before closing. Default 5.
+    pub max_strikes: u32,
+}
+
+impl Default for PingFlood {
+    fn default() -> Self {
+        PingFlood {
+            min_interval: Duration::from_millis(100),
+            max_strikes: 5,
+        }
+    }
+}
+
 impl Heartbeat {
     /// The worst-case time from a peer's last frame to its being declared
     /// dead, not counting ping jitter and one timer tick: `I + T`.
@@ -77,6 +102,14 @@ pub struct Config {
     /// How long a closing connection may take to flush its output and CLOSE
     /// frame before the socket is closed anyway. Default 1 s.
     pub close_linger: Duration,
+    /// Ping-flood protection; `None` turns it off. Default: PINGs less than
+    /// 100 ms apart, more than 5 times in a row, close with 1008.
+    pub ping_flood: Option<PingFlood>,
+    /// How long output may stay queued without the socket accepting a
+    /// single byte before the connection is closed (a peer that does not
+    /// read). Detected within one to two times this value. `None` turns it
+    /// off. Default 30 s.
+    pub write_stall_timeout: Option<Duration>,
     /// How late a heartbeat deadline may be handled before tether blames
     /// itself rather than the peer. A deadline processed later than this
     /// means the local process was stalled (a long callback, SIGSTOP, a
@@ -102,6 +135,8 @@ impl Default for Config {
             max_outbound: 4 << 20,
             close_linger: Duration::from_secs(1),
             stall_tolerance: Duration::from_millis(250),
+            ping_flood: Some(PingFlood::default()),
+            write_stall_timeout: Some(Duration::from_secs(30)),
             socket: SocketOptions::default(),
             seed: 0x7E7E_7E7E_7E7E_7E7E,
         }
@@ -220,6 +255,18 @@ impl ConfigBuilder {
     /// Close linger. Default 1 s.
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.config.close_linger = linger;
+        self
+    }
+
+    /// Ping-flood protection (`None`: off). Default 100 ms, 5 strikes.
+    pub fn ping_flood(mut self, policy: Option<PingFlood>) -> Self {
+        self.config.ping_flood = policy;
+        self
+    }
+
+    /// Write-stall timeout (`None`: off). Default 30 s.
+    pub fn write_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.write_stall_timeout = timeout;
         self
     }
 

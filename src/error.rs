@@ -92,6 +92,15 @@ pub enum DisconnectReason {
         /// What was wrong.
         detail: &'static str,
     },
+    /// The peer broke a local policy (for example a ping flood); we sent
+    /// CLOSE 1008.
+    PolicyViolation {
+        /// What was wrong.
+        detail: &'static str,
+    },
+    /// Our output made no progress for the write-stall timeout: the peer
+    /// does not read.
+    WriteStalled,
     /// The local application closed the connection with this code.
     LocalClose(CloseCode),
 }
@@ -104,6 +113,7 @@ impl DisconnectReason {
             DisconnectReason::HeartbeatTimeout => Some(CloseCode::GOING_AWAY),
             DisconnectReason::HandshakeTimeout => Some(CloseCode::PROTOCOL_ERROR),
             DisconnectReason::ProtocolError { code, .. } => Some(*code),
+            DisconnectReason::PolicyViolation { .. } => Some(CloseCode::POLICY_VIOLATION),
             DisconnectReason::LocalClose(code) => Some(*code),
             _ => None,
         }
@@ -128,6 +138,14 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::ProtocolError { code, detail } => {
                 write!(f, "protocol error ({detail}), sent {code}")
             }
+            DisconnectReason::PolicyViolation { detail } => {
+                write!(
+                    f,
+                    "policy violation ({detail}), sent {}",
+                    CloseCode::POLICY_VIOLATION
+                )
+            }
+            DisconnectReason::WriteStalled => f.write_str("peer stopped reading (write stalled)"),
             DisconnectReason::LocalClose(code) => write!(f, "closed locally with {code}"),
         }
     }

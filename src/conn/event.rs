@@ -119,6 +119,8 @@ pub struct Stats {
     pub messages_sent: u64,
     /// Bytes received, all frames included.
     pub bytes_received: u64,
+    /// Bytes written to the socket, all frames included.
+    pub bytes_sent: u64,
     /// Handshakes completed.
     pub handshakes: u64,
     /// Sockets (or connect attempts) that ended, for any reason; the last

@@ -117,6 +117,11 @@ pub struct Connection {
     healthy_pending: bool,
     session_id: u64,
     close_reason: Option<DisconnectReason>,
+    /// When the peer's previous PING arrived, and how many came too soon.
+    last_ping_rx: Option<Instant>,
+    ping_strikes: u32,
+    /// `stats.bytes_sent` when the write-stall timer was armed.
+    stall_mark: u64,
     stats: Stats,
 }
 
@@ -161,6 +166,9 @@ impl Connection {
             healthy_pending: false,
             session_id: 0,
             close_reason: None,
+            last_ping_rx: None,
+            ping_strikes: 0,
+            stall_mark: 0,
             stats: Stats::default(),
             config,
         }
@@ -319,8 +327,22 @@ impl Connection {
     /// slices were written to the socket.
     pub fn advance_transmit(&mut self, n: usize) {
         self.outbox.advance(n);
+        self.stats.bytes_sent += n as u64;
         if self.state == State::Closing && self.outbox.is_empty() {
             self.close_socket();
+        }
+    }
+
+    /// The socket would not take more output while some is pending. Arms
+    /// the write-stall timer: if not one byte is written before it fires,
+    /// the peer is not reading and the connection is closed.
+    pub fn handle_write_blocked(&mut self, now: Instant) {
+        let Some(timeout) = self.config.write_stall_timeout else {
+            return;
+        };
+        if self.pending_output() > 0 && !self.timers.is_armed(Timer::WriteStall) {
+            self.stall_mark = self.stats.bytes_sent;
+            self.timers.set(Timer::WriteStall, now + timeout);
         }
     }
 
@@ -495,7 +517,12 @@ impl Connection {
             }
             (_, _, Frame::Ping(nonce)) => {
                 self.stats.pings_received += 1;
-                codec::encode_pong(nonce, self.outbox.ctrl());
+                if self.ping_flood(now) {
+                    let detail = "too many pings";
+                    self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
+                } else {
+                    codec::encode_pong(nonce, self.outbox.ctrl());
+                }
             }
             (_, _, Frame::Pong(nonce)) => {
                 self.stats.pongs_received += 1;
@@ -511,6 +538,24 @@ impl Connection {
                 self.protocol_error(now, "handshake frame after the handshake", events);
             }
         }
+    }
+
+    /// Counts a PING that came too soon after the previous one; true once
+    /// the peer has used up its strikes.
+    fn ping_flood(&mut self, now: Instant) -> bool {
+        let Some(policy) = self.config.ping_flood else {
+            return false;
+        };
+        let too_soon = self
+            .last_ping_rx
+            .is_some_and(|last| now.saturating_duration_since(last) < policy.min_interval);
+        self.last_ping_rx = Some(now);
+        if too_soon {
+            self.ping_strikes += 1;
+        } else {
+            self.ping_strikes = 0;
+        }
+        self.ping_strikes > policy.max_strikes
     }
 
     fn our_handshake(&self) -> Handshake {
@@ -642,6 +687,9 @@ impl Connection {
                 }
             }
             (Timer::Linger, State::Closing) => self.close_socket(),
+            (Timer::WriteStall, State::Handshaking | State::Established) => {
+                self.on_write_stall_timer(now, events)
+            }
             (Timer::Reconnect, State::Closing) => {
                 self.drop_socket();
                 self.begin_connect(now);
@@ -650,6 +698,24 @@ impl Connection {
             // A timer that outlived the state it belonged to.
             _ => {}
         }
+    }
+
+    fn on_write_stall_timer(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.pending_output() == 0 {
+            return;
+        }
+        if self.stats.bytes_sent > self.stall_mark {
+            // Progress in this window, but output is still queued: watch
+            // the next window.
+            if let Some(timeout) = self.config.write_stall_timeout {
+                self.stall_mark = self.stats.bytes_sent;
+                self.timers.set(Timer::WriteStall, now + timeout);
+            }
+            return;
+        }
+        // Not one byte in a whole window: the peer does not read, so a
+        // CLOSE frame could not reach it either.
+        self.lose(now, DisconnectReason::WriteStalled, events);
     }
 
     // ----- endings --------------------------------------------------------
@@ -675,6 +741,7 @@ impl Connection {
             DisconnectReason::ProtocolError { detail, .. } => detail,
             DisconnectReason::HeartbeatTimeout => "heartbeat timeout",
             DisconnectReason::HandshakeTimeout => "handshake timeout",
+            DisconnectReason::PolicyViolation { detail } => detail,
             _ => "",
         };
         codec::encode_close(code, text, self.outbox.ctrl());
@@ -699,11 +766,14 @@ impl Connection {
             Timer::Idle,
             Timer::Dead,
             Timer::Healthy,
+            Timer::WriteStall,
         ] {
             self.timers.stop(timer);
         }
         self.probe = None;
         self.healthy_pending = false;
+        self.last_ping_rx = None;
+        self.ping_strikes = 0;
         if mem::take(&mut self.connected) {
             events.push(Event::Disconnected {
                 reason: reason.clone(),

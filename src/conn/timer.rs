@@ -25,11 +25,14 @@ pub enum Timer {
     Healthy,
     /// Closing: close the socket then, flushed or not.
     Linger,
+    /// Output is queued and the socket would not take it: if no byte has
+    /// been written by then, the peer is not reading.
+    WriteStall,
 }
 
 impl Timer {
     /// Every timer, in table order.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 8] = [
         Timer::Connect,
         Timer::Handshake,
         Timer::Idle,
@@ -37,6 +40,7 @@ impl Timer {
         Timer::Reconnect,
         Timer::Healthy,
         Timer::Linger,
+        Timer::WriteStall,
     ];
 }
 

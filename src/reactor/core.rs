@@ -98,6 +98,8 @@ pub(crate) struct Core {
     seed: u64,
     /// Shutting down: close everything, give up waiting at this instant.
     pub(super) shutdown: Option<Instant>,
+    /// Accepted connections beyond this are refused with CLOSE 1008.
+    pub(super) max_connections: usize,
 }
 
 impl Core {
@@ -132,6 +134,7 @@ impl Core {
             next_session: seed | 1,
             seed,
             shutdown: None,
+            max_connections: usize::MAX,
         })
     }
 
@@ -558,6 +561,10 @@ impl Core {
             }
             match l.listener.accept() {
                 Ok((stream, addr)) => {
+                    if self.slots.len() >= self.max_connections {
+                        self.refuse(stream, addr);
+                        continue;
+                    }
                     self.stats.accepted += 1;
                     let config = l.config.clone();
                     self.adopt(stream, addr, config);
@@ -583,6 +590,16 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Over the connection limit: tell the peer why (best effort, on a
+    /// fresh socket whose buffer is empty) and close at once.
+    fn refuse(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        self.stats.refused += 1;
+        let mut close = BytesMut::new();
+        crate::codec::encode_close(CloseCode::POLICY_VIOLATION, "server full", &mut close);
+        let _ = io::Write::write(&mut stream, &close);
+        debug!("{addr}: refused, {} connections held", self.slots.len());
     }
 
     fn adopt(&mut self, stream: TcpStream, addr: SocketAddr, config: Arc<Config>) {

@@ -87,6 +87,13 @@ impl Reactor {
         })
     }
 
+    /// Caps the connections the reactor holds (accepted and dialed);
+    /// connections accepted beyond it are sent CLOSE 1008 "server full" and
+    /// closed at once. Default: no cap but the process's file limit.
+    pub fn set_max_connections(&mut self, limit: usize) {
+        self.core.max_connections = limit;
+    }
+
     /// Listens on `addr` (port 0 picks a free port; see
     /// [`local_addr`](Self::local_addr)).
     pub fn listen(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {

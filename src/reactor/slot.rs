@@ -62,7 +62,10 @@ impl Slot {
                     return;
                 }
                 Ok(n) => self.conn.advance_transmit(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.conn.handle_write_blocked(now);
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.conn.handle_io_error(now, e.kind(), events);

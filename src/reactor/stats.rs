@@ -28,6 +28,10 @@ pub struct CloseCounts {
     pub io_error: u64,
     /// The peer broke the protocol.
     pub protocol_error: u64,
+    /// The peer broke a policy (ping flood).
+    pub policy_violation: u64,
+    /// The peer stopped reading our output.
+    pub write_stalled: u64,
     /// The local application (or a shutdown) closed the connection.
     pub local_close: u64,
 }
@@ -43,6 +47,8 @@ impl CloseCounts {
             DisconnectReason::PeerEof => &mut self.peer_eof,
             DisconnectReason::Io(_) => &mut self.io_error,
             DisconnectReason::ProtocolError { .. } => &mut self.protocol_error,
+            DisconnectReason::PolicyViolation { .. } => &mut self.policy_violation,
+            DisconnectReason::WriteStalled => &mut self.write_stalled,
             DisconnectReason::LocalClose(_) => &mut self.local_close,
         };
         *counter += 1;
@@ -58,6 +64,8 @@ impl CloseCounts {
             + self.peer_eof
             + self.io_error
             + self.protocol_error
+            + self.policy_violation
+            + self.write_stalled
             + self.local_close
     }
 }
@@ -74,6 +82,8 @@ pub struct ReactorStats {
     pub accepted: u64,
     /// TCP connects started so far (first dials and redials).
     pub connects: u64,
+    /// Connections refused because `max_connections` was reached.
+    pub refused: u64,
     /// Accept calls that failed with something other than "no more".
     pub accept_errors: u64,
     /// Sockets closed, by cause.

@@ -7,6 +7,7 @@
 mod close;
 mod handshake;
 mod liveness;
+mod policy;
 mod reconnect;
 
 use std::collections::VecDeque;
@@ -440,4 +441,3 @@ fn record(log: &mut Vec<(Duration, Frame)>, at: Duration, chunk: &[u8]) {
 pub(super) fn kinds(events: &[(Duration, Event)]) -> Vec<&Event> {
     events.iter().map(|(_, e)| e).collect()
 }
-
