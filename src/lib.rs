@@ -93,3 +93,8 @@ pub use conn::PeerInfo;
 pub use error::{CloseCode, DisconnectReason};
 pub use handle::{Handle, HandleError};
 pub use reactor::{ConnId, ConnStats, Context, Handler, ListenerId, Reactor, ReactorStats};
+
+/// The README's code blocks, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

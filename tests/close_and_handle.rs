@@ -153,3 +153,40 @@ fn a_handle_on_another_thread_dials_sends_closes_and_shuts_down() {
     assert_eq!(stale.shutdown(), Err(HandleError::ReactorGone));
     server.stop();
 }
+
+#[test]
+fn a_send_through_reactor_context_goes_out_on_the_next_poll() {
+    init_logs();
+    let server = echo_server(config(60_000, 60_000), None);
+    let addr = server.addr.expect("bound");
+    let (tx, events) = std::sync::mpsc::channel();
+    let mut handler = Recorder { tx, echo: false };
+    let mut reactor = tether::Reactor::with_config(config(60_000, 60_000)).expect("reactor");
+    let link = reactor.dial(addr);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while reactor.conn_stats(link).map(|s| s.state) != Some(tether::conn::State::Established) {
+        assert!(Instant::now() < deadline, "never connected");
+        reactor.poll_once(&mut handler, Some(ms(10))).expect("poll");
+    }
+    // Outside any callback, as a service that owns its loop would.
+    reactor.context().send(link, &b"ping?"[..]).expect("send");
+    let sent = Instant::now();
+    loop {
+        reactor
+            .poll_once(&mut handler, Some(ms(5000)))
+            .expect("poll");
+        if events
+            .try_iter()
+            .any(|(_, s)| matches!(s, Seen::Message(..)))
+        {
+            break;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(3), "no echo");
+    }
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "the message waited {:?} for the poll timeout",
+        sent.elapsed()
+    );
+    server.stop();
+}

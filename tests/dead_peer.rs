@@ -169,3 +169,45 @@ fn garbage_or_an_oversized_frame_costs_only_that_connection() {
     let reactor = server.stop();
     assert_eq!(reactor.stats().closes.protocol_error, 4);
 }
+
+/// Records what `conn_stats` says from inside `on_disconnected`.
+struct AddressBook {
+    tx: std::sync::mpsc::Sender<Option<std::net::SocketAddr>>,
+}
+
+impl tether::Handler for AddressBook {
+    fn on_disconnected(
+        &mut self,
+        cx: &mut tether::Context<'_>,
+        id: tether::ConnId,
+        _: &DisconnectReason,
+    ) {
+        let _ = self.tx.send(cx.conn_stats(id).map(|s| s.peer_addr));
+    }
+}
+
+#[test]
+fn conn_stats_still_answer_inside_on_disconnected_for_a_dead_peer() {
+    init_logs();
+    let mut reactor = tether::Reactor::with_config(config(I, T)).expect("reactor");
+    let l = reactor
+        .listen("127.0.0.1:0".parse().expect("addr"))
+        .expect("listen");
+    let addr = reactor.local_addr(l).expect("bound");
+    let handle = reactor.handle();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || reactor.run(&mut AddressBook { tx }));
+    let mut raw = RawPeer::connect(addr);
+    raw.hello(0, 0);
+    let local = raw.stream.local_addr().expect("local addr");
+    let seen = rx
+        .recv_timeout(ms(I + T + SLACK + 2000))
+        .expect("the silent peer was not closed");
+    assert_eq!(
+        seen,
+        Some(local),
+        "no stats for the connection being reported"
+    );
+    handle.shutdown().expect("shutdown");
+    server.join().expect("server").expect("run");
+}

@@ -51,7 +51,7 @@ pub struct PeerInfo {
     pub interval: Duration,
     /// The peer's heartbeat timeout.
     pub timeout: Duration,
-    /// The session id the server assigned.
+    /// The session id the server assigned (on both ends).
     pub session_id: u64,
 }
 

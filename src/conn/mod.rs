@@ -590,7 +590,8 @@ impl Connection {
         events.push(Event::Connected(PeerInfo {
             interval: Duration::from_millis(peer.interval_ms.into()),
             timeout: Duration::from_millis(peer.timeout_ms.into()),
-            session_id: peer.session_id,
+            // The server's assigned id on both ends (HELLO carries 0).
+            session_id: self.session_id,
         }));
     }
 

@@ -82,6 +82,9 @@ pub(crate) struct Core {
     /// Connections whose output or actions need servicing.
     pub(super) dirty: Vec<usize>,
     pub(super) dirty_spare: Vec<usize>,
+    /// Closed connections to free once the handler has seen their last
+    /// events (so `conn_stats` still answers in `on_disconnected`).
+    reap: Vec<usize>,
     /// Connections whose read budget ran out: read again next turn.
     pub(super) backlog: Vec<usize>,
     pub(super) backlog_spare: Vec<usize>,
@@ -120,6 +123,7 @@ impl Core {
             pending: VecDeque::new(),
             dirty: Vec::new(),
             dirty_spare: Vec::new(),
+            reap: Vec::new(),
             backlog: Vec::new(),
             backlog_spare: Vec::new(),
             expired: Vec::new(),
@@ -378,7 +382,9 @@ impl Core {
         self.collect(idx);
         self.count_disconnects(idx);
         self.sync_timer(idx);
-        self.remove_if_closed(idx);
+        if self.slots.get(idx).is_some_and(|s| s.conn.is_closed()) {
+            self.reap.push(idx);
+        }
     }
 
     /// Carries out the connection's socket actions; true if there were any.
@@ -464,6 +470,14 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+
+    /// Frees the slots of closed connections whose events have all been
+    /// handed to the handler.
+    pub(super) fn reap_closed(&mut self) {
+        while let Some(idx) = self.reap.pop() {
+            self.remove_if_closed(idx);
         }
     }
 
@@ -657,6 +671,21 @@ impl Core {
         if let Some(lag) = lag {
             self.stats.lag = lag;
             self.stats.max_lag = self.stats.max_lag.max(lag);
+        }
+    }
+
+    /// Past the shutdown deadline: whatever has not finished closing is
+    /// dropped (its sockets closed).
+    pub(super) fn finish_shutdown_if_due(&mut self) {
+        if self.shutdown.is_some_and(|deadline| self.now >= deadline) && !self.slots.is_empty() {
+            debug!(
+                "shutdown deadline passed: dropping {} connections",
+                self.slots.len()
+            );
+            for mut slot in self.slots.drain() {
+                slot.drop_stream(self.poll.registry());
+            }
+            self.reap.clear();
         }
     }
 

@@ -139,7 +139,14 @@ impl Reactor {
         self.core.conn_stats(id)
     }
 
-    /// True once a shutdown has completed: every connection is closed.
+    /// True once a shutdown has begun ([`Context::shutdown`],
+    /// [`Handle::shutdown`]).
+    pub fn is_shutting_down(&self) -> bool {
+        self.core.shutdown.is_some()
+    }
+
+    /// True once a shutdown has completed: every connection is closed (or
+    /// was dropped at the shutdown deadline).
     pub fn is_shut_down(&self) -> bool {
         self.core.shutdown.is_some() && self.core.slots.is_empty()
     }
@@ -149,11 +156,8 @@ impl Reactor {
     pub fn run<H: Handler>(&mut self, handler: &mut H) -> io::Result<()> {
         loop {
             self.poll_once(handler, None)?;
-            if let Some(deadline) = self.core.shutdown {
-                if self.core.slots.is_empty() || self.core.now >= deadline {
-                    self.core.slots.clear();
-                    return Ok(());
-                }
+            if self.is_shut_down() {
+                return Ok(());
             }
         }
     }
@@ -202,12 +206,17 @@ impl Reactor {
         settle(&mut self.core, handler);
         self.core.fire_timers();
         settle(&mut self.core, handler);
+        self.core.finish_shutdown_if_due();
         Ok(())
     }
 
     fn poll_timeout(&self, requested: Option<Duration>) -> Option<Duration> {
         let core = &self.core;
-        if !core.backlog.is_empty() || !core.pending.is_empty() || core.commands_left {
+        if !core.backlog.is_empty()
+            || !core.pending.is_empty()
+            || !core.dirty.is_empty()
+            || core.commands_left
+        {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -268,6 +277,7 @@ fn settle<H: Handler>(core: &mut Core, handler: &mut H) {
     loop {
         dispatch(core, handler);
         if core.dirty.is_empty() {
+            core.reap_closed();
             return;
         }
         let mut batch = mem::take(&mut core.dirty_spare);

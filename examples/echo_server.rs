@@ -1,0 +1,139 @@
+//! An echo server: every message a client sends comes straight back.
+//!
+//! It shows the server side of tether: build a [`Config`] (heartbeat
+//! interval `I` and timeout `T`, handshake timeout, largest frame), start a
+//! [`Reactor`], listen, and run a [`Handler`] that echoes each DATA message
+//! without copying it. Heartbeats, dead-peer detection and closing are the
+//! library's job; the handler only logs each client that connects or
+//! disconnects, with its address and the reason.
+//!
+//! ```text
+//! cargo run --example echo_server -- --listen 127.0.0.1:7000 --interval-ms 1000 --timeout-ms 1000
+//! ```
+//!
+//! Then connect one or more `echo_client`s (see that example). A client
+//! that stops answering heartbeats is dropped within `I + T`.
+//!
+//! The log goes to stderr at info level (change it with `RUST_LOG`, e.g.
+//! `RUST_LOG=debug` to watch tether's own state changes). Stdout carries a
+//! single line, `listening on ADDR`, with the bound address — handy with
+//! `--listen 127.0.0.1:0`, which picks a free port. A bad flag prints the
+//! usage on stderr and exits with code 2.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process;
+
+use bytes::Bytes;
+use log::{error, info, warn};
+use tether::{Config, ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
+
+use common::Flags;
+
+const USAGE: &str = "\
+usage: echo_server --listen ADDR --interval-ms I --timeout-ms T
+                   [--handshake-timeout-ms H] [--max-frame BYTES]
+
+Echoes every message back to the client that sent it.
+
+  --listen ADDR              address to listen on (port 0 picks a free port;
+                             the bound address is printed on stdout)
+  --interval-ms I            heartbeat interval: PING after I ms of silence
+  --timeout-ms T             heartbeat timeout: a client silent for T ms after
+                             a PING is declared dead and closed
+  --handshake-timeout-ms H   time a new client has to send its HELLO
+                             (default 5000)
+  --max-frame BYTES          largest message accepted (default 1048576)";
+
+/// The echo handler: stateless, as tether keeps each connection's address
+/// and counters (`conn_stats`) until its last event has been handled.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
+        let Some(stats) = cx.conn_stats(id) else {
+            return;
+        };
+        let addr = stats.peer_addr;
+        // `peer` is what the client announced in its HELLO; the session id
+        // is the one this server assigned.
+        info!(
+            "{addr} connected ({id}, session {:#x}, client heartbeat {}/{} ms)",
+            stats.session_id,
+            peer.interval.as_millis(),
+            peer.timeout.as_millis(),
+        );
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+        // `Bytes` is reference-counted: the echo goes out without a copy.
+        if let Err(e) = cx.send(id, message) {
+            warn!("{}: echo dropped: {e}", self.describe(cx, id));
+        }
+    }
+
+    fn on_disconnected(&mut self, cx: &mut Context<'_>, id: ConnId, reason: &DisconnectReason) {
+        let who = self.describe(cx, id);
+        info!("{who} disconnected ({id}): {reason}");
+    }
+}
+
+impl Echo {
+    /// The client's address, or its connection id if it is unknown.
+    fn describe(&self, cx: &Context<'_>, id: ConnId) -> String {
+        cx.conn_stats(id)
+            .map(|s| s.peer_addr)
+            .map_or_else(|| id.to_string(), |addr| addr.to_string())
+    }
+}
+
+/// Builds the configuration from the flags.
+fn config(flags: &Flags) -> Config {
+    let mut builder = Config::builder()
+        .heartbeat(
+            flags.millis("interval-ms", None),
+            flags.millis("timeout-ms", None),
+        )
+        .handshake_timeout(flags.millis("handshake-timeout-ms", Some(5000)));
+    if let Some(bytes) = flags.optional("max-frame") {
+        builder = builder.max_frame(bytes);
+    }
+    builder.build().unwrap_or_else(|e| flags.fail(e))
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+
+    let flags = Flags::parse(
+        USAGE,
+        &[
+            "listen",
+            "interval-ms",
+            "timeout-ms",
+            "handshake-timeout-ms",
+            "max-frame",
+        ],
+    );
+    let addr: SocketAddr = flags.required("listen");
+    let config = config(&flags);
+
+    if let Err(e) = serve(addr, config) {
+        error!("{e}");
+        process::exit(1);
+    }
+}
+
+/// Listens on `addr` and echoes until the process is killed.
+fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
+    let mut reactor = Reactor::with_config(config)?;
+    let listener = reactor
+        .listen(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let bound = reactor.local_addr(listener).unwrap_or(addr);
+    info!("listening on {bound}");
+    println!("listening on {bound}");
+    reactor.run(&mut Echo)
+}
