@@ -1,0 +1,90 @@
+//! The basic promise on real sockets: messages of every size go out and
+//! come back whole and in order, and idle links measure their RTT.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::*;
+
+#[test]
+fn messages_of_every_size_echo_back_whole_and_in_order() {
+    init_logs();
+    let server = echo_server(config(200, 400), None);
+    let addr = server.addr.expect("bound");
+    let client = spawn(config(200, 400), false, move |r| {
+        r.dial(addr);
+        None
+    });
+    let (_, seen) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected");
+    let link = seen.id();
+    // Empty, small, a frame boundary's worth, and the 1 MiB maximum.
+    let sizes = [0usize, 1, 13, 64, 1500, 16 * 1024, 65_536, 300_000, 1 << 20];
+    let sent: Vec<Bytes> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Bytes::from((0..n).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>()))
+        .collect();
+    for m in &sent {
+        client.handle.send(link, m.clone()).expect("send");
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < sent.len() && Instant::now() < deadline {
+        if let Some((_, Seen::Message(_, m))) =
+            client.wait_for(ms(500), |s| matches!(s, Seen::Message(..)))
+        {
+            got.push(m);
+        }
+    }
+    assert_eq!(got.len(), sent.len());
+    for (i, (a, b)) in got.iter().zip(&sent).enumerate() {
+        assert!(
+            a == b,
+            "message {i} ({} bytes) came back different",
+            b.len()
+        );
+    }
+
+    // Idle for a few intervals: heartbeats flow and time the round trip.
+    std::thread::sleep(ms(1000));
+    let reactor = client.stop();
+    let stats = reactor.stats();
+    assert_eq!(stats.closes.total(), 1, "{stats:?}"); // our own shutdown
+    assert_eq!(stats.closes.local_close, 1);
+    let server_reactor = server.stop();
+    assert_eq!(server_reactor.stats().closes.heartbeat_timeout, 0);
+}
+
+#[test]
+fn idle_links_sample_their_round_trip_time() {
+    init_logs();
+    let server = echo_server(config(100, 400), None);
+    let addr = server.addr.expect("bound");
+    // The client runs on this thread, so its stats can be read live.
+    let (tx, _events) = std::sync::mpsc::channel();
+    let mut handler = Recorder { tx, echo: false };
+    let mut reactor = tether::Reactor::with_config(config(100, 400)).expect("reactor");
+    let link = reactor.dial(addr);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        reactor.poll_once(&mut handler, Some(ms(10))).expect("poll");
+        let s = reactor.conn_stats(link).expect("link");
+        if s.srtt.is_some() && s.pongs_received >= 3 {
+            assert!(
+                s.srtt.expect("srtt") < ms(100),
+                "loopback srtt {:?}",
+                s.srtt
+            );
+            assert!(s.rttvar.is_some());
+            assert!(s.since_last_recv.expect("established") < ms(500));
+            assert_eq!(s.reconnect_attempt, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no RTT samples: {s:?}");
+    }
+    server.stop();
+}
