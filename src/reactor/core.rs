@@ -531,16 +531,26 @@ impl Core {
         ) {
             return ReadStep::Done;
         }
-        let Some(stream) = slot.stream.as_mut() else {
+        if slot.stream.is_none() {
             return ReadStep::Done;
-        };
+        }
         if self.rbuf.len() < MIN_READ_SPACE {
-            // Reclaims the old allocation when no message still refers to
-            // it; the zero fill keeps the buffer initialized without unsafe.
+            // Write out this connection's replies first: queued echoes
+            // still point into the buffer, and once they are gone the old
+            // allocation is reclaimed instead of a new one made. The zero
+            // fill keeps the buffer initialized without unsafe code.
+            slot.flush(now, &mut self.scratch);
             self.rbuf.clear();
             self.rbuf.reserve(READ_CHUNK);
             self.rbuf.resize(READ_CHUNK, 0);
         }
+        let Some(stream) = slot
+            .stream
+            .as_mut()
+            .filter(|_| slot.conn.state().has_socket())
+        else {
+            return ReadStep::Done; // the flush failed and ended it
+        };
         let step = match stream.read(&mut self.rbuf[..]) {
             Ok(0) => {
                 slot.conn.handle_eof(now, &mut self.scratch);

@@ -1,0 +1,119 @@
+//! Zero heap allocations per echoed message on the server's steady path,
+//! counted (not timed) with a counting global allocator. Alone in its own
+//! test binary, since the allocator is process-wide.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::mpsc;
+use std::thread;
+
+use bytes::Bytes;
+use support::*;
+use tether::codec::Frame;
+use tether::{ConnId, Context, Handler, Reactor};
+
+/// Counts allocations per thread, so the server thread's own count can be
+/// read without the client's.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Echoes, and reports the server thread's allocation count at each
+/// 1 000th message.
+struct CountingEcho {
+    messages: u64,
+    report: mpsc::Sender<(u64, u64)>,
+}
+
+impl Handler for CountingEcho {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+        let _ = cx.send(id, message);
+        self.messages += 1;
+        if self.messages % 1000 == 0 {
+            let _ = self.report.send((self.messages, allocations()));
+        }
+    }
+}
+
+#[test]
+fn echoing_allocates_nothing_per_message_once_warm() {
+    // Heartbeats far apart: this measures the message path only.
+    let mut reactor = Reactor::with_config(config(60_000, 60_000)).expect("reactor");
+    let l = reactor
+        .listen("127.0.0.1:0".parse().expect("addr"))
+        .expect("listen");
+    let addr = reactor.local_addr(l).expect("bound");
+    let handle = reactor.handle();
+    let (report, reports) = mpsc::channel();
+    let server = thread::spawn(move || {
+        let mut h = CountingEcho {
+            messages: 0,
+            report,
+        };
+        reactor.run(&mut h).expect("run");
+    });
+
+    // A raw client keeps a window of 16 messages of 64 B in flight.
+    let mut raw = RawPeer::connect(addr);
+    raw.hello(0, 0);
+    assert!(matches!(raw.next_frame(ms(2000)), Some(Frame::Welcome(_))));
+    let message = frame_bytes(&Frame::Data(Bytes::from(vec![0x5A; 64])));
+    let window: Vec<u8> = message.repeat(16);
+    let total = 20_000;
+    let mut echoed = 0;
+    while echoed < total {
+        raw.send_raw(&window).expect("write");
+        let mut got = 0;
+        while got < 16 {
+            match raw.next_frame(ms(2000)) {
+                Some(Frame::Data(_)) => got += 1,
+                Some(_) => {}
+                None => panic!("echo stopped after {echoed}"),
+            }
+        }
+        echoed += 16;
+    }
+    handle.shutdown().expect("shutdown");
+    server.join().expect("server");
+
+    let counts: Vec<(u64, u64)> = reports.try_iter().collect();
+    // Warm-up: the first 5 000 messages may size buffers and queues.
+    let warm: Vec<&(u64, u64)> = counts.iter().filter(|(n, _)| *n >= 5000).collect();
+    let (first_n, first_a) = *warm[0];
+    let (last_n, last_a) = **warm.last().expect("reports");
+    let per_message = (last_a - first_a) as f64 / (last_n - first_n) as f64;
+    assert!(
+        last_a == first_a,
+        "{} allocations over {} echoed messages ({per_message:.3} per message) on the server thread",
+        last_a - first_a,
+        last_n - first_n
+    );
+}
