@@ -88,8 +88,35 @@ impl BackoffConfig {
 #[derive(Clone, Debug)]
 pub struct Backoff {
     config: BackoffConfig,
-    attempt: u32,
+    attempts: Attempts,
     rng: Rng,
+}
+
+/// The attempt counter alone, for callers that keep the configuration and
+/// a PRNG elsewhere (a connection holds both already).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Attempts(u32);
+
+impl Attempts {
+    /// Counts one more attempt and returns the delay before it, or `None`
+    /// once `max_attempts` are used up.
+    pub(crate) fn next_delay(&mut self, config: &BackoffConfig, rng: &mut Rng) -> Option<Duration> {
+        if config.max_attempts.is_some_and(|max| self.0 >= max) {
+            return None;
+        }
+        self.0 = self.0.saturating_add(1);
+        let base = config.base_delay(self.0);
+        let spread = config.jitter * (2.0 * rng.next_f64() - 1.0);
+        Some(base.mul_f64(1.0 + spread))
+    }
+
+    pub(crate) fn get(self) -> u32 {
+        self.0
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.0 = 0;
+    }
 }
 
 impl Backoff {
@@ -97,7 +124,7 @@ impl Backoff {
     pub fn new(config: BackoffConfig, seed: u64) -> Self {
         Backoff {
             config,
-            attempt: 0,
+            attempts: Attempts::default(),
             rng: Rng::new(seed),
         }
     }
@@ -105,27 +132,19 @@ impl Backoff {
     /// Counts one more attempt and returns the delay to wait before it, or
     /// `None` once `max_attempts` attempts have been used up.
     pub fn next_delay(&mut self) -> Option<Duration> {
-        if let Some(max) = self.config.max_attempts {
-            if self.attempt >= max {
-                return None;
-            }
-        }
-        self.attempt = self.attempt.saturating_add(1);
-        let base = self.config.base_delay(self.attempt);
-        let spread = self.config.jitter * (2.0 * self.rng.next_f64() - 1.0);
-        Some(base.mul_f64(1.0 + spread))
+        self.attempts.next_delay(&self.config, &mut self.rng)
     }
 
     /// Attempts counted since the last reset (the number of the attempt the
     /// last delay was for).
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.attempts.get()
     }
 
     /// Starts the schedule over. Call only after a connection has proven
     /// healthy, never merely on connect or handshake.
     pub fn reset(&mut self) {
-        self.attempt = 0;
+        self.attempts.reset();
     }
 
     /// The parameters.

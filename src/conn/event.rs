@@ -108,11 +108,11 @@ impl std::error::Error for SendError {}
 #[non_exhaustive]
 pub struct Stats {
     /// PINGs we sent.
-    pub pings_sent: u64,
+    pub pings_sent: u32,
     /// PINGs the peer sent us (each answered with a PONG).
-    pub pings_received: u64,
+    pub pings_received: u32,
     /// PONGs received (matching or not).
-    pub pongs_received: u64,
+    pub pongs_received: u32,
     /// DATA frames received.
     pub messages_received: u64,
     /// DATA frames queued for sending.
@@ -122,11 +122,11 @@ pub struct Stats {
     /// Bytes written to the socket, all frames included.
     pub bytes_sent: u64,
     /// Handshakes completed.
-    pub handshakes: u64,
+    pub handshakes: u32,
     /// Sockets (or connect attempts) that ended, for any reason; the last
     /// reason is [`Connection::close_reason`](super::Connection::close_reason).
-    pub disconnects: u64,
+    pub disconnects: u32,
     /// Heartbeat deadlines that came due during a local stall and were
     /// answered with a fresh PING instead of a conviction.
-    pub stalls_forgiven: u64,
+    pub stalls_forgiven: u32,
 }

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use log::{debug, trace, warn};
 
-use crate::backoff::Backoff;
+use crate::backoff::Attempts;
 use crate::codec::{self, Decoder, Frame, Handshake, HEADER_LEN};
 use crate::config::Config;
 use crate::error::{CloseCode, DisconnectReason};
@@ -91,7 +91,6 @@ pub struct Connection {
     config: Arc<Config>,
     role: Role,
     state: State,
-    decoder: Decoder,
     /// Bytes of an incomplete frame; empty (and unallocated) otherwise.
     recv: BytesMut,
     outbox: Outbox,
@@ -100,13 +99,14 @@ pub struct Connection {
     rng: Rng,
     /// When the last byte arrived (meaningful once established).
     last_recv: Option<Instant>,
-    /// Jitter added to the current heartbeat interval (≤ 10 % of `I`).
-    ping_jitter: Duration,
+    /// Jitter added to the current heartbeat interval (≤ 10 % of `I`), ms.
+    ping_jitter_ms: u32,
     /// The outstanding PING's nonce and send time, for an RTT sample.
     probe: Option<(u64, Instant)>,
     rtt: RttEstimator,
-    /// Client: the reconnect schedule.
-    backoff: Backoff,
+    /// Client: redial attempts since the last healthy connection (the
+    /// schedule itself is `config.backoff`, the jitter comes from `rng`).
+    attempts: Attempts,
     /// The application closed us: never redial.
     stopping: bool,
     /// `Connected` was reported for the current socket.
@@ -116,7 +116,8 @@ pub struct Connection {
     /// The healthy period passed but no frame had arrived yet.
     healthy_pending: bool,
     session_id: u64,
-    close_reason: Option<DisconnectReason>,
+    /// Boxed: needed once per ending, not worth 32 bytes on every connection.
+    close_reason: Option<Box<DisconnectReason>>,
     /// When the peer's previous PING arrived, and how many came too soon.
     last_ping_rx: Option<Instant>,
     ping_strikes: u32,
@@ -143,11 +144,8 @@ impl Connection {
     }
 
     fn new(config: Arc<Config>, role: Role, state: State, seed: u64) -> Connection {
-        let mixed = seed ^ config.seed.rotate_left(17);
-        let mut rng = Rng::new(mixed);
-        let backoff = Backoff::new(config.backoff, rng.next_u64());
+        let rng = Rng::new(seed ^ config.seed.rotate_left(17));
         Connection {
-            decoder: Decoder::new(config.max_frame),
             role,
             state,
             recv: BytesMut::new(),
@@ -156,10 +154,10 @@ impl Connection {
             actions: Actions::default(),
             rng,
             last_recv: None,
-            ping_jitter: Duration::ZERO,
+            ping_jitter_ms: 0,
             probe: None,
             rtt: RttEstimator::default(),
-            backoff,
+            attempts: Attempts::default(),
             stopping: false,
             connected: false,
             frame_since_handshake: false,
@@ -226,7 +224,7 @@ impl Connection {
             self.process(now, data, events);
             if self.is_reading() && !data.is_empty() {
                 let want = self
-                    .decoder
+                    .decoder()
                     .pending_frame_len(data)
                     .unwrap_or(HEADER_LEN)
                     .min(PARTIAL_RESERVE_CAP)
@@ -421,7 +419,7 @@ impl Connection {
 
     /// Why the last socket of this connection ended, if one did.
     pub fn close_reason(&self) -> Option<&DisconnectReason> {
-        self.close_reason.as_ref()
+        self.close_reason.as_deref()
     }
 
     /// Counters.
@@ -447,12 +445,12 @@ impl Connection {
     /// Client: the number of the current (or coming) attempt since the
     /// last healthy connection; 0 when healthy.
     pub fn reconnect_attempt(&self) -> u32 {
-        self.backoff.attempt()
+        self.attempts.get()
     }
 
     /// The jitter currently added to the heartbeat interval.
     pub fn ping_jitter(&self) -> Duration {
-        self.ping_jitter
+        Duration::from_millis(self.ping_jitter_ms.into())
     }
 
     /// When a named timer is armed to fire, if it is.
@@ -462,13 +460,18 @@ impl Connection {
 
     // ----- frames ---------------------------------------------------------
 
+    /// The decoder is only a length limit: made on the spot, not stored.
+    fn decoder(&self) -> Decoder {
+        Decoder::new(self.config.max_frame)
+    }
+
     fn is_reading(&self) -> bool {
         matches!(self.state, State::Handshaking | State::Established)
     }
 
     fn process(&mut self, now: Instant, buf: &mut BytesMut, events: &mut Vec<Event>) {
         while self.is_reading() {
-            match self.decoder.decode(buf) {
+            match self.decoder().decode(buf) {
                 Ok(Some(frame)) => self.on_frame(now, frame, events),
                 Ok(None) => return,
                 Err(e) => {
@@ -487,7 +490,7 @@ impl Connection {
         if self.state == State::Established {
             self.frame_since_handshake = true;
             if mem::take(&mut self.healthy_pending) {
-                self.backoff.reset();
+                self.attempts.reset();
             }
         }
         match (self.state, self.role, frame) {
@@ -579,9 +582,9 @@ impl Connection {
         self.stats.handshakes += 1;
         self.last_recv = Some(now);
         if let Some(hb) = self.config.heartbeat {
-            self.ping_jitter = self.next_jitter();
+            self.ping_jitter_ms = self.next_jitter_ms();
             self.timers
-                .set(Timer::Idle, now + hb.interval + self.ping_jitter);
+                .set(Timer::Idle, now + hb.interval + self.ping_jitter());
         }
         if self.role == Role::Client {
             self.timers
@@ -605,7 +608,7 @@ impl Connection {
             self.timers.stop(Timer::Dead);
             if let Some(hb) = self.config.heartbeat {
                 self.timers
-                    .set(Timer::Idle, now + hb.interval + self.ping_jitter);
+                    .set(Timer::Idle, now + hb.interval + self.ping_jitter());
             }
         }
     }
@@ -616,7 +619,7 @@ impl Connection {
             return;
         };
         self.outbox.release_idle_memory();
-        let due = last + hb.interval + self.ping_jitter;
+        let due = last + hb.interval + self.ping_jitter();
         if now < due {
             self.timers.set(Timer::Idle, due);
             return;
@@ -626,7 +629,7 @@ impl Connection {
         self.probe = Some((nonce, now));
         self.stats.pings_sent += 1;
         self.timers.set(Timer::Dead, now + hb.timeout);
-        self.ping_jitter = self.next_jitter();
+        self.ping_jitter_ms = self.next_jitter_ms();
         trace!(
             "{:?}: PING {nonce:#x} after {:?} of silence",
             self.role,
@@ -655,12 +658,13 @@ impl Connection {
     }
 
     /// A random extra delay of at most 10 % of the interval, in whole ms.
-    fn next_jitter(&mut self) -> Duration {
+    fn next_jitter_ms(&mut self) -> u32 {
         let interval_ms = self
             .config
             .heartbeat
-            .map_or(0, |hb| u64::from(millis_u32(hb.interval)));
-        Duration::from_millis(self.rng.below_inclusive(interval_ms / 10))
+            .map_or(0, |hb| millis_u32(hb.interval));
+        // At most interval_ms / 10, so it fits.
+        self.rng.below_inclusive(u64::from(interval_ms / 10)) as u32
     }
 
     fn on_timer(&mut self, timer: Timer, due: Instant, now: Instant, events: &mut Vec<Event>) {
@@ -682,7 +686,7 @@ impl Connection {
             }
             (Timer::Healthy, State::Established) => {
                 if self.frame_since_handshake {
-                    self.backoff.reset();
+                    self.attempts.reset();
                 } else {
                     self.healthy_pending = true;
                 }
@@ -781,11 +785,14 @@ impl Connection {
             });
         }
         if self.role == Role::Client && !self.stopping {
-            match self.backoff.next_delay() {
+            match self
+                .attempts
+                .next_delay(&self.config.backoff, &mut self.rng)
+            {
                 Some(delay) => {
                     self.timers.set(Timer::Reconnect, now + delay);
                     events.push(Event::Reconnecting {
-                        attempt: self.backoff.attempt(),
+                        attempt: self.attempts.get(),
                         delay,
                         reason: reason.clone(),
                     });
@@ -793,13 +800,13 @@ impl Connection {
                 None => {
                     self.stopping = true;
                     events.push(Event::GaveUp {
-                        attempts: self.backoff.attempt(),
+                        attempts: self.attempts.get(),
                         reason: reason.clone(),
                     });
                 }
             }
         }
-        self.close_reason = Some(reason);
+        self.close_reason = Some(Box::new(reason));
         self.stats.disconnects += 1;
     }
 

@@ -30,9 +30,98 @@ impl DataFrame {
     }
 }
 
-/// Pending output of one connection.
+/// Pending output of one connection: nothing at all (one pointer) while
+/// nothing is queued and the connection is idle, a [`Queue`] otherwise.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
+    queue: Option<Box<Queue>>,
+}
+
+impl Outbox {
+    fn queue(&mut self) -> &mut Queue {
+        self.queue.get_or_insert_with(Box::default)
+    }
+
+    /// Unsent bytes in total.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.len())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when no queue is allocated at all.
+    #[cfg(test)]
+    pub(crate) fn is_unallocated(&self) -> bool {
+        self.queue.is_none()
+    }
+
+    /// The control buffer, to encode a control frame into. It is sent at
+    /// the next frame boundary, ahead of unstarted DATA.
+    pub(crate) fn ctrl(&mut self) -> &mut BytesMut {
+        &mut self.queue().ctrl
+    }
+
+    /// The tail buffer, for frames that must follow every queued DATA frame.
+    pub(crate) fn tail(&mut self) -> &mut BytesMut {
+        &mut self.queue().tail
+    }
+
+    /// Queues one DATA frame (no copy of the payload).
+    pub(crate) fn push_data(&mut self, payload: Bytes) {
+        self.queue().push_data(payload);
+    }
+
+    /// Drops every DATA frame that has not started onto the wire, and the
+    /// tail. A partly written frame is kept so the stream stays framed.
+    pub(crate) fn discard_unstarted(&mut self) {
+        if let Some(q) = self.queue.as_mut() {
+            q.discard_unstarted();
+        }
+    }
+
+    /// Drops everything (the socket is going away).
+    pub(crate) fn clear(&mut self) {
+        self.queue = None;
+    }
+
+    /// Frees all memory while nothing is queued, so an idle connection
+    /// holds no output buffers. (An active one keeps its queue, so sending
+    /// does not allocate per message.)
+    pub(crate) fn release_idle_memory(&mut self) {
+        if self.is_empty() {
+            self.queue = None;
+        }
+    }
+
+    /// Fills `dst` with the slices to write next, in wire order, and returns
+    /// how many it filled (always a prefix of the whole order).
+    pub(crate) fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.chunks(dst))
+    }
+
+    /// Records that the first `n` bytes of the order given by [`chunks`]
+    /// were written.
+    ///
+    /// [`chunks`]: Outbox::chunks
+    pub(crate) fn advance(&mut self, n: usize) {
+        if let Some(q) = self.queue.as_mut() {
+            q.advance(n);
+            // A queue that only ever carried control frames (a heartbeat)
+            // is freed as soon as they are out; one that carries messages
+            // is kept until the connection goes idle, so sending does not
+            // allocate per message.
+            if q.len() == 0 && q.data.capacity() == 0 {
+                self.queue = None;
+            }
+        }
+    }
+}
+
+/// The queued output itself.
+#[derive(Debug, Default)]
+struct Queue {
     /// Whole control frames not yet written (their unsent suffix).
     ctrl: BytesMut,
     /// DATA frames in order; the front one may be partly written.
@@ -45,29 +134,13 @@ pub(crate) struct Outbox {
     data_bytes: usize,
 }
 
-impl Outbox {
-    /// Unsent bytes in total.
-    pub(crate) fn len(&self) -> usize {
+impl Queue {
+    fn len(&self) -> usize {
         self.ctrl.len() + self.data_bytes + self.tail.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The control buffer, to encode a control frame into. It is sent at
-    /// the next frame boundary, ahead of unstarted DATA.
-    pub(crate) fn ctrl(&mut self) -> &mut BytesMut {
-        &mut self.ctrl
-    }
-
-    /// The tail buffer, for frames that must follow every queued DATA frame.
-    pub(crate) fn tail(&mut self) -> &mut BytesMut {
-        &mut self.tail
-    }
-
     /// Queues one DATA frame (no copy of the payload).
-    pub(crate) fn push_data(&mut self, payload: Bytes) {
+    fn push_data(&mut self, payload: Bytes) {
         let frame = DataFrame {
             header: codec::data_header(payload.len()),
             payload,
@@ -78,7 +151,7 @@ impl Outbox {
 
     /// Drops every DATA frame that has not started onto the wire, and the
     /// tail. A partly written frame is kept so the stream stays framed.
-    pub(crate) fn discard_unstarted(&mut self) {
+    fn discard_unstarted(&mut self) {
         let keep = usize::from(self.head_sent > 0);
         self.data.truncate(keep);
         self.data_bytes = self
@@ -88,22 +161,9 @@ impl Outbox {
         self.tail.clear();
     }
 
-    /// Drops everything (the socket is going away).
-    pub(crate) fn clear(&mut self) {
-        *self = Outbox::default();
-    }
-
-    /// Frees buffer capacity while nothing is queued, so an idle connection
-    /// holds no output memory.
-    pub(crate) fn release_idle_memory(&mut self) {
-        if self.is_empty() {
-            *self = Outbox::default();
-        }
-    }
-
     /// Fills `dst` with the slices to write next, in wire order, and returns
     /// how many it filled (always a prefix of the whole order).
-    pub(crate) fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+    fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut out = Gather { dst, n: 0 };
         let mut frames = self.data.iter();
         if self.head_sent > 0 {
@@ -125,8 +185,8 @@ impl Outbox {
     /// Records that the first `n` bytes of the order given by [`chunks`]
     /// were written.
     ///
-    /// [`chunks`]: Outbox::chunks
-    pub(crate) fn advance(&mut self, mut n: usize) {
+    /// [`chunks`]: Queue::chunks
+    fn advance(&mut self, mut n: usize) {
         if self.head_sent > 0 {
             n = self.advance_head(n);
         }

@@ -7,45 +7,56 @@ use std::time::Duration;
 /// Smoothed RTT and RTT variance, updated per RFC 6298 §2:
 /// the first sample `R` sets `SRTT = R`, `RTTVAR = R/2`; later ones set
 /// `RTTVAR = 3/4·RTTVAR + 1/4·|SRTT − R|`, then `SRTT = 7/8·SRTT + 1/8·R`.
+///
+/// Kept in whole microseconds (16 bytes per connection); samples above
+/// ~71 minutes saturate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    latest: Option<Duration>,
+    srtt_us: u32,
+    rttvar_us: u32,
+    latest_us: u32,
     samples: u32,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+fn duration(us: u32) -> Duration {
+    Duration::from_micros(us.into())
 }
 
 impl RttEstimator {
     /// Folds in one round-trip sample.
     pub fn sample(&mut self, rtt: Duration) {
-        self.latest = Some(rtt);
-        self.samples = self.samples.saturating_add(1);
-        match self.srtt {
-            None => {
-                self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
-            }
-            Some(srtt) => {
-                let diff = if srtt > rtt { srtt - rtt } else { rtt - srtt };
-                self.rttvar = (self.rttvar * 3 + diff) / 4;
-                self.srtt = Some((srtt * 7 + rtt) / 8);
-            }
+        let r = u64::from(micros(rtt));
+        self.latest_us = micros(rtt);
+        if self.samples == 0 {
+            self.srtt_us = micros(rtt);
+            self.rttvar_us = micros(rtt) / 2;
+        } else {
+            let srtt = u64::from(self.srtt_us);
+            let diff = srtt.abs_diff(r);
+            // Both results are weighted means of u32 values: they fit.
+            self.rttvar_us = ((3 * u64::from(self.rttvar_us) + diff) / 4) as u32;
+            self.srtt_us = ((7 * srtt + r) / 8) as u32;
         }
+        self.samples = self.samples.saturating_add(1);
     }
 
     /// The smoothed round-trip time, once there is a sample.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        (self.samples > 0).then(|| duration(self.srtt_us))
     }
 
     /// The round-trip time variance, once there is a sample.
     pub fn rttvar(&self) -> Option<Duration> {
-        self.srtt.map(|_| self.rttvar)
+        (self.samples > 0).then(|| duration(self.rttvar_us))
     }
 
     /// The most recent sample.
     pub fn latest(&self) -> Option<Duration> {
-        self.latest
+        (self.samples > 0).then(|| duration(self.latest_us))
     }
 
     /// How many samples were folded in.

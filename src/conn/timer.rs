@@ -5,7 +5,7 @@
 //! lazily (armed no later than the real deadline, re-checked when they fire),
 //! so the per-byte path never touches the table.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One deadline a connection may be waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,50 +44,91 @@ impl Timer {
     ];
 }
 
-/// At most one deadline per [`Timer`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// At most one deadline per [`Timer`], kept compactly: nanoseconds from a
+/// base instant (the first deadline ever set), so the table costs 80 bytes
+/// instead of 128 on every connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerTable {
-    at: [Option<Instant>; Timer::ALL.len()],
+    base: Option<Instant>,
+    /// Signed nanoseconds from `base`; [`UNARMED`] when not armed.
+    at: [i64; Timer::ALL.len()],
+}
+
+/// The marker of a timer that is not armed.
+const UNARMED: i64 = i64::MIN;
+
+impl Default for TimerTable {
+    fn default() -> Self {
+        TimerTable {
+            base: None,
+            at: [UNARMED; Timer::ALL.len()],
+        }
+    }
 }
 
 impl TimerTable {
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.at[timer as usize] = Some(at);
+        let base = *self.base.get_or_insert(at);
+        // ±292 years either side of the base: saturating is unreachable.
+        let offset = if at >= base {
+            i64::try_from((at - base).as_nanos()).unwrap_or(i64::MAX)
+        } else {
+            i64::try_from((base - at).as_nanos()).map_or(UNARMED + 1, |n| -n)
+        };
+        self.at[timer as usize] = offset;
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.at[timer as usize] = None;
+        self.at[timer as usize] = UNARMED;
     }
 
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.at[timer as usize]
+        self.instant(self.at[timer as usize])
+    }
+
+    fn instant(&self, offset: i64) -> Option<Instant> {
+        if offset == UNARMED {
+            return None;
+        }
+        let base = self.base?;
+        let magnitude = Duration::from_nanos(offset.unsigned_abs());
+        if offset >= 0 {
+            base.checked_add(magnitude)
+        } else {
+            base.checked_sub(magnitude)
+        }
     }
 
     pub(crate) fn is_armed(&self, timer: Timer) -> bool {
-        self.at[timer as usize].is_some()
+        self.at[timer as usize] != UNARMED
     }
 
     /// Disarms every timer.
     pub(crate) fn stop_all(&mut self) {
-        self.at = [None; Timer::ALL.len()];
+        self.at = [UNARMED; Timer::ALL.len()];
     }
 
     /// The earliest armed deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.at.iter().flatten().min().copied()
+        let earliest = self.at.iter().copied().filter(|&o| o != UNARMED).min()?;
+        self.instant(earliest)
     }
 
     /// Disarms and returns the earliest timer due at `now`, with the
     /// instant it was due, if any.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Timer, Instant)> {
-        let (i, _) = self
+        let (i, offset) = self
             .at
             .iter()
+            .copied()
             .enumerate()
-            .filter_map(|(i, at)| at.map(|at| (i, at)))
-            .filter(|&(_, at)| at <= now)
-            .min_by_key(|&(_, at)| at)?;
-        let at = self.at[i].take()?;
+            .filter(|&(_, o)| o != UNARMED)
+            .min_by_key(|&(_, o)| o)?;
+        let at = self.instant(offset)?;
+        if at > now {
+            return None;
+        }
+        self.at[i] = UNARMED;
         Some((Timer::ALL[i], at))
     }
 }
@@ -119,5 +160,23 @@ mod tests {
         assert!(table.is_armed(Timer::Linger));
         table.stop(Timer::Linger);
         assert_eq!(table.next(), None);
+    }
+
+    #[test]
+    fn deadlines_before_the_base_keep_their_exact_instant() {
+        let t0 = Instant::now();
+        let mut table = TimerTable::default();
+        table.set(Timer::Idle, t0 + Duration::from_nanos(1_500_000_123));
+        table.set(Timer::Dead, t0);
+        table.set(Timer::Linger, t0 + Duration::from_secs(3600));
+        assert_eq!(table.get(Timer::Dead), Some(t0));
+        assert_eq!(table.next(), Some(t0));
+        assert_eq!(
+            table.get(Timer::Idle),
+            Some(t0 + Duration::from_nanos(1_500_000_123))
+        );
+        assert_eq!(table.pop_due(t0), Some((Timer::Dead, t0)));
+        assert_eq!(table.pop_due(t0), None);
+        assert!(std::mem::size_of::<TimerTable>() <= 80);
     }
 }

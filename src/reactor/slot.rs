@@ -33,7 +33,7 @@ pub(super) struct Slot {
     /// Listed in the reactor's dirty list.
     pub(super) dirty: bool,
     /// Disconnects already counted in the reactor's close stats.
-    pub(super) counted_disconnects: u64,
+    pub(super) counted_disconnects: u32,
 }
 
 impl Slot {
@@ -109,5 +109,16 @@ impl Slot {
                 let _ = registry.deregister(&mut stream);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_slot_fits_the_per_connection_budget() {
+        // 512 bytes per idle connection in all: the slot (with the
+        // connection inside), its slab tag and its timer wheel entry.
+        let slot = std::mem::size_of::<super::Slot>();
+        assert!(slot <= 440, "Slot grew to {slot} bytes");
     }
 }

@@ -111,11 +111,11 @@ pub struct ConnStats {
     /// Round-trip time variance.
     pub rttvar: Option<Duration>,
     /// PINGs sent.
-    pub pings_sent: u64,
+    pub pings_sent: u32,
     /// PONGs received.
-    pub pongs_received: u64,
+    pub pongs_received: u32,
     /// PINGs received (and answered).
-    pub pings_received: u64,
+    pub pings_received: u32,
     /// DATA frames sent.
     pub messages_sent: u64,
     /// DATA frames received.

@@ -76,18 +76,11 @@ fn detection_stays_within_i_plus_t_plus_jitter_for_many_seeds() {
     }
 }
 
-#[test]
-fn two_idle_peers_settle_into_one_exchange_per_interval() {
+/// Pings both sides sent in 100 s of idleness with one-way `latency`.
+fn idle_pings(latency: u64) -> usize {
     let mut pair = Pair::connected(config());
-    pair.latency = ms(5);
+    pair.latency = ms(latency);
     pair.run_for(ms(100_000));
-    let pings = pair.client_pings().len() + pair.server_pings().len();
-    // One exchange per interval of 1 s plus up to 10 % jitter: 90–100 in
-    // 100 s. Two independent exchanges would be ~180.
-    assert!(
-        (88..=101).contains(&pings),
-        "{pings} pings in 100 intervals"
-    );
     assert_eq!(pair.client.state(), State::Established);
     assert_eq!(pair.server().state(), State::Established);
     // Every PING was answered: pongs received equal pings sent.
@@ -95,6 +88,27 @@ fn two_idle_peers_settle_into_one_exchange_per_interval() {
     let s = pair.server().stats();
     assert_eq!(c.pongs_received, c.pings_sent);
     assert_eq!(s.pongs_received, s.pings_sent);
+    pair.client_pings().len() + pair.server_pings().len()
+}
+
+#[test]
+fn two_idle_peers_settle_into_one_exchange_per_interval() {
+    // One exchange per interval of 1 s plus up to 10 % jitter: 90–100 in
+    // 100 s; two independent exchanges would be ~180. With no latency a
+    // PING resets the other side's clock the instant it is sent, so both
+    // fire together only when their deadlines fall on the same instant.
+    let pings = idle_pings(0);
+    assert!(
+        (88..=102).contains(&pings),
+        "{pings} pings in 100 intervals"
+    );
+    // With latency L both sides ping when their deadlines fall within L of
+    // each other — about 2L / (I/10) = 10 % of intervals for L = 5 ms.
+    let pings = idle_pings(5);
+    assert!(
+        (88..=118).contains(&pings),
+        "{pings} pings in 100 intervals"
+    );
 }
 
 #[test]

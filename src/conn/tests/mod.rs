@@ -441,3 +441,19 @@ fn record(log: &mut Vec<(Duration, Frame)>, at: Duration, chunk: &[u8]) {
 pub(super) fn kinds(events: &[(Duration, Event)]) -> Vec<&Event> {
     events.iter().map(|(_, e)| e).collect()
 }
+
+#[test]
+fn a_connection_fits_its_memory_budget() {
+    // The per-connection budget of an idle connection is 512 bytes of
+    // user-space memory all told (slot, wheel entry, socket bookkeeping);
+    // the state machine's share is this. Growing it is a decision, not an
+    // accident.
+    let size = std::mem::size_of::<Connection>();
+    assert!(size <= 320, "Connection grew to {size} bytes");
+    // An idle connection holds no heap buffers besides the shared config.
+    let mut pair = Pair::connected(config());
+    pair.run_for(ms(5_000)); // heartbeats exchanged, idle timer ran
+    assert!(pair.client.recv.is_empty() && pair.client.recv.capacity() == 0);
+    assert_eq!(pair.client.outbox.len(), 0);
+    assert!(pair.client.outbox.is_unallocated());
+}
