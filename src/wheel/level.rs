@@ -34,6 +34,7 @@ pub(super) struct Level {
 
 impl Level {
     /// An empty level number `level` (0 = 1 ms slots).
+    #[inline]
     pub(super) fn new(level: usize) -> Self {
         Level {
             shift: SLOT_BITS * level as u32,
@@ -43,32 +44,38 @@ impl Level {
     }
 
     /// Ticks covered by one slot of this level: `64^level`.
+    #[inline]
     pub(super) fn slot_range(&self) -> u64 {
         1 << self.shift
     }
 
     /// Ticks covered by the whole level: `64^(level + 1)`.
+    #[inline]
     pub(super) fn level_range(&self) -> u64 {
         1 << (self.shift + SLOT_BITS)
     }
 
     /// The slot that `tick` falls in at this level.
+    #[inline]
     pub(super) fn slot_for(&self, tick: u64) -> usize {
         ((tick >> self.shift) as usize) & (SLOTS - 1)
     }
 
     /// The occupancy mask: bit `i` set ⇔ slot `i` is non-empty.
+    #[inline]
     pub(super) fn occupied(&self) -> u64 {
         self.occupied
     }
 
     /// The first entry of `slot`'s list, or [`NONE`].
+    #[inline]
     pub(super) fn head(&self, slot: usize) -> u32 {
         self.heads[slot % SLOTS]
     }
 
     /// Makes `index` the first entry of `slot`'s list and keeps the
     /// occupancy bit in step: set for an entry, cleared for [`NONE`].
+    #[inline]
     pub(super) fn set_head(&mut self, slot: usize, index: u32) {
         let slot = slot % SLOTS;
         self.heads[slot] = index;
@@ -81,6 +88,7 @@ impl Level {
 
     /// Detaches `slot`'s whole list and returns its first entry (or
     /// [`NONE`]); the slot is empty afterwards.
+    #[inline]
     pub(super) fn take(&mut self, slot: usize) -> u32 {
         let head = self.head(slot);
         self.set_head(slot, NONE);
@@ -89,6 +97,7 @@ impl Level {
 
     /// The first occupied slot at or after `from`, wrapping past slot 63
     /// back to slot 0; `None` when the level is empty.
+    #[inline]
     pub(super) fn next_occupied(&self, from: usize) -> Option<usize> {
         if self.occupied == 0 {
             return None;
@@ -102,6 +111,7 @@ impl Level {
     /// current pass of this level if the slot is still ahead, else in the
     /// next pass (only the top level, which holds deadlines beyond its own
     /// span, ever has occupied slots behind the current one).
+    #[inline]
     pub(super) fn slot_start(&self, elapsed: u64, slot: usize) -> u64 {
         let level_start = elapsed & !(self.level_range() - 1);
         let start = level_start + (slot % SLOTS) as u64 * self.slot_range();
@@ -116,6 +126,7 @@ impl Level {
     /// `elapsed`, with the tick it starts at. The search begins just after
     /// `elapsed`'s own slot and wraps, so that slot comes last: at the top
     /// level it holds only deadlines a full pass (≈ 795 days) away.
+    #[inline]
     pub(super) fn next_expiration(&self, elapsed: u64) -> Option<(usize, u64)> {
         let slot = self.next_occupied(self.slot_for(elapsed) + 1)?;
         Some((slot, self.slot_start(elapsed, slot)))
@@ -130,6 +141,7 @@ impl Level {
 /// A tick [`HORIZON`] or more ahead goes to the top level's furthest slot —
 /// the one `elapsed` is in, whose next start is a whole pass away — and is
 /// re-filed, not fired, when that slot comes due.
+#[inline]
 pub(super) fn position(elapsed: u64, tick: u64) -> (usize, usize) {
     let top = LEVELS - 1;
     if tick.saturating_sub(elapsed) >= HORIZON {
@@ -142,6 +154,7 @@ pub(super) fn position(elapsed: u64, tick: u64) -> (usize, usize) {
 }
 
 /// `tick`'s slot at `level` (the `level`-th 6-bit digit of the tick).
+#[inline]
 fn slot_at(level: usize, tick: u64) -> usize {
     ((tick >> (SLOT_BITS * level as u32)) as usize) & (SLOTS - 1)
 }

@@ -295,18 +295,27 @@ impl<T> Wheel<T> {
 
     /// `deadline` in ticks: `ceil((deadline - origin) / 1 ms)`, 0 before
     /// the origin, capped at [`MAX_TICK`].
+    #[inline]
     fn deadline_tick(&self, deadline: Instant) -> u64 {
         let since = deadline.saturating_duration_since(self.origin);
-        let partial = since.subsec_nanos() % 1_000_000 != 0;
-        let ms = since.as_millis() + u128::from(partial);
-        u64::try_from(ms).map_or(MAX_TICK, |ms| ms.min(MAX_TICK))
+        // u64 arithmetic (no u128 division): this runs on every insert.
+        let ms = since
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(since.subsec_nanos().div_ceil(1_000_000)));
+        ms.min(MAX_TICK)
     }
 
     /// `now` in ticks: `floor((now - origin) / 1 ms)`, 0 before the origin,
     /// capped below [`MAX_TICK`].
+    #[inline]
     fn clock_tick(&self, now: Instant) -> u64 {
-        let ms = now.saturating_duration_since(self.origin).as_millis();
-        u64::try_from(ms).map_or(MAX_TICK - 1, |ms| ms.min(MAX_TICK - 1))
+        let since = now.saturating_duration_since(self.origin);
+        let ms = since
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(since.subsec_millis()));
+        ms.min(MAX_TICK - 1)
     }
 
     fn instant_at(&self, tick: u64) -> Option<Instant> {
