@@ -78,6 +78,34 @@ impl Default for SocketOptions {
 }
 
 impl SocketOptions {
+    /// Sets `TCP_NODELAY`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether::net::{Keepalive, SocketOptions, UserTimeout};
+    ///
+    /// let options = SocketOptions::default()
+    ///     .keepalive(Some(Keepalive { idle: Duration::from_secs(5), ..Keepalive::default() }))
+    ///     .user_timeout(UserTimeout::Fixed(Duration::from_secs(8)));
+    /// assert!(options.nodelay);
+    /// ```
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Sets the kernel keepalive (`None`: off).
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets `TCP_USER_TIMEOUT`.
+    pub fn user_timeout(mut self, timeout: UserTimeout) -> Self {
+        self.user_timeout = timeout;
+        self
+    }
+
     /// The `TCP_USER_TIMEOUT` to set, given the heartbeat settings.
     pub fn user_timeout_for(&self, heartbeat: Option<Heartbeat>) -> Option<Duration> {
         match self.user_timeout {
