@@ -129,4 +129,11 @@ pub struct Stats {
     /// Heartbeat deadlines that came due during a local stall and were
     /// answered with a fresh PING instead of a conviction.
     pub stalls_forgiven: u32,
+    /// Heartbeat deadlines extended because the peer kept acknowledging our
+    /// queued output (a PING stuck behind a large message on a thin link).
+    pub drain_extensions: u32,
+    /// ACK frames sent because we were receiving without saying anything.
+    pub acks_sent: u32,
+    /// ACK frames received.
+    pub acks_received: u32,
 }

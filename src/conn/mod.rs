@@ -70,7 +70,7 @@ use outbox::Outbox;
 pub use rtt::RttEstimator;
 pub use state::{Role, State};
 pub use timer::Timer;
-use timer::TimerTable;
+use timer::{Stamp, TimerTable};
 
 /// How much of a partial frame's announced length is reserved up front; the
 /// rest grows as bytes actually arrive, so a peer announcing a large frame
@@ -98,11 +98,12 @@ pub struct Connection {
     actions: Actions,
     rng: Rng,
     /// When the last byte arrived (meaningful once established).
-    last_recv: Option<Instant>,
+    last_recv: Stamp,
     /// Jitter added to the current heartbeat interval (≤ 10 % of `I`), ms.
     ping_jitter_ms: u32,
     /// The outstanding PING's nonce and send time, for an RTT sample.
-    probe: Option<(u64, Instant)>,
+    probe_nonce: u64,
+    probe_sent: Stamp,
     rtt: RttEstimator,
     /// Client: redial attempts since the last healthy connection (the
     /// schedule itself is `config.backoff`, the jitter comes from `rng`).
@@ -119,10 +120,26 @@ pub struct Connection {
     /// Boxed: needed once per ending, not worth 32 bytes on every connection.
     close_reason: Option<Box<DisconnectReason>>,
     /// When the peer's previous PING arrived, and how many came too soon.
-    last_ping_rx: Option<Instant>,
-    ping_strikes: u32,
-    /// `stats.bytes_sent` when the write-stall timer was armed.
-    stall_mark: u64,
+    last_ping_rx: Stamp,
+    ping_strikes: u8,
+    /// Write-idle check period in ms (half the shorter of our and the
+    /// peer's heartbeat interval; 0: off), and the low 32 bits of
+    /// `bytes_sent` / `bytes_received` at the last check.
+    write_idle_ms: u32,
+    sent_mark: u32,
+    recv_mark: u32,
+    /// `messages_received` when this session began (ACK counts per session).
+    session_rx_base: u64,
+    /// Low 32 bits of `stats.bytes_sent` when the write-stall timer was
+    /// armed (only compared for equality).
+    stall_mark: u32,
+    /// The socket refused output (its send buffer was full) and has not
+    /// taken any since.
+    socket_full: bool,
+    /// Since our last PING, a full socket took more output: the peer's TCP
+    /// acknowledged our data and its receive window opened, so the peer is
+    /// alive and reading even if its PONG is stuck behind our data.
+    peer_drained: bool,
     stats: Stats,
 }
 
@@ -153,9 +170,10 @@ impl Connection {
             timers: TimerTable::default(),
             actions: Actions::default(),
             rng,
-            last_recv: None,
+            last_recv: Stamp::NONE,
             ping_jitter_ms: 0,
-            probe: None,
+            probe_nonce: 0,
+            probe_sent: Stamp::NONE,
             rtt: RttEstimator::default(),
             attempts: Attempts::default(),
             stopping: false,
@@ -164,9 +182,15 @@ impl Connection {
             healthy_pending: false,
             session_id: 0,
             close_reason: None,
-            last_ping_rx: None,
+            last_ping_rx: Stamp::NONE,
             ping_strikes: 0,
+            write_idle_ms: 0,
+            sent_mark: 0,
+            recv_mark: 0,
+            session_rx_base: 0,
             stall_mark: 0,
+            socket_full: false,
+            peer_drained: false,
             stats: Stats::default(),
             config,
         }
@@ -326,6 +350,10 @@ impl Connection {
     pub fn advance_transmit(&mut self, n: usize) {
         self.outbox.advance(n);
         self.stats.bytes_sent += n as u64;
+        if n > 0 && mem::take(&mut self.socket_full) {
+            // Room in a full send buffer appears only as the peer acks.
+            self.peer_drained = true;
+        }
         if self.state == State::Closing && self.outbox.is_empty() {
             self.close_socket();
         }
@@ -334,12 +362,17 @@ impl Connection {
     /// The socket would not take more output while some is pending. Arms
     /// the write-stall timer: if not one byte is written before it fires,
     /// the peer is not reading and the connection is closed.
+    ///
+    /// It also lets a sender whose PING is queued behind a large message
+    /// tell a live, reading peer from a dead one: when a full socket takes
+    /// more output, the peer acknowledged data, and that counts as life.
     pub fn handle_write_blocked(&mut self, now: Instant) {
+        self.socket_full = true;
         let Some(timeout) = self.config.write_stall_timeout else {
             return;
         };
         if self.pending_output() > 0 && !self.timers.is_armed(Timer::WriteStall) {
-            self.stall_mark = self.stats.bytes_sent;
+            self.stall_mark = self.stats.bytes_sent as u32;
             self.timers.set(Timer::WriteStall, now + timeout);
         }
     }
@@ -434,7 +467,7 @@ impl Connection {
 
     /// When the last byte was received.
     pub fn last_recv(&self) -> Option<Instant> {
-        self.last_recv
+        self.timers.instant_of(self.last_recv)
     }
 
     /// The session id (assigned by the server).
@@ -529,14 +562,15 @@ impl Connection {
             }
             (_, _, Frame::Pong(nonce)) => {
                 self.stats.pongs_received += 1;
-                if let Some((sent_nonce, sent_at)) = self.probe {
-                    if sent_nonce == nonce {
-                        self.probe = None;
+                if let Some(sent_at) = self.timers.instant_of(self.probe_sent) {
+                    if self.probe_nonce == nonce {
+                        self.probe_sent = Stamp::NONE;
                         self.rtt.sample(now.saturating_duration_since(sent_at));
                     }
                 }
             }
-            (_, _, Frame::Ack(_)) => {} // reserved for session resume
+            // Reserved for session resume; for now a sign of life only.
+            (_, _, Frame::Ack(_)) => self.stats.acks_received += 1,
             (_, _, Frame::Hello(_) | Frame::Welcome(_)) => {
                 self.protocol_error(now, "handshake frame after the handshake", events);
             }
@@ -550,15 +584,16 @@ impl Connection {
             return false;
         };
         let too_soon = self
-            .last_ping_rx
+            .timers
+            .instant_of(self.last_ping_rx)
             .is_some_and(|last| now.saturating_duration_since(last) < policy.min_interval);
-        self.last_ping_rx = Some(now);
+        self.last_ping_rx = self.timers.stamp(now);
         if too_soon {
-            self.ping_strikes += 1;
+            self.ping_strikes = self.ping_strikes.saturating_add(1);
         } else {
             self.ping_strikes = 0;
         }
-        self.ping_strikes > policy.max_strikes
+        u32::from(self.ping_strikes) > policy.max_strikes
     }
 
     fn our_handshake(&self) -> Handshake {
@@ -580,7 +615,7 @@ impl Connection {
         self.connected = true;
         self.frame_since_handshake = false;
         self.stats.handshakes += 1;
-        self.last_recv = Some(now);
+        self.last_recv = self.timers.stamp(now);
         if let Some(hb) = self.config.heartbeat {
             self.ping_jitter_ms = self.next_jitter_ms();
             self.timers
@@ -589,6 +624,20 @@ impl Connection {
         if self.role == Role::Client {
             self.timers
                 .set(Timer::Healthy, now + self.config.healthy_period());
+        }
+        self.session_rx_base = self.stats.messages_received;
+        let own = self
+            .config
+            .heartbeat
+            .map_or(0, |hb| millis_u32(hb.interval));
+        self.write_idle_ms = match (own, peer.interval_ms) {
+            (0, 0) => 0,
+            (0, p) | (p, 0) => (p / 2).max(1),
+            (a, b) => (a.min(b) / 2).max(1),
+        };
+        if self.write_idle_ms > 0 {
+            self.mark_writes();
+            self.timers.set(Timer::WriteIdle, now + self.write_idle());
         }
         events.push(Event::Connected(PeerInfo {
             interval: Duration::from_millis(peer.interval_ms.into()),
@@ -603,7 +652,7 @@ impl Connection {
     /// Any byte is proof of life: restart the read-idle clock and stand
     /// down a pending death sentence.
     fn note_life(&mut self, now: Instant) {
-        self.last_recv = Some(now);
+        self.last_recv = self.timers.stamp(now);
         if self.timers.is_armed(Timer::Dead) {
             self.timers.stop(Timer::Dead);
             if let Some(hb) = self.config.heartbeat {
@@ -615,7 +664,7 @@ impl Connection {
 
     /// The idle timer fired (possibly early, as it is re-armed lazily).
     fn on_idle(&mut self, now: Instant) {
-        let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv) else {
+        let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv()) else {
             return;
         };
         self.outbox.release_idle_memory();
@@ -626,8 +675,10 @@ impl Connection {
         }
         let nonce = self.rng.next_u64();
         codec::encode_ping(nonce, self.outbox.ctrl());
-        self.probe = Some((nonce, now));
+        self.probe_nonce = nonce;
+        self.probe_sent = self.timers.stamp(now);
         self.stats.pings_sent += 1;
+        self.peer_drained = false;
         self.timers.set(Timer::Dead, now + hb.timeout);
         self.ping_jitter_ms = self.next_jitter_ms();
         trace!(
@@ -652,7 +703,8 @@ impl Connection {
         self.stats.stalls_forgiven += 1;
         let nonce = self.rng.next_u64();
         codec::encode_ping(nonce, self.outbox.ctrl());
-        self.probe = Some((nonce, now));
+        self.probe_nonce = nonce;
+        self.probe_sent = self.timers.stamp(now);
         self.stats.pings_sent += 1;
         self.timers.set(Timer::Dead, now + hb.timeout);
     }
@@ -680,6 +732,13 @@ impl Connection {
                 let late = now.saturating_duration_since(due);
                 if late > self.config.stall_tolerance {
                     self.forgive_stall(now, late);
+                } else if mem::take(&mut self.peer_drained) {
+                    // Our PING is stuck behind data the peer is visibly
+                    // taking in: wait another T for its answer.
+                    if let Some(hb) = self.config.heartbeat {
+                        self.stats.drain_extensions += 1;
+                        self.timers.set(Timer::Dead, now + hb.timeout);
+                    }
                 } else {
                     self.fail(now, DisconnectReason::HeartbeatTimeout, events)
                 }
@@ -692,6 +751,7 @@ impl Connection {
                 }
             }
             (Timer::Linger, State::Closing) => self.close_socket(),
+            (Timer::WriteIdle, State::Established) => self.on_write_idle(now),
             (Timer::WriteStall, State::Handshaking | State::Established) => {
                 self.on_write_stall_timer(now, events)
             }
@@ -705,15 +765,60 @@ impl Connection {
         }
     }
 
+    fn write_idle(&self) -> Duration {
+        Duration::from_millis(self.write_idle_ms.into())
+    }
+
+    fn mark_writes(&mut self) {
+        // Only equality is tested, so the low bits suffice (wrapping).
+        self.sent_mark = self.stats.bytes_sent as u32;
+        self.recv_mark = self.talk_received();
+    }
+
+    /// Low 32 bits of the bytes received that call for a sign of life back:
+    /// everything but PONGs (answers to our own PINGs) and ACKs (the
+    /// peer's own signs of life; answering those would start an endless
+    /// ACK ping-pong between two quiet peers).
+    fn talk_received(&self) -> u32 {
+        let quiet = u64::from(self.stats.pongs_received) + u64::from(self.stats.acks_received);
+        (self.stats.bytes_received as u32)
+            .wrapping_sub((quiet * codec::HEARTBEAT_FRAME_LEN as u64) as u32)
+    }
+
+    /// Receiving but saying nothing: send an ACK (the count of DATA frames
+    /// received this session, as the contract defines it) so the peer hears
+    /// from us. A peer pushing a large message has its own PINGs queued
+    /// behind that message, so without this it could not tell us from a
+    /// dead peer; on an idle link both sides write every interval anyway
+    /// (PING or PONG), so this never adds traffic there.
+    fn on_write_idle(&mut self, now: Instant) {
+        let received = self.talk_received() != self.recv_mark;
+        let silent = self.stats.bytes_sent as u32 == self.sent_mark && self.pending_output() == 0;
+        if received && silent {
+            let count = self.stats.messages_received - self.session_rx_base;
+            codec::encode_ack(count, self.outbox.ctrl());
+            self.stats.acks_sent += 1;
+        }
+        self.mark_writes();
+        if received && silent {
+            // The ACK is written after this check; do not count it as
+            // something said in the next window.
+            self.sent_mark = self
+                .sent_mark
+                .wrapping_add(codec::HEARTBEAT_FRAME_LEN as u32);
+        }
+        self.timers.set(Timer::WriteIdle, now + self.write_idle());
+    }
+
     fn on_write_stall_timer(&mut self, now: Instant, events: &mut Vec<Event>) {
         if self.pending_output() == 0 {
             return;
         }
-        if self.stats.bytes_sent > self.stall_mark {
+        if self.stats.bytes_sent as u32 != self.stall_mark {
             // Progress in this window, but output is still queued: watch
             // the next window.
             if let Some(timeout) = self.config.write_stall_timeout {
-                self.stall_mark = self.stats.bytes_sent;
+                self.stall_mark = self.stats.bytes_sent as u32;
                 self.timers.set(Timer::WriteStall, now + timeout);
             }
             return;
@@ -772,12 +877,15 @@ impl Connection {
             Timer::Dead,
             Timer::Healthy,
             Timer::WriteStall,
+            Timer::WriteIdle,
         ] {
             self.timers.stop(timer);
         }
-        self.probe = None;
+        self.probe_sent = Stamp::NONE;
         self.healthy_pending = false;
-        self.last_ping_rx = None;
+        self.socket_full = false;
+        self.peer_drained = false;
+        self.last_ping_rx = Stamp::NONE;
         self.ping_strikes = 0;
         if mem::take(&mut self.connected) {
             events.push(Event::Disconnected {

@@ -28,11 +28,14 @@ pub enum Timer {
     /// Output is queued and the socket would not take it: if no byte has
     /// been written by then, the peer is not reading.
     WriteStall,
+    /// Check whether we have been receiving without saying anything; if
+    /// so, send an ACK so the peer hears from us (see `on_write_idle`).
+    WriteIdle,
 }
 
 impl Timer {
     /// Every timer, in table order.
-    pub const ALL: [Timer; 8] = [
+    pub const ALL: [Timer; 9] = [
         Timer::Connect,
         Timer::Handshake,
         Timer::Idle,
@@ -41,12 +44,13 @@ impl Timer {
         Timer::Healthy,
         Timer::Linger,
         Timer::WriteStall,
+        Timer::WriteIdle,
     ];
 }
 
 /// At most one deadline per [`Timer`], kept compactly: nanoseconds from a
-/// base instant (the first deadline ever set), so the table costs 80 bytes
-/// instead of 128 on every connection.
+/// base instant (the first deadline ever set), so the table costs 88 bytes
+/// instead of 144 on every connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerTable {
     base: Option<Instant>,
@@ -56,6 +60,14 @@ pub(crate) struct TimerTable {
 
 /// The marker of a timer that is not armed.
 const UNARMED: i64 = i64::MIN;
+
+/// An instant in a [`TimerTable`]'s compact form, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp(i64);
+
+impl Stamp {
+    pub(crate) const NONE: Stamp = Stamp(UNARMED);
+}
 
 impl Default for TimerTable {
     fn default() -> Self {
@@ -68,6 +80,14 @@ impl Default for TimerTable {
 
 impl TimerTable {
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        self.at[timer as usize] = self.stamp(at).0;
+    }
+
+    /// `at` in the table's compact form (8 bytes instead of 16), for other
+    /// instants the connection keeps; read back with [`instant_of`].
+    ///
+    /// [`instant_of`]: TimerTable::instant_of
+    pub(crate) fn stamp(&mut self, at: Instant) -> Stamp {
         let base = *self.base.get_or_insert(at);
         // ±292 years either side of the base: saturating is unreachable.
         let offset = if at >= base {
@@ -75,7 +95,12 @@ impl TimerTable {
         } else {
             i64::try_from((base - at).as_nanos()).map_or(UNARMED + 1, |n| -n)
         };
-        self.at[timer as usize] = offset;
+        Stamp(offset)
+    }
+
+    /// The instant a [`Stamp`] stands for (`None` for [`Stamp::NONE`]).
+    pub(crate) fn instant_of(&self, stamp: Stamp) -> Option<Instant> {
+        self.instant(stamp.0)
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
@@ -177,6 +202,6 @@ mod tests {
         );
         assert_eq!(table.pop_due(t0), Some((Timer::Dead, t0)));
         assert_eq!(table.pop_due(t0), None);
-        assert!(std::mem::size_of::<TimerTable>() <= 80);
+        assert!(std::mem::size_of::<TimerTable>() <= 88);
     }
 }
