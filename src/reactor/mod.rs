@@ -21,7 +21,7 @@
 //!         cx.send(id, &b"hello"[..]).ok();
 //!     }
 //!     fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Bytes) {
-//!         println!("{id}: {message:?}");
+//!         log::info!("{id}: {message:?}");
 //!     }
 //! }
 //!
