@@ -1,12 +1,16 @@
 //! The send queue of one connection: control frames jump the queue at a
 //! frame boundary.
 //!
-//! Control frames (PING, PONG, CLOSE, HELLO, WELCOME) are encoded into one
-//! small buffer that goes out ahead of every DATA frame that has not yet
-//! started onto the wire; a DATA frame already partly written is finished
-//! first, so frames never interleave. DATA payloads are queued as `Bytes`
-//! and handed to the writer as (header, payload) slices for one vectored
-//! write, without copying. The outbox owns no socket: the caller gathers
+//! Control frames (PING, PONG, CLOSE, HELLO, WELCOME, ACK) are encoded into
+//! one small buffer that goes out ahead of every DATA segment that has not
+//! yet started onto the wire; a segment already partly written is finished
+//! first, so frames never interleave. Large DATA payloads are queued as the
+//! application's `Bytes` and written as (header, payload) slices without
+//! copying; small ones (up to 1 KiB) are copied into packed runs of at most
+//! 16 KiB, since one contiguous write beats two slices per small message.
+//! A run partly on the wire is cut at the end of the frame being written
+//! when a control frame arrives, so control still jumps the queue at the
+//! next frame boundary. The outbox owns no socket: the caller gathers
 //! slices with [`Outbox::chunks`], writes what it can and reports the count
 //! with [`Outbox::advance`].
 
@@ -17,16 +21,32 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::{self, HEADER_LEN};
 
-/// One queued DATA frame: its header and its payload.
+/// Messages up to this size are copied into a packed run rather than
+/// queued as their own `Bytes`: for small frames one contiguous write is
+/// cheaper than a header and a payload slice per message.
+const COPY_MAX: usize = 1024;
+/// A packed run stops growing at this size, which also bounds how long a
+/// control frame can wait behind a run already on the wire.
+const PACK_MAX: usize = 16 * 1024;
+
+/// A stretch of queued DATA: whole frames only.
 #[derive(Debug)]
-struct DataFrame {
-    header: [u8; HEADER_LEN],
-    payload: Bytes,
+enum Segment {
+    /// Small frames copied together, headers included.
+    Packed(BytesMut),
+    /// One large frame: its header and the application's payload, uncopied.
+    Frame {
+        header: [u8; HEADER_LEN],
+        payload: Bytes,
+    },
 }
 
-impl DataFrame {
+impl Segment {
     fn wire_len(&self) -> usize {
-        HEADER_LEN + self.payload.len()
+        match self {
+            Segment::Packed(run) => run.len(),
+            Segment::Frame { payload, .. } => HEADER_LEN + payload.len(),
+        }
     }
 }
 
@@ -60,7 +80,9 @@ impl Outbox {
     /// The control buffer, to encode a control frame into. It is sent at
     /// the next frame boundary, ahead of unstarted DATA.
     pub(crate) fn ctrl(&mut self) -> &mut BytesMut {
-        &mut self.queue().ctrl
+        let queue = self.queue();
+        queue.split_head();
+        &mut queue.ctrl
     }
 
     /// The tail buffer, for frames that must follow every queued DATA frame.
@@ -124,8 +146,11 @@ impl Outbox {
 struct Queue {
     /// Whole control frames not yet written (their unsent suffix).
     ctrl: BytesMut,
-    /// DATA frames in order; the front one may be partly written.
-    data: VecDeque<DataFrame>,
+    /// DATA in order; the front segment may be partly written.
+    data: VecDeque<Segment>,
+    /// A written packed run's buffer, kept for the next one (so a steady
+    /// stream of small messages allocates nothing).
+    spare: BytesMut,
     /// Bytes of `data.front()` already written (header included).
     head_sent: usize,
     /// Frames that must follow all queued DATA (a graceful CLOSE).
@@ -139,19 +164,59 @@ impl Queue {
         self.ctrl.len() + self.data_bytes + self.tail.len()
     }
 
-    /// Queues one DATA frame (no copy of the payload).
+    /// Queues one DATA frame: a small one is copied into the packed run
+    /// at the back, a large one queued as it is.
     fn push_data(&mut self, payload: Bytes) {
-        let frame = DataFrame {
-            header: codec::data_header(payload.len()),
-            payload,
+        let header = codec::data_header(payload.len());
+        self.data_bytes += HEADER_LEN + payload.len();
+        if payload.len() > COPY_MAX {
+            self.data.push_back(Segment::Frame { header, payload });
+            return;
+        }
+        let fits = matches!(self.data.back(), Some(Segment::Packed(run))
+            if run.len() + HEADER_LEN + payload.len() <= PACK_MAX);
+        if !fits {
+            let mut run = std::mem::take(&mut self.spare);
+            run.reserve(PACK_MAX);
+            self.data.push_back(Segment::Packed(run));
+        }
+        if let Some(Segment::Packed(run)) = self.data.back_mut() {
+            run.extend_from_slice(&header);
+            run.extend_from_slice(&payload);
+        }
+    }
+
+    /// If the front segment is a packed run partly on the wire, cuts it at
+    /// the end of the frame being written, so that what follows counts as
+    /// unstarted: control frames go ahead of it, a discard drops it. (Rare:
+    /// only when a control frame or an error comes mid-run.)
+    fn split_head(&mut self) {
+        if self.head_sent == 0 {
+            return;
+        }
+        let Some(Segment::Packed(run)) = self.data.front_mut() else {
+            return;
         };
-        self.data_bytes += frame.wire_len();
-        self.data.push_back(frame);
+        // The run holds whole frames we encoded: walk their headers.
+        let mut end = 0;
+        while end < self.head_sent && end + 4 <= run.len() {
+            let len = u32::from_be_bytes([run[end], run[end + 1], run[end + 2], run[end + 3]]);
+            end += 4 + len as usize;
+        }
+        if end == self.head_sent {
+            // Exactly at a boundary: the written frames are simply gone.
+            run.advance(end);
+            self.head_sent = 0;
+        } else if end < run.len() {
+            let started = Segment::Packed(run.split_to(end));
+            self.data.push_front(started);
+        }
     }
 
     /// Drops every DATA frame that has not started onto the wire, and the
     /// tail. A partly written frame is kept so the stream stays framed.
     fn discard_unstarted(&mut self) {
+        self.split_head();
         let keep = usize::from(self.head_sent > 0);
         self.data.truncate(keep);
         self.data_bytes = self
@@ -165,18 +230,18 @@ impl Queue {
     /// how many it filled (always a prefix of the whole order).
     fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut out = Gather { dst, n: 0 };
-        let mut frames = self.data.iter();
+        let mut segments = self.data.iter();
         if self.head_sent > 0 {
-            if let Some(head) = frames.next() {
-                out.frame(head, self.head_sent);
+            if let Some(head) = segments.next() {
+                out.segment(head, self.head_sent);
             }
         }
         out.push(&self.ctrl);
-        for frame in frames {
+        for segment in segments {
             if out.is_full() {
                 break;
             }
-            out.frame(frame, 0);
+            out.segment(segment, 0);
         }
         out.push(&self.tail);
         out.n
@@ -216,7 +281,12 @@ impl Queue {
         self.head_sent += take;
         self.data_bytes -= take;
         if take == left {
-            self.data.pop_front();
+            if let Some(Segment::Packed(mut run)) = self.data.pop_front() {
+                if self.spare.capacity() == 0 {
+                    run.clear();
+                    self.spare = run;
+                }
+            }
             self.head_sent = 0;
         }
         n - take
@@ -242,13 +312,15 @@ impl<'a> Gather<'a, '_> {
         }
     }
 
-    /// The unsent slices of `frame`, `sent` bytes in.
-    fn frame(&mut self, frame: &'a DataFrame, sent: usize) {
-        if sent < HEADER_LEN {
-            self.push(&frame.header[sent..]);
-            self.push(&frame.payload);
-        } else {
-            self.push(&frame.payload[sent - HEADER_LEN..]);
+    /// The unsent slices of `segment`, `sent` bytes in.
+    fn segment(&mut self, segment: &'a Segment, sent: usize) {
+        match segment {
+            Segment::Packed(run) => self.push(&run[sent..]),
+            Segment::Frame { header, payload } if sent < HEADER_LEN => {
+                self.push(&header[sent..]);
+                self.push(payload);
+            }
+            Segment::Frame { payload, .. } => self.push(&payload[sent - HEADER_LEN..]),
         }
     }
 }

@@ -283,7 +283,11 @@ fn settle<H: Handler>(core: &mut Core, handler: &mut H) {
         let mut batch = mem::take(&mut core.dirty_spare);
         mem::swap(&mut batch, &mut core.dirty);
         for &idx in &batch {
-            core.service(idx);
+            // Skip those serviced since they were marked (most are: a read
+            // services its connection right after the handler ran).
+            if core.slots.get(idx).is_some_and(|s| s.dirty) {
+                core.service(idx);
+            }
         }
         batch.clear();
         core.dirty_spare = batch;

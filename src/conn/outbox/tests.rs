@@ -121,13 +121,54 @@ fn discard_keeps_the_frame_on_the_wire_and_drops_the_rest() {
 fn chunks_stop_at_a_full_array_and_stay_a_prefix() {
     let mut o = Outbox::default();
     for i in 0..10u8 {
-        o.push_data(Bytes::from(vec![i; 3]));
+        o.push_data(Bytes::from(vec![i; 2000]));
     }
     let mut iov = [IoSlice::new(&[]); 3];
     assert_eq!(o.chunks(&mut iov), 3);
-    assert_eq!(&*iov[0], &codec::data_header(3)[..]);
-    assert_eq!(&*iov[1], &[0u8; 3][..]);
-    assert_eq!(&*iov[2], &codec::data_header(3)[..]);
+    assert_eq!(&*iov[0], &codec::data_header(2000)[..]);
+    assert_eq!(&*iov[1], &[0u8; 2000][..]);
+    assert_eq!(&*iov[2], &codec::data_header(2000)[..]);
+}
+
+#[test]
+fn small_messages_go_out_as_one_contiguous_run_large_ones_uncopied() {
+    let mut o = Outbox::default();
+    for i in 0..16u8 {
+        o.push_data(Bytes::from(vec![i; 64]));
+    }
+    let big = Bytes::from(vec![9u8; 4096]);
+    o.push_data(big.clone());
+    o.push_data(Bytes::from_static(b"tail"));
+    let mut iov = [IoSlice::new(&[]); 8];
+    let n = o.chunks(&mut iov);
+    // One run of 16 small frames, the big frame's header and payload
+    // (its payload is the application's own memory), then a new run.
+    assert_eq!(n, 4);
+    assert_eq!(iov[0].len(), 16 * 69);
+    assert_eq!(&*iov[1], &codec::data_header(4096)[..]);
+    assert_eq!(iov[2].as_ptr(), big.as_ptr());
+    assert_eq!(iov[3].len(), 9);
+}
+
+#[test]
+fn runs_stop_growing_at_their_cap() {
+    let mut o = Outbox::default();
+    for _ in 0..1000 {
+        o.push_data(Bytes::from(vec![0u8; 1000]));
+    }
+    let mut iov = [IoSlice::new(&[]); 128];
+    let n = o.chunks(&mut iov);
+    assert!(iov[..n].iter().all(|s| s.len() <= 16 * 1024));
+    assert_eq!(iov[..n].iter().map(|s| s.len()).sum::<usize>(), 1000 * 1005);
+}
+
+#[test]
+fn written_runs_are_recycled_so_a_steady_stream_allocates_nothing() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![1u8; 64]));
+    drain(&mut o, || usize::MAX);
+    let spare = o.queue.as_ref().map(|q| q.spare.capacity());
+    assert!(spare.is_some_and(|c| c >= 16 * 1024), "{spare:?}");
 }
 
 #[test]
@@ -207,4 +248,20 @@ fn a_drained_control_buffer_holds_no_memory() {
     assert!(ctrl_capacity(&o) > 0);
     drain(&mut o, || 5);
     assert_eq!(ctrl_capacity(&o), 0);
+}
+
+#[test]
+fn control_goes_between_packed_frames_even_at_an_exact_boundary() {
+    let mut o = Outbox::default();
+    for i in 0..4u8 {
+        o.push_data(Bytes::from(vec![i; 10]));
+    }
+    o.advance(15); // exactly the first frame
+    codec::encode_pong(3, o.ctrl());
+    let mut wire = codec::data_header(10).to_vec();
+    wire.extend([0u8; 10]);
+    wire.extend(drain(&mut o, || 4));
+    let frames = decode_all(&wire);
+    assert_eq!(frames[1], Frame::Pong(3));
+    assert_eq!(frames.len(), 5);
 }
