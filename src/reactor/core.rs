@@ -63,6 +63,8 @@ pub(super) struct ListenerSlot {
 pub(super) enum ReadStep {
     /// Bytes were read; there may be more.
     Again,
+    /// Bytes were read and the socket is empty (a short read).
+    Drained,
     /// Drained (WouldBlock), closed, failed, or nothing to read from.
     Done,
 }
@@ -520,7 +522,12 @@ impl Core {
 
     /// Reads one chunk from connection `idx` into the shared buffer and
     /// feeds it to the state machine.
-    pub(super) fn read_once(&mut self, idx: usize) -> ReadStep {
+    ///
+    /// A read that fills less than the buffer emptied the socket's receive
+    /// queue: data arriving after it raises a new edge, so (unless `drain`
+    /// asks for the FIN or error that brings no new edge) it counts as
+    /// drained, saving the extra `recv` that would only say WouldBlock.
+    pub(super) fn read_once(&mut self, idx: usize, drain: bool) -> ReadStep {
         let now = self.now;
         let Some(slot) = self.slots.get_mut(idx) else {
             return ReadStep::Done;
@@ -557,9 +564,14 @@ impl Core {
                 ReadStep::Done
             }
             Ok(n) => {
+                let short = n < self.rbuf.len();
                 let mut chunk = self.rbuf.split_to(n);
                 slot.conn.handle_input(now, &mut chunk, &mut self.scratch);
-                ReadStep::Again
+                if short && !drain {
+                    ReadStep::Drained
+                } else {
+                    ReadStep::Again
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::Done,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadStep::Again,

@@ -189,12 +189,21 @@ impl Reactor {
             } else if token.0 >= LISTENER_BASE {
                 self.core.accept(token.0 - LISTENER_BASE);
             } else {
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                on_conn_ready(&mut self.core, handler, token.0, readable);
+                let readiness = Readiness {
+                    readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+                    // A FIN or an error comes with no further edge: read
+                    // until the socket says so, however short the reads.
+                    drain: event.is_read_closed() || event.is_error(),
+                };
+                on_conn_ready(&mut self.core, handler, token.0, readiness);
             }
         }
         for &idx in &backlog {
-            on_conn_ready(&mut self.core, handler, idx, true);
+            let readiness = Readiness {
+                readable: true,
+                drain: false,
+            };
+            on_conn_ready(&mut self.core, handler, idx, readiness);
         }
         backlog.clear();
         self.core.backlog_spare = backlog;
@@ -245,17 +254,29 @@ impl std::fmt::Debug for Reactor {
 
 /// Handles a readiness event on connection `idx`: finishes a connect, or
 /// reads until WouldBlock (or the read budget), then writes.
-fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, readable: bool) {
+/// What a readiness event said about a connection's socket.
+#[derive(Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    /// Read until WouldBlock even after a short read.
+    drain: bool,
+}
+
+fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready: Readiness) {
     let Some(slot) = core.slots.get(idx) else {
         return;
     };
     if slot.conn.state() == crate::conn::State::Connecting {
         core.on_connect_ready(idx);
-    } else if readable {
+    } else if ready.readable {
         let mut budget = READ_BUDGET;
         loop {
-            match core.read_once(idx) {
+            match core.read_once(idx, ready.drain) {
                 ReadStep::Done => break,
+                ReadStep::Drained => {
+                    dispatch(core, handler);
+                    break;
+                }
                 ReadStep::Again => {
                     dispatch(core, handler);
                     budget -= 1;
