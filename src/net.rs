@@ -171,11 +171,74 @@ pub(crate) fn connect_result(stream: &TcpStream) -> io::Result<bool> {
 /// Binds a non-blocking listener with `SO_REUSEADDR` (so a restarted
 /// server can bind the port its predecessor's connections still linger on)
 /// and a deep accept backlog (so a reconnect wave is not dropped).
-pub(crate) fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+///
+/// The connection options are set on the listener itself: on Linux an
+/// accepted socket inherits them (TCP_NODELAY, keepalive and its timings,
+/// TCP_USER_TIMEOUT), which saves six system calls per accept (see
+/// [`ACCEPTED_INHERIT_OPTIONS`]).
+pub(crate) fn listen(
+    addr: SocketAddr,
+    backlog: i32,
+    options: &SocketOptions,
+    heartbeat: Option<Heartbeat>,
+) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    if ACCEPTED_INHERIT_OPTIONS {
+        configure(SockRef::from(&socket), options, heartbeat)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Whether accepted sockets inherit the listener's TCP options, so they
+/// need no options of their own (Linux copies the listening socket's TCP
+/// state into each accepted one; a test below checks every option).
+pub(crate) const ACCEPTED_INHERIT_OPTIONS: bool = cfg!(target_os = "linux");
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use socket2::SockRef;
+
+    use super::{listen, Keepalive, SocketOptions, UserTimeout, ACCEPTED_INHERIT_OPTIONS};
+
+    #[test]
+    fn accepted_sockets_carry_every_option_set_on_the_listener() {
+        let options = SocketOptions::default()
+            .keepalive(Some(Keepalive {
+                idle: Duration::from_secs(7),
+                interval: Duration::from_secs(3),
+                count: 4,
+            }))
+            .user_timeout(UserTimeout::Fixed(Duration::from_millis(9_000)));
+        let listener = listen("127.0.0.1:0".parse().unwrap(), 16, &options, None).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        if !ACCEPTED_INHERIT_OPTIONS {
+            return;
+        }
+        let s = SockRef::from(&accepted);
+        assert!(s.tcp_nodelay().unwrap());
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), 4);
+        assert_eq!(
+            s.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(9_000))
+        );
+    }
 }

@@ -188,7 +188,7 @@ impl Core {
         addr: SocketAddr,
         config: Arc<Config>,
     ) -> io::Result<ListenerId> {
-        let mut listener = net::listen(addr, ACCEPT_BACKLOG)?;
+        let mut listener = net::listen(addr, ACCEPT_BACKLOG, &config.socket, config.heartbeat)?;
         let entry = self.listeners.vacant_entry();
         let index = entry.key();
         self.generation = self.generation.wrapping_add(1);
@@ -639,8 +639,11 @@ impl Core {
     }
 
     fn adopt(&mut self, stream: TcpStream, addr: SocketAddr, config: Arc<Config>) {
-        if let Err(e) = net::configure(SockRef::from(&stream), &config.socket, config.heartbeat) {
-            debug!("{addr}: socket options not applied: {e}");
+        if !net::ACCEPTED_INHERIT_OPTIONS {
+            if let Err(e) = net::configure(SockRef::from(&stream), &config.socket, config.heartbeat)
+            {
+                debug!("{addr}: socket options not applied: {e}");
+            }
         }
         let session = self.next_session;
         self.next_session = self.next_session.wrapping_add(1);
