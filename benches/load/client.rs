@@ -1,0 +1,754 @@
+//! The load generator: one non-blocking mio client loop in its own process
+//! driving many connections, written so that it costs as little CPU per
+//! message as the servers it measures.
+//!
+//! - Connect phase (also the "accept storm"): at most `inflight` connects
+//!   (TCP connect + HELLO, until WELCOME) are outstanding at a time, so no
+//!   server's accept backlog overflows; the server's CPU time is read
+//!   before the first connect and after the last WELCOME.
+//! - Echo: every connection keeps `window` DATA frames of `size` bytes in
+//!   flight. Each payload starts with a per-connection sequence number, and
+//!   every echo is checked for its size and order. The frames answering one
+//!   read are written back with one `write`. After a warm-up, messages,
+//!   bytes and both processes' CPU time are counted over the measured
+//!   window; with window 1 every round trip is timed (send to the read
+//!   that returns its echo).
+//! - Idle: every connection PINGs the server once per `ping_period`,
+//!   spread evenly over the period, and answers the server's PINGs; PONGs
+//!   are counted. Server CPU over the whole period and its RSS before
+//!   connecting, once connected and at the end are reported.
+//!
+//! The result is one line on stdout, `RESULT key=value ...`.
+//! Every loop is bounded in time and in turns.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::procfs;
+use crate::wire::{self, Next};
+
+/// A cap on loop turns per phase, on top of every phase's deadline.
+const MAX_TURNS: u64 = 200_000_000;
+/// How long the connect phase may take at most.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(90);
+/// Round-trip samples kept at most (window-1 runs).
+const MAX_SAMPLES: usize = 5_000_000;
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Echo,
+    Idle,
+}
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub addr: SocketAddr,
+    pub server_pid: Option<u32>,
+    pub mode: Mode,
+    pub conns: usize,
+    pub window: u32,
+    pub size: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub inflight: usize,
+    pub ping_period: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Unopened,
+    Connecting,
+    Handshaking,
+    Ready,
+    Closed,
+}
+
+struct Conn {
+    stream: Option<TcpStream>,
+    phase: Phase,
+    partial: Vec<u8>,
+    unsent: Vec<u8>,
+    write_interest: bool,
+    outstanding: u32,
+    next_seq: u64,
+    expect_seq: u64,
+    sent_at: Instant,
+    ping_out: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    msgs: u64,
+    bytes: u64,
+    errors: u64,
+    closed: u64,
+    connect_errors: u64,
+    pings: u64,
+    pongs: u64,
+    unanswered: u64,
+    server_pings: u64,
+}
+
+/// A point in time with everything counted up to it.
+#[derive(Clone, Copy, Debug)]
+struct Snapshot {
+    at: Instant,
+    counters: Counters,
+    /// Precise (see `procfs`).
+    server_cpu: f64,
+    /// `utime + stime`, in 10 ms ticks.
+    server_cpu_stat: f64,
+    client_cpu: f64,
+    /// Busy CPU time of the whole machine.
+    machine_cpu: f64,
+}
+
+struct Gen {
+    opts: Opts,
+    conns: Vec<Conn>,
+    rbuf: Vec<u8>,
+    obuf: Vec<u8>,
+    filler: Vec<u8>,
+    counters: Counters,
+    echo: bool,
+    recording: bool,
+    rtts: Vec<u32>,
+    opened: usize,
+    inflight: usize,
+    ready: usize,
+    retry: Vec<usize>,
+    /// Connections closed before they were ready (they end the connect
+    /// phase too, and show up as errors).
+    failed_early: usize,
+    first_error: Option<String>,
+}
+
+/// Runs one measurement; prints `RESULT ...` on stdout.
+pub fn run(opts: Opts) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let t0 = Instant::now();
+    let server_rss_base = opts.server_pid.and_then(procfs::rss_kib);
+    let mut gen = Gen::new(opts.clone());
+    let start = gen.snapshot(t0);
+
+    // Connect phase.
+    let deadline = t0 + CONNECT_DEADLINE;
+    let mut turns = 0u64;
+    while gen.ready + gen.failed_early < opts.conns {
+        if Instant::now() >= deadline || turns >= MAX_TURNS {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("only {} of {} connections ready", gen.ready, opts.conns),
+            ));
+        }
+        if let Some(e) = gen.first_error.take() {
+            return Err(io::Error::other(e));
+        }
+        gen.open_more(&poll)?;
+        turn(&mut gen, &mut poll, &mut events, Duration::from_millis(10))?;
+        turns += 1;
+    }
+    let connected = gen.snapshot(Instant::now());
+    let server_rss_connected = opts.server_pid.and_then(procfs::rss_kib);
+
+    let mut out = String::from("RESULT");
+    let field = |out: &mut String, k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, " {k}={v}");
+    };
+    field(&mut out, "conns", &opts.conns);
+    field(&mut out, "connect_secs", &secs(connected.at - start.at));
+    field(
+        &mut out,
+        "connect_srv_cpu",
+        &(connected.server_cpu - start.server_cpu),
+    );
+    field(
+        &mut out,
+        "connect_srv_cpu_stat",
+        &(connected.server_cpu_stat - start.server_cpu_stat),
+    );
+    field(&mut out, "connect_errors", &gen.counters.connect_errors);
+
+    match opts.mode {
+        Mode::Echo => {
+            gen.echo = true;
+            for idx in 0..gen.conns.len() {
+                gen.refill_and_send(&poll, idx);
+            }
+            let warm_end = Instant::now() + opts.warmup;
+            gen.run_until(&mut poll, &mut events, warm_end)?;
+            let a = gen.snapshot(Instant::now());
+            gen.recording = true;
+            gen.run_until(&mut poll, &mut events, a.at + opts.duration)?;
+            gen.recording = false;
+            let b = gen.snapshot(Instant::now());
+            let c = b.counters;
+            field(&mut out, "secs", &secs(b.at - a.at));
+            field(&mut out, "msgs", &(c.msgs - a.counters.msgs));
+            field(&mut out, "bytes", &(c.bytes - a.counters.bytes));
+            field(&mut out, "srv_cpu", &(b.server_cpu - a.server_cpu));
+            field(
+                &mut out,
+                "srv_cpu_stat",
+                &(b.server_cpu_stat - a.server_cpu_stat),
+            );
+            field(&mut out, "cli_cpu", &(b.client_cpu - a.client_cpu));
+            field(&mut out, "other_cpu", &other_cpu(&a, &b));
+            if !gen.rtts.is_empty() {
+                gen.rtts.sort_unstable();
+                let pct = |q: f64| {
+                    let i = ((gen.rtts.len() as f64 * q) as usize).min(gen.rtts.len() - 1);
+                    f64::from(gen.rtts[i]) / 1000.0
+                };
+                field(&mut out, "samples", &gen.rtts.len());
+                field(&mut out, "p50_us", &pct(0.50));
+                field(&mut out, "p99_us", &pct(0.99));
+                field(&mut out, "p999_us", &pct(0.999));
+            }
+        }
+        Mode::Idle => {
+            let a = gen.snapshot(Instant::now());
+            gen.idle_until(&mut poll, &mut events, a.at, a.at + opts.duration)?;
+            let b = gen.snapshot(Instant::now());
+            let rss_end = opts.server_pid.and_then(procfs::rss_kib);
+            let c = b.counters;
+            field(&mut out, "secs", &secs(b.at - a.at));
+            field(&mut out, "srv_cpu", &(b.server_cpu - a.server_cpu));
+            field(
+                &mut out,
+                "srv_cpu_stat",
+                &(b.server_cpu_stat - a.server_cpu_stat),
+            );
+            field(&mut out, "cli_cpu", &(b.client_cpu - a.client_cpu));
+            field(&mut out, "other_cpu", &other_cpu(&a, &b));
+            field(&mut out, "pings", &(c.pings - a.counters.pings));
+            field(&mut out, "pongs", &(c.pongs - a.counters.pongs));
+            field(
+                &mut out,
+                "unanswered",
+                &(c.unanswered - a.counters.unanswered),
+            );
+            field(&mut out, "server_pings", &c.server_pings);
+            if let (Some(base), Some(conn), Some(end)) =
+                (server_rss_base, server_rss_connected, rss_end)
+            {
+                field(&mut out, "rss_base_kib", &base);
+                field(&mut out, "rss_connected_kib", &conn);
+                field(&mut out, "rss_end_kib", &end);
+            }
+        }
+    }
+    field(&mut out, "errors", &gen.counters.errors);
+    field(&mut out, "closed", &gen.counters.closed);
+    println!("{out}");
+    io::stdout().flush()?;
+    if let Some(e) = gen.first_error {
+        eprintln!("load generator: {e}");
+    }
+    Ok(())
+}
+
+/// CPU time used by everything but the server and this generator between
+/// two snapshots (other tenants of the machine: the noise).
+fn other_cpu(a: &Snapshot, b: &Snapshot) -> f64 {
+    let ours = (b.server_cpu - a.server_cpu) + (b.client_cpu - a.client_cpu);
+    ((b.machine_cpu - a.machine_cpu) - ours).max(0.0)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// One poll and the handling of its events.
+fn turn(gen: &mut Gen, poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+    match poll.poll(events, Some(timeout)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    for event in events.iter() {
+        let idx = event.token().0;
+        let Some(conn) = gen.conns.get(idx) else {
+            continue;
+        };
+        match conn.phase {
+            Phase::Connecting => gen.finish_connect(poll, idx),
+            Phase::Handshaking | Phase::Ready => {
+                if event.is_writable() && !gen.conns[idx].unsent.is_empty() {
+                    if let Err(e) = gen.flush(poll, idx) {
+                        gen.lost(idx, &e);
+                        continue;
+                    }
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    gen.read(poll, idx);
+                }
+            }
+            Phase::Unopened | Phase::Closed => {}
+        }
+    }
+    Ok(())
+}
+
+impl Gen {
+    fn new(opts: Opts) -> Gen {
+        let now = Instant::now();
+        let conns = (0..opts.conns)
+            .map(|_| Conn {
+                stream: None,
+                phase: Phase::Unopened,
+                partial: Vec::new(),
+                unsent: Vec::new(),
+                write_interest: false,
+                outstanding: 0,
+                next_seq: 0,
+                expect_seq: 0,
+                sent_at: now,
+                ping_out: false,
+            })
+            .collect();
+        let filler = (0..opts.size).map(|i| (i % 251) as u8).collect();
+        let rtts = if opts.window == 1 && opts.mode == Mode::Echo {
+            Vec::with_capacity(1 << 16)
+        } else {
+            Vec::new()
+        };
+        Gen {
+            opts,
+            conns,
+            rbuf: vec![0; READ_CHUNK],
+            obuf: Vec::with_capacity(READ_CHUNK),
+            filler,
+            counters: Counters::default(),
+            echo: false,
+            recording: false,
+            rtts,
+            opened: 0,
+            inflight: 0,
+            ready: 0,
+            retry: Vec::new(),
+            failed_early: 0,
+            first_error: None,
+        }
+    }
+
+    fn snapshot(&self, at: Instant) -> Snapshot {
+        Snapshot {
+            at,
+            counters: self.counters,
+            server_cpu: self
+                .opts
+                .server_pid
+                .and_then(|pid| procfs::cpu_secs_precise(Some(pid)))
+                .unwrap_or(0.0),
+            server_cpu_stat: self
+                .opts
+                .server_pid
+                .and_then(|pid| procfs::cpu_secs(Some(pid)))
+                .unwrap_or(0.0),
+            client_cpu: procfs::cpu_secs_precise(None).unwrap_or(0.0),
+            machine_cpu: procfs::machine_busy_secs().unwrap_or(0.0),
+        }
+    }
+
+    fn error(&mut self, what: String) {
+        self.counters.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what);
+        }
+    }
+
+    /// Starts connects up to the in-flight limit.
+    fn open_more(&mut self, poll: &Poll) -> io::Result<()> {
+        while self.inflight < self.opts.inflight {
+            let idx = if let Some(idx) = self.retry.pop() {
+                idx
+            } else if self.opened < self.opts.conns {
+                self.opened += 1;
+                self.opened - 1
+            } else {
+                return Ok(());
+            };
+            self.inflight += 1;
+            match TcpStream::connect(self.opts.addr) {
+                Ok(mut stream) => {
+                    let _ = stream.set_nodelay(true);
+                    poll.registry().register(
+                        &mut stream,
+                        Token(idx),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let conn = &mut self.conns[idx];
+                    conn.stream = Some(stream);
+                    conn.phase = Phase::Connecting;
+                    conn.write_interest = true;
+                }
+                Err(e) => self.connect_failed(idx, &e)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn connect_failed(&mut self, idx: usize, e: &io::Error) -> io::Result<()> {
+        self.inflight -= 1;
+        self.counters.connect_errors += 1;
+        let conn = &mut self.conns[idx];
+        conn.stream = None;
+        conn.phase = Phase::Unopened;
+        if self.counters.connect_errors > self.opts.conns as u64 + 100 {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("too many connect errors: {e}"),
+            ));
+        }
+        self.retry.push(idx);
+        Ok(())
+    }
+
+    fn finish_connect(&mut self, poll: &Poll, idx: usize) {
+        let conn = &mut self.conns[idx];
+        let Some(stream) = conn.stream.as_ref() else {
+            return;
+        };
+        let result = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(false) => {}
+            Ok(true) => {
+                conn.phase = Phase::Handshaking;
+                wire::put_handshake(&mut self.obuf, wire::HELLO, 1000, 1000, 0);
+                self.send_obuf(poll, idx);
+                // Writable again only when a write is refused.
+                let conn = &mut self.conns[idx];
+                if conn.unsent.is_empty() {
+                    if let Err(e) = set_write_interest(conn, poll, idx, false) {
+                        self.lost(idx, &e);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(mut s) = self.conns[idx].stream.take() {
+                    let _ = poll.registry().deregister(&mut s);
+                }
+                if let Err(e) = self.connect_failed(idx, &e) {
+                    self.error(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Reads until drained (a short read counts as drained).
+    fn read(&mut self, poll: &Poll, idx: usize) {
+        loop {
+            let conn = &mut self.conns[idx];
+            let Some(stream) = conn.stream.as_mut() else {
+                return;
+            };
+            let carried = conn.partial.len();
+            if self.rbuf.len() < carried + READ_CHUNK {
+                self.rbuf.resize(carried + READ_CHUNK, 0);
+            }
+            self.rbuf[..carried].copy_from_slice(&conn.partial);
+            let space = self.rbuf.len() - carried;
+            match stream.read(&mut self.rbuf[carried..]) {
+                Ok(0) => {
+                    self.lost(idx, &io::ErrorKind::UnexpectedEof.into());
+                    return;
+                }
+                Ok(n) => {
+                    let now = Instant::now();
+                    let total = carried + n;
+                    let rbuf = std::mem::take(&mut self.rbuf);
+                    let used = self.consume(idx, &rbuf[..total], now);
+                    let conn = &mut self.conns[idx];
+                    conn.partial.clear();
+                    conn.partial.extend_from_slice(&rbuf[used..total]);
+                    self.rbuf = rbuf;
+                    if self.conns[idx].phase == Phase::Closed {
+                        return;
+                    }
+                    if self.echo {
+                        self.refill(idx);
+                    }
+                    self.send_obuf(poll, idx);
+                    if n < space {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lost(idx, &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles the whole frames of `buf`; returns the bytes used.
+    fn consume(&mut self, idx: usize, buf: &[u8], now: Instant) -> usize {
+        let mut pos = 0;
+        loop {
+            let (kind, len) = match wire::next_frame(&buf[pos..], wire::MAX_FRAME) {
+                Next::Partial => return pos,
+                Next::Error(code) => {
+                    self.error(format!("conn {idx}: bad frame from the server ({code})"));
+                    self.lost(idx, &io::ErrorKind::InvalidData.into());
+                    return pos;
+                }
+                Next::Frame { kind, len } => (kind, len),
+            };
+            let frame = &buf[pos..pos + len];
+            pos += len;
+            let conn = &mut self.conns[idx];
+            if conn.phase == Phase::Handshaking {
+                if kind != wire::WELCOME || !wire::handshake_ok(frame) {
+                    self.error(format!("conn {idx}: expected WELCOME, got kind {kind}"));
+                    self.lost(idx, &io::ErrorKind::InvalidData.into());
+                    return pos;
+                }
+                conn.phase = Phase::Ready;
+                self.ready += 1;
+                self.inflight -= 1;
+                continue;
+            }
+            match kind {
+                wire::DATA => {
+                    let payload = &frame[5..];
+                    let seq = payload
+                        .get(..8)
+                        .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
+                    let expected = conn.expect_seq;
+                    conn.expect_seq += 1;
+                    conn.outstanding = conn.outstanding.saturating_sub(1);
+                    let sent_at = conn.sent_at;
+                    self.counters.msgs += 1;
+                    self.counters.bytes += payload.len() as u64;
+                    if self.recording && self.opts.window == 1 && self.rtts.len() < MAX_SAMPLES {
+                        let rtt = now.saturating_duration_since(sent_at);
+                        self.rtts
+                            .push(u32::try_from(rtt.as_nanos()).unwrap_or(u32::MAX));
+                    }
+                    if payload.len() != self.opts.size || seq != Some(expected) {
+                        let size = self.opts.size;
+                        self.error(format!(
+                            "conn {idx}: echo {seq:?} of {} bytes, expected {expected} of {size}",
+                            payload.len(),
+                        ));
+                    }
+                }
+                wire::PING => {
+                    self.counters.server_pings += 1;
+                    wire::put_heartbeat(&mut self.obuf, wire::PONG, wire::nonce(frame));
+                }
+                wire::PONG => {
+                    self.counters.pongs += 1;
+                    conn.ping_out = false;
+                }
+                wire::CLOSE => {
+                    let code = u16::from_be_bytes([frame[5], frame[6]]);
+                    self.error(format!("conn {idx}: CLOSE {code} from the server"));
+                    self.lost(idx, &io::ErrorKind::ConnectionAborted.into());
+                    return pos;
+                }
+                other => {
+                    self.error(format!("conn {idx}: unexpected kind {other}"));
+                }
+            }
+        }
+    }
+
+    /// Queues DATA frames until `window` are in flight.
+    fn refill(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        if conn.phase != Phase::Ready {
+            return;
+        }
+        while conn.outstanding < self.opts.window {
+            wire::put_data_header(&mut self.obuf, self.opts.size);
+            let seq = conn.next_seq.to_be_bytes();
+            let head = self.opts.size.min(8);
+            self.obuf.extend_from_slice(&seq[..head]);
+            self.obuf.extend_from_slice(&self.filler[head..]);
+            conn.next_seq += 1;
+            conn.outstanding += 1;
+        }
+    }
+
+    fn refill_and_send(&mut self, poll: &Poll, idx: usize) {
+        self.refill(idx);
+        self.send_obuf(poll, idx);
+    }
+
+    /// Writes `obuf` on connection `idx` (behind anything unsent).
+    fn send_obuf(&mut self, poll: &Poll, idx: usize) {
+        if self.obuf.is_empty() {
+            return;
+        }
+        let conn = &mut self.conns[idx];
+        if self.opts.window == 1 {
+            conn.sent_at = Instant::now();
+        }
+        let Some(stream) = conn.stream.as_mut() else {
+            self.obuf.clear();
+            return;
+        };
+        let result = if conn.unsent.is_empty() {
+            let mut done = 0;
+            let mut result = Ok(());
+            while done < self.obuf.len() {
+                match stream.write(&self.obuf[done..]) {
+                    Ok(0) => {
+                        result = Err(io::ErrorKind::WriteZero.into());
+                        break;
+                    }
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if result.is_ok() && done < self.obuf.len() {
+                conn.unsent.extend_from_slice(&self.obuf[done..]);
+                set_write_interest(conn, poll, idx, true)
+            } else {
+                result
+            }
+        } else {
+            conn.unsent.extend_from_slice(&self.obuf);
+            Ok(())
+        };
+        self.obuf.clear();
+        if let Err(e) = result {
+            self.lost(idx, &e);
+        }
+    }
+
+    fn flush(&mut self, poll: &Poll, idx: usize) -> io::Result<()> {
+        let conn = &mut self.conns[idx];
+        let Some(stream) = conn.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut done = 0;
+        while done < conn.unsent.len() {
+            match stream.write(&conn.unsent[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        conn.unsent.drain(..done);
+        let want = !conn.unsent.is_empty();
+        set_write_interest(conn, poll, idx, want)
+    }
+
+    /// The connection is gone (EOF, error, CLOSE).
+    fn lost(&mut self, idx: usize, e: &io::Error) {
+        let conn = &mut self.conns[idx];
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        if matches!(conn.phase, Phase::Connecting | Phase::Handshaking) {
+            self.inflight -= 1;
+            self.failed_early += 1;
+        }
+        conn.phase = Phase::Closed;
+        conn.stream = None;
+        self.counters.closed += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("conn {idx} lost: {e}"));
+        }
+    }
+
+    fn run_until(&mut self, poll: &mut Poll, events: &mut Events, end: Instant) -> io::Result<()> {
+        for _ in 0..MAX_TURNS {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            turn(
+                self,
+                poll,
+                events,
+                (end - now).min(Duration::from_millis(50)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// PINGs every connection once per period, spread evenly, until `end`.
+    fn idle_until(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        start: Instant,
+        end: Instant,
+    ) -> io::Result<()> {
+        let n = self.conns.len() as u128;
+        let period = self.opts.ping_period.as_nanos().max(1);
+        let mut sent: u128 = 0;
+        for _ in 0..MAX_TURNS {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            let due = (now - start).as_nanos() * n / period + 1;
+            while sent < due {
+                let idx = (sent % n) as usize;
+                sent += 1;
+                if self.conns[idx].phase != Phase::Ready {
+                    continue;
+                }
+                if self.conns[idx].ping_out {
+                    self.counters.unanswered += 1;
+                }
+                self.conns[idx].ping_out = true;
+                self.counters.pings += 1;
+                wire::put_heartbeat(&mut self.obuf, wire::PING, sent as u64);
+                self.send_obuf(poll, idx);
+            }
+            let next = start + Duration::from_nanos((sent * period / n) as u64);
+            let wait = next
+                .saturating_duration_since(Instant::now())
+                .min(end.saturating_duration_since(Instant::now()))
+                .max(Duration::from_micros(100));
+            turn(self, poll, events, wait)?;
+        }
+        Ok(())
+    }
+}
+
+fn set_write_interest(conn: &mut Conn, poll: &Poll, idx: usize, want: bool) -> io::Result<()> {
+    if conn.write_interest == want {
+        return Ok(());
+    }
+    let Some(stream) = conn.stream.as_mut() else {
+        return Ok(());
+    };
+    let interest = if want {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    };
+    poll.registry().reregister(stream, Token(idx), interest)?;
+    conn.write_interest = want;
+    Ok(())
+}

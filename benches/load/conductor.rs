@@ -1,0 +1,497 @@
+//! The conductor: starts each server and the load generator as child
+//! processes of this same binary, pinned to different cores when
+//! `taskset` exists, runs every workload against every server in
+//! alternating order, and hands the results to [`crate::report`].
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::report::{self, Machine, Run};
+use crate::{wire, Args};
+
+pub const IMPLS: [&str; 3] = ["tether", "tokio", "mio"];
+
+/// What a full or quick run does.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub mode: &'static str,
+    pub rounds: usize,
+    pub warmup_ms: u64,
+    pub duration_ms: u64,
+    /// Connection counts of the 64 B echo sweep (window 16).
+    pub sweep: Vec<usize>,
+    pub window: u32,
+    pub bulk_conns: usize,
+    pub bulk_window: u32,
+    pub bulk_size: usize,
+    pub idle_conns: usize,
+    pub idle_ms: u64,
+    pub redial_clients: usize,
+    pub redial_downtime_ms: u64,
+    pub families: Vec<String>,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            mode: "full",
+            rounds: 3,
+            warmup_ms: 1000,
+            duration_ms: 4000,
+            sweep: vec![1, 10, 100, 1000],
+            window: 16,
+            bulk_conns: 10,
+            bulk_window: 8,
+            bulk_size: 16 * 1024,
+            idle_conns: 10_000,
+            idle_ms: 20_000,
+            redial_clients: 5000,
+            redial_downtime_ms: 2000,
+            families: families_all(),
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            mode: "quick",
+            rounds: 1,
+            warmup_ms: 300,
+            duration_ms: 1000,
+            sweep: vec![1, 100],
+            idle_conns: 2000,
+            idle_ms: 5000,
+            redial_clients: 1000,
+            redial_downtime_ms: 1000,
+            ..Plan::full()
+        }
+    }
+
+    fn wants(&self, family: &str) -> bool {
+        self.families.iter().any(|f| f == family)
+    }
+}
+
+fn families_all() -> Vec<String> {
+    ["latency", "echo", "bulk", "idle", "redial"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// A child process of this binary, its stdout read line by line.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    name: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[String], cpu: Option<usize>) -> Result<Proc, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {name}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Proc {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            name: name.to_owned(),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first line starting with `prefix`, within `timeout`.
+    fn line(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(line) => eprintln!("[{}] {line}", self.name),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("{}: no {prefix} within {timeout:?}", self.name))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().map(|s| s.to_string());
+                    return Err(format!(
+                        "{}: exited before {prefix} ({status:?})",
+                        self.name
+                    ));
+                }
+            }
+        }
+    }
+
+    fn send_line(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{}: {e}", self.name))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether children can be pinned: `taskset` works and there are two
+/// CPUs. Then servers go to CPU 1 and the generator to CPU 0.
+fn pinning() -> Option<(usize, usize)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let works = |cpu: &str| {
+        Command::new("taskset")
+            .args(["-c", cpu, "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    (cpus >= 2 && works("0") && works("1")).then_some((1, 0))
+}
+
+fn parse_result(line: &str) -> BTreeMap<String, f64> {
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+struct Ctx {
+    pin: Option<(usize, usize)>,
+}
+
+impl Ctx {
+    fn server(&self, imp: &str, listen: &str, hb_ms: u64) -> Result<(Proc, u16), String> {
+        let args = [
+            "--role",
+            "server",
+            "--impl",
+            imp,
+            "--listen",
+            listen,
+            "--interval-ms",
+            &hb_ms.to_string(),
+            "--timeout-ms",
+            &hb_ms.to_string(),
+        ]
+        .map(String::from);
+        let mut server = Proc::spawn(&format!("{imp} server"), &args, self.pin.map(|p| p.0))?;
+        let line = server.line("PORT ", Duration::from_secs(20))?;
+        let port = line[5..]
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad port line {line:?}"))?;
+        Ok((server, port))
+    }
+
+    /// One run of the mio load generator against a fresh server.
+    fn generator(
+        &self,
+        imp: &str,
+        extra: &[String],
+        budget: Duration,
+    ) -> Result<BTreeMap<String, f64>, String> {
+        let (server, port) = self.server(imp, "127.0.0.1:0", 1000)?;
+        let mut args = vec![
+            "--role".to_owned(),
+            "client".to_owned(),
+            "--connect".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--server-pid".to_owned(),
+            server.pid().to_string(),
+        ];
+        args.extend_from_slice(extra);
+        let mut client = Proc::spawn("load generator", &args, self.pin.map(|p| p.1))?;
+        let line = client.line("RESULT", budget + Duration::from_secs(120))?;
+        drop(client);
+        drop(server);
+        Ok(parse_result(&line))
+    }
+}
+
+fn echo_args(plan: &Plan, conns: usize, window: u32, size: usize) -> Vec<String> {
+    [
+        "--mode".to_owned(),
+        "echo".to_owned(),
+        "--conns".to_owned(),
+        conns.to_string(),
+        "--window".to_owned(),
+        window.to_string(),
+        "--size".to_owned(),
+        size.to_string(),
+        "--warmup-ms".to_owned(),
+        plan.warmup_ms.to_string(),
+        "--duration-ms".to_owned(),
+        plan.duration_ms.to_string(),
+    ]
+    .to_vec()
+}
+
+/// One workload against one server: its name and parameters, and how to
+/// run it.
+struct Job {
+    key: String,
+    family: &'static str,
+    args: Vec<String>,
+    budget: Duration,
+}
+
+fn jobs(plan: &Plan) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let echo_budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms);
+    if plan.wants("latency") {
+        jobs.push(Job {
+            key: "latency 1x1x64B".into(),
+            family: "latency",
+            args: echo_args(plan, 1, 1, 64),
+            budget: echo_budget,
+        });
+    }
+    if plan.wants("echo") {
+        for &conns in &plan.sweep {
+            jobs.push(Job {
+                key: format!("echo {conns}x{}x64B", plan.window),
+                family: "echo",
+                args: echo_args(plan, conns, plan.window, 64),
+                budget: echo_budget,
+            });
+        }
+    }
+    if plan.wants("bulk") {
+        jobs.push(Job {
+            key: format!(
+                "bulk {}x{}x{}KiB",
+                plan.bulk_conns,
+                plan.bulk_window,
+                plan.bulk_size / 1024
+            ),
+            family: "bulk",
+            args: echo_args(plan, plan.bulk_conns, plan.bulk_window, plan.bulk_size),
+            budget: echo_budget,
+        });
+    }
+    if plan.wants("idle") {
+        let args = [
+            "--mode".to_owned(),
+            "idle".to_owned(),
+            "--conns".to_owned(),
+            plan.idle_conns.to_string(),
+            "--duration-ms".to_owned(),
+            plan.idle_ms.to_string(),
+            "--ping-ms".to_owned(),
+            "1000".to_owned(),
+        ]
+        .to_vec();
+        jobs.push(Job {
+            key: format!("idle {}", plan.idle_conns),
+            family: "idle",
+            args,
+            budget: Duration::from_millis(plan.idle_ms),
+        });
+    }
+    jobs
+}
+
+/// The full (or quick) benchmark, under `cargo bench`.
+pub fn bench(args: &Args) -> Result<(), String> {
+    let quick = args.has("--quick")
+        || std::env::var("TETHER_BENCH").is_ok_and(|v| v.eq_ignore_ascii_case("quick"));
+    let mut plan = if quick && !args.has("--full") {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    plan.rounds = args.get("rounds", plan.rounds)?.max(1);
+    plan.duration_ms = args.get("duration-ms", plan.duration_ms)?;
+    plan.idle_ms = args.get("idle-ms", plan.idle_ms)?;
+    plan.idle_conns = args.get("idle-conns", plan.idle_conns)?;
+    plan.redial_clients = args.get("redial-clients", plan.redial_clients)?;
+    if let Some(only) = args.value("only") {
+        plan.families = only.split(',').map(|s| s.trim().to_owned()).collect();
+    }
+    wire::self_check()?;
+
+    let ctx = Ctx { pin: pinning() };
+    let machine = Machine::probe(ctx.pin.is_some());
+    eprintln!(
+        "tether load bench, {} mode: {} rounds; servers {}; writing to {}",
+        plan.mode,
+        plan.rounds,
+        match ctx.pin {
+            Some((s, c)) => format!("on CPU {s}, generator on CPU {c} (taskset)"),
+            None => "not pinned (no taskset or fewer than 2 CPUs)".to_owned(),
+        },
+        report::out_dir().display()
+    );
+    let started = Instant::now();
+    let jobs = jobs(&plan);
+    let mut runs: Vec<Run> = Vec::new();
+    for round in 0..plan.rounds {
+        for job in &jobs {
+            for k in 0..IMPLS.len() {
+                let imp = IMPLS[(k + round) % IMPLS.len()];
+                let t = Instant::now();
+                let result = ctx.generator(imp, &job.args, job.budget);
+                match &result {
+                    Ok(v) => eprintln!(
+                        "[{:>5.0}s] round {} {:<22} {:<6} {}",
+                        started.elapsed().as_secs_f64(),
+                        round + 1,
+                        job.key,
+                        imp,
+                        report::brief(job.family, v)
+                    ),
+                    Err(e) => eprintln!("round {} {} {imp}: FAILED: {e}", round + 1, job.key),
+                }
+                runs.push(Run {
+                    key: job.key.clone(),
+                    family: job.family,
+                    imp: imp.to_owned(),
+                    round,
+                    values: result.unwrap_or_default(),
+                    secs: t.elapsed().as_secs_f64(),
+                });
+            }
+        }
+        if plan.wants("redial") {
+            for jitter in [0.2, 0.0] {
+                let key = format!("redial {} jitter {jitter}", plan.redial_clients);
+                let t = Instant::now();
+                let result = redial(&ctx, &plan, jitter);
+                match &result {
+                    Ok(v) => eprintln!(
+                        "[{:>5.0}s] round {} {:<22} tether {}",
+                        started.elapsed().as_secs_f64(),
+                        round + 1,
+                        key,
+                        report::brief("redial", v)
+                    ),
+                    Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
+                }
+                runs.push(Run {
+                    key,
+                    family: "redial",
+                    imp: "tether".to_owned(),
+                    round,
+                    values: result.unwrap_or_default(),
+                    secs: t.elapsed().as_secs_f64(),
+                });
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let summary = report::write_all(&plan, &machine, &runs, elapsed)
+        .map_err(|e| format!("writing the report: {e}"))?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// The reconnect storm: kill the server under `clients` tether links,
+/// restart it on the same port after a pause, time the recovery.
+fn redial(ctx: &Ctx, plan: &Plan, jitter: f64) -> Result<BTreeMap<String, f64>, String> {
+    let (mut server, port) = ctx.server("tether", "127.0.0.1:0", 10_000)?;
+    let args = [
+        "--role".to_owned(),
+        "redial".to_owned(),
+        "--connect".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--clients".to_owned(),
+        plan.redial_clients.to_string(),
+        "--jitter".to_owned(),
+        jitter.to_string(),
+    ];
+    let mut clients = Proc::spawn("redial clients", &args, ctx.pin.map(|p| p.1))?;
+    clients.line("READY", Duration::from_secs(120))?;
+    server.kill();
+    drop(server);
+    std::thread::sleep(Duration::from_millis(plan.redial_downtime_ms));
+    let (_server, _) = ctx.server("tether", &format!("127.0.0.1:{port}"), 10_000)?;
+    clients.send_line("RESTARTED")?;
+    let line = clients.line("RESULT", Duration::from_secs(150))?;
+    Ok(parse_result(&line))
+}
+
+/// Under `cargo test`: each server starts and echoes a few messages, and
+/// answers a few PINGs; a few seconds in all.
+pub fn smoke() -> Result<(), String> {
+    wire::self_check()?;
+    let ctx = Ctx { pin: None };
+    let started = Instant::now();
+    for imp in IMPLS {
+        let echo = [
+            "--mode",
+            "echo",
+            "--conns",
+            "2",
+            "--window",
+            "2",
+            "--warmup-ms",
+            "0",
+            "--duration-ms",
+            "200",
+        ]
+        .map(String::from);
+        let v = ctx.generator(imp, &echo, Duration::from_secs(5))?;
+        let (msgs, errors) = (v.get("msgs"), v.get("errors"));
+        if !msgs.is_some_and(|&m| m > 0.0) || errors != Some(&0.0) {
+            return Err(format!("{imp}: echo smoke run failed: {v:?}"));
+        }
+        let idle = [
+            "--mode",
+            "idle",
+            "--conns",
+            "3",
+            "--ping-ms",
+            "150",
+            "--duration-ms",
+            "400",
+        ]
+        .map(String::from);
+        let v = ctx.generator(imp, &idle, Duration::from_secs(5))?;
+        if !v.get("pongs").is_some_and(|&p| p > 0.0) || v.get("errors") != Some(&0.0) {
+            return Err(format!("{imp}: heartbeat smoke run failed: {v:?}"));
+        }
+    }
+    println!(
+        "load bench smoke test: tether, tokio and mio servers echo and answer PINGs ({:.1} s; \
+         `cargo bench --bench load` runs the benchmark)",
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}

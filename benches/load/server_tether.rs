@@ -1,0 +1,36 @@
+//! tether's echo server, as in `examples/echo_server.rs` minus the
+//! logging: a [`Reactor`] with heartbeat `I`/`T`, one listener, and a
+//! [`Handler`] that sends every message back without copying it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tether::{Config, ConnId, Context, Handler, Reactor};
+
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+        let _ = cx.send(id, message);
+    }
+}
+
+/// Listens on `addr`, reports the bound port through `bound`, and serves
+/// until the process ends.
+pub fn run(
+    addr: SocketAddr,
+    interval: Duration,
+    timeout: Duration,
+    bound: impl FnOnce(SocketAddr),
+) -> io::Result<()> {
+    let config = Config::builder()
+        .heartbeat(interval, timeout)
+        .build()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut reactor = Reactor::with_config(config)?;
+    let listener = reactor.listen(addr)?;
+    bound(reactor.local_addr(listener).unwrap_or(addr));
+    reactor.run(&mut Echo)
+}
