@@ -12,12 +12,7 @@ use tether::{CloseCode, DisconnectReason, HandleError};
 #[test]
 fn a_client_close_reaches_the_server_and_ends_the_link() {
     init_logs();
-    let server = echo_server(config(300, 300), None);
-    let addr = server.addr.expect("bound");
-    let client = spawn(config(300, 300), false, move |r| {
-        r.dial(addr);
-        None
-    });
+    let (server, client) = echo_pair(300, 300);
     let (_, seen) = client
         .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
         .expect("connected");
@@ -67,12 +62,7 @@ fn a_client_close_reaches_the_server_and_ends_the_link() {
 #[test]
 fn a_server_close_makes_the_client_redial() {
     init_logs();
-    let server = echo_server(config(300, 300), None);
-    let addr = server.addr.expect("bound");
-    let client = spawn(config(300, 300), false, move |r| {
-        r.dial(addr);
-        None
-    });
+    let (server, client) = echo_pair(300, 300);
     let (_, seen) = server
         .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
         .expect("accepted");

@@ -59,10 +59,7 @@ fn client_drops_a_raw_server_that_welcomes_then_goes_silent_and_redials() {
     init_logs();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let client = spawn(config(I, T), false, move |r| {
-        r.dial(addr);
-        None
-    });
+    let client = dialer(config(I, T), addr);
     let (stream, _) = listener.accept().expect("accept");
     let mut raw = RawPeer::from_stream(stream);
     let Some(Frame::Hello(h)) = raw.next_frame(ms(2000)) else {

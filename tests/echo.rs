@@ -11,12 +11,7 @@ use support::*;
 #[test]
 fn messages_of_every_size_echo_back_whole_and_in_order() {
     init_logs();
-    let server = echo_server(config(200, 400), None);
-    let addr = server.addr.expect("bound");
-    let client = spawn(config(200, 400), false, move |r| {
-        r.dial(addr);
-        None
-    });
+    let (server, client) = echo_pair(200, 400);
     let (_, seen) = client
         .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
         .expect("connected");

@@ -13,10 +13,7 @@ use tether::DisconnectReason;
 fn refused_dials_follow_the_backoff_schedule() {
     init_logs();
     let addr = free_addr();
-    let client = spawn(config(300, 300), false, move |r| {
-        r.dial(addr);
-        None
-    });
+    let client = dialer(config(300, 300), addr);
     let started = Instant::now();
     let mut attempts = Vec::new();
     while attempts.len() < 6 {

@@ -192,6 +192,22 @@ pub fn echo_server(config: Config, addr: Option<SocketAddr>) -> Running {
     })
 }
 
+/// A client reactor on its own thread with one link dialled to `addr`.
+pub fn dialer(config: Config, addr: SocketAddr) -> Running {
+    spawn(config, false, move |r| {
+        r.dial(addr);
+        None
+    })
+}
+
+/// An echo server and a client reactor with one link to it, both with
+/// heartbeat `i`/`t` ms.
+pub fn echo_pair(i: u64, t: u64) -> (Running, Running) {
+    let server = echo_server(config(i, t), None);
+    let client = dialer(config(i, t), server.addr.expect("bound"));
+    (server, client)
+}
+
 /// A raw peer speaking the wire protocol by hand over a blocking socket.
 pub struct RawPeer {
     pub stream: TcpStream,
