@@ -16,7 +16,7 @@
 //! use std::time::{Duration, Instant};
 //! use bytes::BytesMut;
 //! use tether::Config;
-//! use tether::conn::{Action, Connection, Event};
+//! use tether::conn::{Action, Connection, Event, Timer};
 //!
 //! let config = Arc::new(Config::default());
 //! let t0 = Instant::now();
@@ -37,9 +37,11 @@
 //!
 //! assert!(matches!(events[0], Event::Connected(_))); // the server's
 //! assert!(matches!(events[1], Event::Connected(ref p) if p.session_id == 42));
-//! // The server's next deadline: a PING after I (10 s) of silence, plus jitter.
+//! // The server PINGs after I (10 s) of silence, plus jitter.
 //! let ping_at = t0 + Duration::from_secs(10) + server.ping_jitter();
-//! assert_eq!(server.poll_timeout(), Some(ping_at));
+//! assert_eq!(server.timer(Timer::Idle), Some(ping_at));
+//! // Its earliest deadline is sooner: the write-idle check at I/2.
+//! assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(5)));
 //! ```
 
 mod event;
