@@ -180,9 +180,26 @@ impl Config {
             return Err(ConfigError("handshake and connect timeouts must be > 0"));
         }
         self.backoff.validate()?;
+        // Deadlines are `now + duration` (an Instant overflow panics) and
+        // are kept as i64 nanoseconds from the first one (±292 years).
+        let durations = [
+            Some(self.handshake_timeout),
+            Some(self.connect_timeout),
+            Some(self.close_linger),
+            Some(self.stall_tolerance),
+            Some(self.backoff.max),
+            self.write_stall_timeout,
+            self.healthy_after,
+        ];
+        if durations.into_iter().flatten().any(|d| d > MAX_DURATION) {
+            return Err(ConfigError("timeouts and delays must be at most one year"));
+        }
         Ok(())
     }
 }
+
+/// The longest timeout or delay a configuration may set.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A configuration value out of range; the message says which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

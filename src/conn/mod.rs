@@ -79,6 +79,10 @@ use timer::{Stamp, TimerTable};
 /// and then trickling it cannot make us reserve `max_frame` at once.
 const PARTIAL_RESERVE_CAP: usize = 64 * 1024;
 
+/// Unsent PONGs (13 bytes each) a connection holds beyond `max_outbound`
+/// before it decides the peer pings without reading.
+const PONG_BACKLOG: usize = 4 * codec::HEARTBEAT_FRAME_LEN;
+
 /// Socket actions waiting for the driver.
 #[derive(Clone, Copy, Debug, Default)]
 struct Actions {
@@ -558,6 +562,13 @@ impl Connection {
                 if self.ping_flood(now) {
                     let detail = "too many pings";
                     self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
+                } else if self.outbox.len() + codec::HEARTBEAT_FRAME_LEN
+                    > self.config.max_outbound + PONG_BACKLOG
+                {
+                    // The peer keeps pinging but does not read our answers:
+                    // PONGs must not grow the queue past max_outbound.
+                    let detail = "PONGs not read";
+                    self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
                 } else {
                     codec::encode_pong(nonce, self.outbox.ctrl());
                 }
@@ -606,7 +617,12 @@ impl Connection {
             flags: 0,
             interval_ms: interval,
             timeout_ms: timeout,
-            session_id: self.session_id,
+            // A HELLO always asks for a new session (there is no resume
+            // yet); only WELCOME carries the id the server assigned.
+            session_id: match self.role {
+                Role::Server => self.session_id,
+                Role::Client => 0,
+            },
             recv_seq: 0,
         }
     }
@@ -950,6 +966,8 @@ impl Connection {
         self.recv = BytesMut::new();
         self.outbox.clear();
         self.timers.stop(Timer::Linger);
+        // Armed while Closing, it watched this socket, not the next one.
+        self.timers.stop(Timer::WriteStall);
     }
 
     /// Terminal.

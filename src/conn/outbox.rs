@@ -173,11 +173,20 @@ impl Queue {
             self.data.push_back(Segment::Frame { header, payload });
             return;
         }
-        let fits = matches!(self.data.back(), Some(Segment::Packed(run))
-            if run.len() + HEADER_LEN + payload.len() <= PACK_MAX);
+        // While control frames wait for the run on the wire to reach a
+        // frame boundary, that run is not extended: a frame queued now goes
+        // after them. (The new run reserves only what it needs: this is rare.)
+        let in_flight = self.data.len() == 1 && self.head_sent > 0 && !self.ctrl.is_empty();
+        let fits = !in_flight
+            && matches!(self.data.back(), Some(Segment::Packed(run))
+                if run.len() + HEADER_LEN + payload.len() <= PACK_MAX);
         if !fits {
             let mut run = std::mem::take(&mut self.spare);
-            run.reserve(PACK_MAX);
+            run.reserve(if in_flight {
+                HEADER_LEN + payload.len()
+            } else {
+                PACK_MAX
+            });
             self.data.push_back(Segment::Packed(run));
         }
         if let Some(Segment::Packed(run)) = self.data.back_mut() {
