@@ -83,20 +83,18 @@ const TICK: Duration = Duration::from_millis(1);
 
 // ----- a tiny deterministic PRNG (the crate's own is private) --------------
 
-/// SplitMix64: one add and three multiply-xorshift rounds per value.
-struct SplitMix64(u64);
+#[path = "common/splitmix.rs"]
+mod splitmix;
+use splitmix::SplitMix64;
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
+/// Durations for the timers.
+trait Spread {
     /// A duration in `[1 ns, SPREAD]`, nanosecond-grained so that rounding
     /// up to the millisecond tick is exercised.
+    fn in_spread(&mut self) -> Duration;
+}
+
+impl Spread for SplitMix64 {
     fn in_spread(&mut self) -> Duration {
         // Multiply-shift maps the 64-bit value onto the range without a
         // division.

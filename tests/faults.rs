@@ -356,69 +356,54 @@ fn blackhole_is_detected_by_both_sides_within_i_plus_t_and_the_client_comes_back
 
 #[test]
 fn client_to_server_blackhole_is_detected_by_the_server_and_its_close_reaches_the_client() {
-    let rig = rig();
-    assert!(rig.echo("before", ms(2000)).is_some());
-    std::thread::sleep(ms(2 * I + I / 3));
-    let started = Instant::now();
-    rig.proxy.set_mode(Mode::BlackholeUp);
-
     // The server hears nothing: PING, T, CLOSE 1001. The client meanwhile
     // still hears the server (its PING resets the client's idle clock, and
     // the client's PONG is held), so the client does not time out: it gets
     // the server's CLOSE 1001 over the open direction.
-    let (server_at, why) =
-        disconnected(&rig.server, ms(I + T + J + SLACK + 2000)).expect("server never noticed");
-    assert_eq!(why, DisconnectReason::HeartbeatTimeout);
-    let took = server_at - started;
-    let since_last = server_at - rig.proxy.last_delivery(Dir::Up).expect("bytes flowed");
-    eprintln!(
-        "blackhole up: server detected {took:?} after it began, {since_last:?} after its last byte"
-    );
-    assert!(within(took, T - RTT_SLOP, I + T + J + SLACK), "{took:?}");
-    assert!(
-        within(since_last, I + T - 1, I + T + J + SLACK),
-        "{since_last:?}"
-    );
-
-    let (client_at, why) = disconnected(&rig.client, ms(2000)).expect("client never told");
-    assert!(
-        matches!(&why, DisconnectReason::PeerClosed { code, .. } if *code == CloseCode::GOING_AWAY),
-        "the client should get the server's CLOSE 1001, got {why:?}"
-    );
-    let lag = client_at.saturating_duration_since(server_at);
-    eprintln!("blackhole up: client got CLOSE 1001 {lag:?} after the server's detection");
-    assert!(lag <= ms(PROMPT), "{lag:?}");
-    rig.recover(true);
-    rig.stop();
+    one_way_blackhole(Mode::BlackholeUp, ms(2 * I + I / 3));
 }
 
 #[test]
 fn server_to_client_blackhole_is_detected_by_the_client_and_its_close_reaches_the_server() {
+    one_way_blackhole(Mode::BlackholeDown, ms(2 * I + 2 * I / 3));
+}
+
+/// Blackholes one direction (after `settle`, so it starts at a different
+/// point of the ping cycle for each direction): the side that stops
+/// receiving detects it within I + T of its last byte, and its CLOSE 1001
+/// reaches the other side over the open direction.
+fn one_way_blackhole(mode: Mode, settle: Duration) {
     let rig = rig();
     assert!(rig.echo("before", ms(2000)).is_some());
-    std::thread::sleep(ms(2 * I + 2 * I / 3));
+    std::thread::sleep(settle);
     let started = Instant::now();
-    rig.proxy.set_mode(Mode::BlackholeDown);
+    rig.proxy.set_mode(mode);
+    let (deaf, told, dir, name) = match mode {
+        Mode::BlackholeUp => (&rig.server, &rig.client, Dir::Up, "server"),
+        _ => (&rig.client, &rig.server, Dir::Down, "client"),
+    };
 
-    let (client_at, why) =
-        disconnected(&rig.client, ms(I + T + J + SLACK + 2000)).expect("client never noticed");
+    let (detected_at, why) =
+        disconnected(deaf, ms(I + T + J + SLACK + 2000)).expect("the deaf side never noticed");
     assert_eq!(why, DisconnectReason::HeartbeatTimeout);
-    let took = client_at - started;
-    let since_last = client_at - rig.proxy.last_delivery(Dir::Down).expect("bytes flowed");
-    eprintln!("blackhole down: client detected {took:?} after it began, {since_last:?} after its last byte");
+    let took = detected_at - started;
+    let since_last = detected_at - rig.proxy.last_delivery(dir).expect("bytes flowed");
+    eprintln!(
+        "{mode:?}: the {name} detected {took:?} after it began, {since_last:?} after its last byte"
+    );
     assert!(within(took, T - RTT_SLOP, I + T + J + SLACK), "{took:?}");
     assert!(
         within(since_last, I + T - 1, I + T + J + SLACK),
         "{since_last:?}"
     );
 
-    let (server_at, why) = disconnected(&rig.server, ms(2000)).expect("server never told");
+    let (told_at, why) = disconnected(told, ms(2000)).expect("the other side never told");
     assert!(
         matches!(&why, DisconnectReason::PeerClosed { code, .. } if *code == CloseCode::GOING_AWAY),
-        "the server should get the client's CLOSE 1001, got {why:?}"
+        "the other side should get CLOSE 1001, got {why:?}"
     );
-    let lag = server_at.saturating_duration_since(client_at);
-    eprintln!("blackhole down: server got CLOSE 1001 {lag:?} after the client's detection");
+    let lag = told_at.saturating_duration_since(detected_at);
+    eprintln!("{mode:?}: CLOSE 1001 arrived {lag:?} after the detection");
     assert!(lag <= ms(PROMPT), "{lag:?}");
     rig.recover(true);
     rig.stop();
