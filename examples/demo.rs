@@ -40,9 +40,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tether::backoff::BackoffConfig;
-use tether::{Config, ConnId, Context, DisconnectReason, Handle, Handler, PeerInfo, Reactor};
+use tether::{
+    Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
+};
 
 /// Heartbeat interval `I` and timeout `T`, on both sides.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -291,7 +292,7 @@ impl Handler for EchoServer {
         self.stage.say(format_args!("server: {addr} connected"));
     }
 
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.last_heard = cx.now();
         }
@@ -612,7 +613,7 @@ impl Handler for Fleet {
         );
     }
 
-    fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let now_ns = self.stage.nanos();
         let mode = self.mode;
         let Some(link) = self.link(id) else { return };

@@ -36,9 +36,10 @@ mod common;
 use std::process;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tether::backoff::BackoffConfig;
-use tether::{CloseCode, Config, ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
+use tether::{
+    CloseCode, Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor,
+};
 
 use common::Flags;
 
@@ -172,7 +173,7 @@ impl Handler for Client {
         ));
     }
 
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         if self.finished {
             return;
         }

@@ -21,14 +21,13 @@
 //! itself:
 //!
 //! ```no_run
-//! use bytes::Bytes;
-//! use tether::{ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
+//! use tether::{ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor};
 //!
 //! struct Echo;
 //!
 //! impl Handler for Echo {
-//!     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
-//!         let _ = cx.send(id, message); // zero copy
+//!     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+//!         let _ = cx.send_slice(id, &message); // no allocation
 //!     }
 //!     fn on_disconnected(&mut self, _: &mut Context<'_>, id: ConnId, why: &DisconnectReason) {
 //!         log::info!("{id} gone: {why}");
@@ -92,7 +91,9 @@ pub use config::Config;
 pub use conn::PeerInfo;
 pub use error::{CloseCode, DisconnectReason};
 pub use handle::{Handle, HandleError};
-pub use reactor::{ConnId, ConnStats, Context, Handler, ListenerId, Reactor, ReactorStats};
+pub use reactor::{
+    ConnId, ConnStats, Context, Handler, ListenerId, Message, Reactor, ReactorStats,
+};
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

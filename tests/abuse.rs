@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use support::*;
 use tether::codec::Frame;
-use tether::{CloseCode, ConnId, Context, DisconnectReason, Handler, Reactor};
+use tether::{CloseCode, ConnId, Context, DisconnectReason, Handler, Message, Reactor};
 
 #[test]
 fn a_ping_flood_is_closed_with_1008() {
@@ -55,7 +55,7 @@ struct BoundedEcho {
 }
 
 impl Handler for BoundedEcho {
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         if cx.send(id, message).is_err() {
             self.refused += 1;
         }

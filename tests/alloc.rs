@@ -12,7 +12,7 @@ use std::thread;
 use bytes::Bytes;
 use support::*;
 use tether::codec::Frame;
-use tether::{ConnId, Context, Handler, Reactor};
+use tether::{ConnId, Context, Handler, Message, Reactor};
 
 /// Counts allocations per thread, so the server thread's own count can be
 /// read without the client's.
@@ -54,8 +54,14 @@ struct CountingEcho {
 }
 
 impl Handler for CountingEcho {
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
-        let _ = cx.send(id, message);
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        // Both ways of answering: sharing the read buffer, and copying
+        // into the output.
+        let _ = if self.messages % 2 == 0 {
+            cx.send(id, message)
+        } else {
+            cx.send_slice(id, &message)
+        };
         self.messages += 1;
         if self.messages % 1000 == 0 {
             let _ = self.report.send((self.messages, allocations()));

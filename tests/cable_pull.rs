@@ -45,7 +45,7 @@ use bytes::Bytes;
 use support::ms;
 use tether::backoff::BackoffConfig;
 use tether::net::{Keepalive, SocketOptions, UserTimeout};
-use tether::{Config, ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
+use tether::{Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor};
 
 /// Heartbeat interval `I` and timeout `T` of the heartbeat run, in ms.
 const I: u64 = 1000;
@@ -272,7 +272,7 @@ impl Handler for Node {
         }
     }
 
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         if self.server {
             let _ = cx.send(id, message);
         } else {

@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use support::{init_logs, ms, Seen};
 use tether::backoff::BackoffConfig;
-use tether::{Config, ConnId, Context, DisconnectReason, Handle, Handler, PeerInfo, Reactor};
+use tether::{
+    Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
+};
 
 /// Client links (and server sockets, in the other process).
 const LINKS: usize = 2000;
@@ -100,7 +102,7 @@ fn client_config() -> Config {
 struct Echo;
 
 impl Handler for Echo {
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let _ = cx.send(id, message);
     }
 }
@@ -176,8 +178,8 @@ impl Handler for Watch {
     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         self.report(cx, Seen::Connected(id, *peer));
     }
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
-        self.report(cx, Seen::Message(id, message));
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        self.report(cx, Seen::Message(id, message.into_bytes()));
     }
     fn on_disconnected(&mut self, cx: &mut Context<'_>, id: ConnId, reason: &DisconnectReason) {
         self.report(cx, Seen::Disconnected(id, reason.clone()));

@@ -32,7 +32,9 @@ use bytes::Bytes;
 use proxy::{Mode, Proxy};
 use support::{config, init_logs, ms};
 use tether::conn::SendError;
-use tether::{ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor, ReactorStats};
+use tether::{
+    ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor, ReactorStats,
+};
 
 const LINKS: usize = 8;
 const I: u64 = 300;
@@ -113,7 +115,7 @@ impl Handler for EchoServer {
     fn on_connected(&mut self, _: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
         assert!(self.live.insert(id), "{id} connected twice");
     }
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         match cx.send(id, message) {
             // A message can arrive right ahead of the peer's CLOSE.
             Ok(()) | Err(SendError::NotConnected) => {}
@@ -262,7 +264,7 @@ impl Handler for Clients {
         }
     }
 
-    fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let link = self.link(id);
         match link.inflight.pop_front() {
             Some(expected) if expected == message => {

@@ -1,19 +1,19 @@
 //! tether's echo server, as in `examples/echo_server.rs` minus the
 //! logging: a [`Reactor`] with heartbeat `I`/`T`, one listener, and a
-//! [`Handler`] that sends every message back without copying it.
+//! [`Handler`] that sends every message back with `send_slice` (read in
+//! place from the read buffer, copied straight into the output).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tether::{Config, ConnId, Context, Handler, Reactor};
+use tether::{Config, ConnId, Context, Handler, Message, Reactor};
 
 struct Echo;
 
 impl Handler for Echo {
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
-        let _ = cx.send(id, message);
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        let _ = cx.send_slice(id, &message);
     }
 }
 

@@ -12,6 +12,17 @@ use crate::error::CloseCode;
 /// Bytes of the length field at the start of every frame.
 const LENGTH_LEN: usize = 4;
 
+/// A whole frame found by [`Decoder::decode_in_place`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InPlace {
+    /// A frame other than DATA, removed from the buffer.
+    Frame(Frame),
+    /// A DATA frame whose header was removed: its payload is the first
+    /// `len` bytes now in the buffer (possibly 0), still to be taken or
+    /// skipped by the caller.
+    Data(usize),
+}
+
 /// An incremental decoder of the frames at the front of a read buffer.
 ///
 /// It keeps no state of its own besides the `max_frame` limit (so it is
@@ -73,6 +84,21 @@ impl Decoder {
     /// size as soon as the 5-byte header is, and a handshake's magic and
     /// version as their bytes arrive. It never panics, whatever `buf` holds.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        Ok(match self.decode_in_place(buf)? {
+            None => None,
+            Some(InPlace::Frame(frame)) => Some(frame),
+            Some(InPlace::Data(len)) => Some(Frame::Data(split_bytes(buf, len))),
+        })
+    }
+
+    /// Like [`decode`](Self::decode), but a DATA payload stays in `buf`:
+    /// only its header is removed, and [`InPlace::Data`] says how many of
+    /// the bytes now at the front of `buf` are the payload. The caller
+    /// reads them in place and then takes them (`split_to`) or skips them
+    /// (`advance`) before decoding the next frame. This lets a driver hand
+    /// a message to the application as a borrowed slice, paying for a
+    /// shared [`Bytes`] only when the application keeps it.
+    pub fn decode_in_place(&self, buf: &mut BytesMut) -> Result<Option<InPlace>, DecodeError> {
         let Some((kind, total)) = self.header(buf)? else {
             return Ok(None);
         };
@@ -83,15 +109,15 @@ impl Decoder {
             return Ok(None);
         }
         let frame = match kind {
+            Kind::Data => {
+                buf.advance(HEADER_LEN);
+                return Ok(Some(InPlace::Data(total - HEADER_LEN)));
+            }
             Kind::Hello => Frame::Hello(parse_handshake(&buf[HEADER_LEN..total])?),
             Kind::Welcome => Frame::Welcome(parse_handshake(&buf[HEADER_LEN..total])?),
             Kind::Ping => Frame::Ping(be_u64(&buf[HEADER_LEN..total])),
             Kind::Pong => Frame::Pong(be_u64(&buf[HEADER_LEN..total])),
             Kind::Ack => Frame::Ack(be_u64(&buf[HEADER_LEN..total])),
-            Kind::Data => {
-                buf.advance(HEADER_LEN);
-                return Ok(Some(Frame::Data(split_bytes(buf, total - HEADER_LEN))));
-            }
             Kind::Close => {
                 let start = HEADER_LEN + CLOSE_CODE_LEN;
                 let code = CloseCode(u16::from_be_bytes([buf[HEADER_LEN], buf[HEADER_LEN + 1]]));
@@ -100,11 +126,11 @@ impl Decoder {
                 }
                 buf.advance(start);
                 let reason = split_bytes(buf, total - start);
-                return Ok(Some(Frame::Close { code, reason }));
+                return Ok(Some(InPlace::Frame(Frame::Close { code, reason })));
             }
         };
         buf.advance(total);
-        Ok(Some(frame))
+        Ok(Some(InPlace::Frame(frame)))
     }
 
     /// The total wire length (header + payload) of the frame at the front

@@ -39,7 +39,7 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::Decoder;
+pub use decode::{Decoder, InPlace};
 pub use encode::{
     data_header, encode_ack, encode_close, encode_data, encode_hello, encode_ping, encode_pong,
     encode_welcome,

@@ -58,11 +58,11 @@ use std::mem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use log::{debug, trace, warn};
 
 use crate::backoff::Attempts;
-use crate::codec::{self, Decoder, Frame, Handshake, HEADER_LEN};
+use crate::codec::{self, Decoder, Frame, Handshake, InPlace, HEADER_LEN};
 use crate::config::Config;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::rng::Rng;
@@ -240,19 +240,122 @@ impl Connection {
     /// Bytes read from the socket. Consumes all of `data`: whole frames are
     /// processed (DATA payloads are split off without copying), the bytes of
     /// an incomplete frame are kept until the rest arrives.
+    ///
+    /// The same as [`begin_input`](Self::begin_input), then
+    /// [`poll_input`](Self::poll_input) on what it returns and on `data`
+    /// until it returns `None`, then [`end_input`](Self::end_input), each
+    /// message pushed as an [`Event::Message`].
     pub fn handle_input(&mut self, now: Instant, data: &mut BytesMut, events: &mut Vec<Event>) {
+        if let Some(mut head) = self.begin_input(now, data) {
+            self.drain_input(now, &mut head, events);
+            self.end_input(&mut head);
+        }
+        self.drain_input(now, data, events);
+        self.end_input(data);
+    }
+
+    fn drain_input(&mut self, now: Instant, buf: &mut BytesMut, events: &mut Vec<Event>) {
+        while let Some(len) = self.poll_input(now, buf, events) {
+            let payload = if len == 0 {
+                Bytes::new()
+            } else {
+                buf.split_to(len).freeze()
+            };
+            events.push(Event::Message(payload));
+        }
+    }
+
+    /// Input in steps, for a driver that hands messages to the application
+    /// without making a [`Bytes`] of each (see [`handle_input`](Self::handle_input)
+    /// for the one-call form). Takes `data`, the bytes of one read, and
+    /// returns the frame an earlier read left incomplete, with the bytes of
+    /// `data` that complete it moved over: call
+    /// [`poll_input`](Self::poll_input) and [`end_input`](Self::end_input)
+    /// on that buffer first, then on `data`. `None` when there was no such
+    /// frame, or when it is still incomplete (all of `data` was kept and
+    /// `data` is empty).
+    pub fn begin_input(&mut self, now: Instant, data: &mut BytesMut) -> Option<BytesMut> {
         if data.is_empty() {
-            return;
+            return None;
         }
         if !self.is_reading() {
             data.clear();
-            return;
+            return None;
         }
         self.stats.bytes_received += data.len() as u64;
         self.note_life(now);
         if self.recv.is_empty() {
-            self.process(now, data, events);
-            if self.is_reading() && !data.is_empty() {
+            return None;
+        }
+        // Move over just the bytes that finish the kept frame: its header
+        // first, then (its length known) the rest, so `data` goes on from
+        // a frame boundary.
+        if self.recv.len() < HEADER_LEN {
+            let n = (HEADER_LEN - self.recv.len()).min(data.len());
+            self.recv.extend_from_slice(&data[..n]);
+            data.advance(n);
+        }
+        if let Some(total) = self.decoder().pending_frame_len(&self.recv) {
+            let n = total.saturating_sub(self.recv.len()).min(data.len());
+            self.recv.extend_from_slice(&data[..n]);
+            data.advance(n);
+            if self.recv.len() < total {
+                // Still incomplete (and `data` used up): keep growing it
+                // in place.
+                return None;
+            }
+        }
+        // A whole frame, or a header to reject, or (with `data` used up)
+        // a header still too short to know: `poll_input` tells which.
+        Some(mem::take(&mut self.recv))
+    }
+
+    /// Processes the frames at the front of `buf` up to the next DATA
+    /// frame: returns `Some(len)` with the header of that frame removed and
+    /// its payload the first `len` bytes of `buf`, which the caller must
+    /// take (`split_to(len)`) or skip (`advance(len)`) before calling
+    /// again. `None` once no whole frame is left (or the connection stopped
+    /// reading: a protocol error, a CLOSE, an application close).
+    pub fn poll_input(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Option<usize> {
+        while self.is_reading() {
+            match self.decoder().decode_in_place(buf) {
+                Ok(Some(InPlace::Data(len))) if self.state == State::Established => {
+                    self.on_frame_start();
+                    self.stats.messages_received += 1;
+                    return Some(len);
+                }
+                Ok(Some(InPlace::Data(len))) => {
+                    // DATA before the handshake: the same error as from
+                    // `on_frame`.
+                    buf.advance(len);
+                    self.on_frame(now, Frame::Data(Bytes::new()), events);
+                }
+                Ok(Some(InPlace::Frame(frame))) => self.on_frame(now, frame, events),
+                Ok(None) => return None,
+                Err(e) => {
+                    debug!("{:?}: protocol error: {e}", self.role);
+                    let reason = DisconnectReason::ProtocolError {
+                        code: e.close_code(),
+                        detail: e.detail(),
+                    };
+                    self.fail(now, reason, events);
+                }
+            }
+        }
+        None
+    }
+
+    /// Ends the input of one read: what is left of `data` (the start of a
+    /// frame still incomplete) is kept for the next read, and `data` is
+    /// emptied.
+    pub fn end_input(&mut self, data: &mut BytesMut) {
+        if self.is_reading() && !data.is_empty() {
+            if self.recv.is_empty() {
                 let want = self
                     .decoder()
                     .pending_frame_len(data)
@@ -260,18 +363,10 @@ impl Connection {
                     .min(PARTIAL_RESERVE_CAP)
                     .max(data.len());
                 self.recv.reserve(want);
-                self.recv.extend_from_slice(data);
             }
-            data.clear();
-        } else {
             self.recv.extend_from_slice(data);
-            data.clear();
-            let mut buf = mem::take(&mut self.recv);
-            self.process(now, &mut buf, events);
-            if self.is_reading() && !buf.is_empty() {
-                self.recv = buf;
-            }
         }
+        data.clear();
     }
 
     /// The peer closed its side of the stream (read returned 0).
@@ -310,23 +405,34 @@ impl Connection {
     /// Queues one message. Refused unless established, when larger than
     /// `max_frame`, or when the output queue would pass `max_outbound`.
     pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.may_send(payload.len())?;
+        self.outbox.push_data(payload);
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    /// Queues a copy of one message, refused as by [`send`](Self::send).
+    /// A small message is copied straight into the output (no allocation).
+    pub fn send_slice(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.may_send(payload.len())?;
+        self.outbox.push_slice(payload);
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    fn may_send(&self, len: usize) -> Result<(), SendError> {
         if self.state != State::Established {
             return Err(SendError::NotConnected);
         }
         let max = self.config.max_frame;
-        if payload.len() > max {
-            return Err(SendError::TooLarge {
-                len: payload.len(),
-                max,
-            });
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
         }
         let queued = self.outbox.len();
         let limit = self.config.max_outbound;
-        if queued + HEADER_LEN + payload.len() > limit {
+        if queued + HEADER_LEN + len > limit {
             return Err(SendError::Backpressure { queued, limit });
         }
-        self.outbox.push_data(payload);
-        self.stats.messages_sent += 1;
         Ok(())
     }
 
@@ -508,30 +614,19 @@ impl Connection {
         matches!(self.state, State::Handshaking | State::Established)
     }
 
-    fn process(&mut self, now: Instant, buf: &mut BytesMut, events: &mut Vec<Event>) {
-        while self.is_reading() {
-            match self.decoder().decode(buf) {
-                Ok(Some(frame)) => self.on_frame(now, frame, events),
-                Ok(None) => return,
-                Err(e) => {
-                    debug!("{:?}: protocol error: {e}", self.role);
-                    let reason = DisconnectReason::ProtocolError {
-                        code: e.close_code(),
-                        detail: e.detail(),
-                    };
-                    self.fail(now, reason, events);
-                }
-            }
-        }
-    }
-
-    fn on_frame(&mut self, now: Instant, frame: Frame, events: &mut Vec<Event>) {
+    /// Bookkeeping for every whole frame received.
+    #[inline]
+    fn on_frame_start(&mut self) {
         if self.state == State::Established {
             self.frame_since_handshake = true;
             if mem::take(&mut self.healthy_pending) {
                 self.attempts.reset();
             }
         }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Frame, events: &mut Vec<Event>) {
+        self.on_frame_start();
         match (self.state, self.role, frame) {
             (_, _, Frame::Close { code, reason }) => {
                 let reason = String::from_utf8_lossy(&reason).into_owned();
@@ -554,6 +649,8 @@ impl Connection {
                 self.protocol_error(now, detail, events);
             }
             (_, _, Frame::Data(payload)) => {
+                // Not from `poll_input` (it reports DATA in place), but
+                // handled the same.
                 self.stats.messages_received += 1;
                 events.push(Event::Message(payload));
             }

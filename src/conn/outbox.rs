@@ -95,6 +95,12 @@ impl Outbox {
         self.queue().push_data(payload);
     }
 
+    /// Queues one DATA frame with a copy of `payload` (a small one goes
+    /// straight into the packed run: no allocation).
+    pub(crate) fn push_slice(&mut self, payload: &[u8]) {
+        self.queue().push_slice(payload);
+    }
+
     /// Drops every DATA frame that has not started onto the wire, and the
     /// tail. A partly written frame is kept so the stream stays framed.
     pub(crate) fn discard_unstarted(&mut self) {
@@ -167,12 +173,29 @@ impl Queue {
     /// Queues one DATA frame: a small one is copied into the packed run
     /// at the back, a large one queued as it is.
     fn push_data(&mut self, payload: Bytes) {
+        if payload.len() > COPY_MAX {
+            self.data_bytes += HEADER_LEN + payload.len();
+            let header = codec::data_header(payload.len());
+            self.data.push_back(Segment::Frame { header, payload });
+        } else {
+            self.push_small(&payload);
+        }
+    }
+
+    /// Queues one DATA frame with a copy of `payload`.
+    fn push_slice(&mut self, payload: &[u8]) {
+        if payload.len() > COPY_MAX {
+            self.push_data(Bytes::copy_from_slice(payload));
+        } else {
+            self.push_small(payload);
+        }
+    }
+
+    /// Copies a frame of at most `COPY_MAX` payload bytes into the packed
+    /// run at the back.
+    fn push_small(&mut self, payload: &[u8]) {
         let header = codec::data_header(payload.len());
         self.data_bytes += HEADER_LEN + payload.len();
-        if payload.len() > COPY_MAX {
-            self.data.push_back(Segment::Frame { header, payload });
-            return;
-        }
         // While control frames wait for the run on the wire to reach a
         // frame boundary, that run is not extended: a frame queued now goes
         // after them. (The new run reserves only what it needs: this is rare.)
@@ -191,7 +214,7 @@ impl Queue {
         }
         if let Some(Segment::Packed(run)) = self.data.back_mut() {
             run.extend_from_slice(&header);
-            run.extend_from_slice(&payload);
+            run.extend_from_slice(payload);
         }
     }
 

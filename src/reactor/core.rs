@@ -161,6 +161,13 @@ impl Core {
         Ok(())
     }
 
+    pub(super) fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
+        let idx = self.slot_index(id).ok_or(SendError::NotConnected)?;
+        self.slots[idx].conn.send_slice(message)?;
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
     pub(super) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
         let Some(idx) = self.slot_index(id) else {
             return false;
@@ -339,6 +346,7 @@ impl Core {
 
     /// Moves the events the last connection call produced to the handler's
     /// queue, tagged with the connection's id.
+    #[inline]
     fn collect(&mut self, idx: usize) {
         if self.scratch.is_empty() {
             return;
@@ -521,31 +529,34 @@ impl Core {
     }
 
     /// Reads one chunk from connection `idx` into the shared buffer and
-    /// feeds it to the state machine.
+    /// returns it, unprocessed (empty if nothing was read), with what the
+    /// read says about the socket. The caller feeds it to the connection
+    /// with [`Connection::begin_input`] and friends.
     ///
     /// A read that fills less than the buffer emptied the socket's receive
     /// queue: data arriving after it raises a new edge, so (unless `drain`
     /// asks for the FIN or error that brings no new edge) it counts as
     /// drained, saving the extra `recv` that would only say WouldBlock.
-    pub(super) fn read_once(&mut self, idx: usize, drain: bool) -> ReadStep {
+    pub(super) fn read_once(&mut self, idx: usize, drain: bool) -> (ReadStep, BytesMut) {
         let now = self.now;
+        let nothing = (ReadStep::Done, BytesMut::new());
         let Some(slot) = self.slots.get_mut(idx) else {
-            return ReadStep::Done;
+            return nothing;
         };
         if !matches!(
             slot.conn.state(),
             State::Handshaking | State::Established | State::Closing
         ) {
-            return ReadStep::Done;
+            return nothing;
         }
         if slot.stream.is_none() {
-            return ReadStep::Done;
+            return nothing;
         }
         if self.rbuf.len() < MIN_READ_SPACE {
-            // Write out this connection's replies first: queued echoes
-            // still point into the buffer, and once they are gone the old
-            // allocation is reclaimed instead of a new one made. The zero
-            // fill keeps the buffer initialized without unsafe code.
+            // Write out this connection's replies first: queued messages
+            // may still point into the buffer, and once they are gone the
+            // old allocation is reclaimed instead of a new one made. The
+            // zero fill keeps the buffer initialized without unsafe code.
             slot.flush(now, &mut self.scratch);
             self.rbuf.clear();
             self.rbuf.reserve(READ_CHUNK);
@@ -556,32 +567,67 @@ impl Core {
             .as_mut()
             .filter(|_| slot.conn.state().has_socket())
         else {
-            return ReadStep::Done; // the flush failed and ended it
+            self.collect(idx);
+            return nothing; // the flush failed and ended it
         };
-        let step = match stream.read(&mut self.rbuf[..]) {
+        let result = match stream.read(&mut self.rbuf[..]) {
             Ok(0) => {
                 slot.conn.handle_eof(now, &mut self.scratch);
-                ReadStep::Done
+                nothing
             }
             Ok(n) => {
                 let short = n < self.rbuf.len();
-                let mut chunk = self.rbuf.split_to(n);
-                slot.conn.handle_input(now, &mut chunk, &mut self.scratch);
-                if short && !drain {
+                let step = if short && !drain {
                     ReadStep::Drained
                 } else {
                     ReadStep::Again
-                }
+                };
+                (step, self.rbuf.split_to(n))
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::Done,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadStep::Again,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => nothing,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (ReadStep::Again, BytesMut::new()),
             Err(e) => {
                 slot.conn.handle_io_error(now, e.kind(), &mut self.scratch);
-                ReadStep::Done
+                nothing
             }
         };
         self.collect(idx);
-        step
+        result
+    }
+
+    /// Starts feeding one read's bytes to connection `idx`; see
+    /// [`Connection::begin_input`].
+    pub(super) fn begin_input(&mut self, idx: usize, data: &mut BytesMut) -> Option<BytesMut> {
+        let now = self.now;
+        let head = self.slots.get_mut(idx)?.conn.begin_input(now, data);
+        self.collect(idx);
+        head
+    }
+
+    /// The next message in `buf` for connection `idx`: its id and the
+    /// payload length at the front of `buf` (see
+    /// [`Connection::poll_input`]). Events the frames before it produced
+    /// are queued for the handler first.
+    pub(super) fn next_message(
+        &mut self,
+        idx: usize,
+        buf: &mut BytesMut,
+    ) -> Option<(ConnId, usize)> {
+        let now = self.now;
+        let slot = self.slots.get_mut(idx)?;
+        let next = slot.conn.poll_input(now, buf, &mut self.scratch);
+        let id = slot.id;
+        self.collect(idx);
+        next.map(|len| (id, len))
+    }
+
+    /// Ends one read's input on connection `idx`; see
+    /// [`Connection::end_input`].
+    pub(super) fn end_input(&mut self, idx: usize, buf: &mut BytesMut) {
+        match self.slots.get_mut(idx) {
+            Some(slot) => slot.conn.end_input(buf),
+            None => buf.clear(),
+        }
     }
 
     // ----- listeners ------------------------------------------------------

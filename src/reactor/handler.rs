@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::core::Core;
-use super::{ConnId, ConnStats, ListenerId, ReactorStats};
+use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats};
 use crate::config::Config;
 use crate::conn::{PeerInfo, SendError};
 use crate::error::{CloseCode, DisconnectReason};
@@ -23,15 +23,14 @@ use crate::handle::Handle;
 /// Every method has an empty default; implement the ones you need.
 ///
 /// ```no_run
-/// use bytes::Bytes;
-/// use tether::{ConnId, Context, Handler, Reactor};
+/// use tether::{ConnId, Context, Handler, Message, Reactor};
 ///
 /// /// Echoes every message back to its sender.
 /// struct Echo;
 ///
 /// impl Handler for Echo {
-///     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
-///         if let Err(e) = cx.send(id, message) {
+///     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+///         if let Err(e) = cx.send_slice(id, &message) {
 ///             log::warn!("{id}: echo dropped: {e}");
 ///         }
 ///     }
@@ -49,14 +48,17 @@ pub trait Handler {
         let _ = (cx, id, peer);
     }
 
-    /// A message arrived. `message` shares the reactor's read buffer (no
-    /// copy); keeping it alive is fine, it only keeps that memory.
+    /// A message arrived. `message` is borrowed from the reactor's read
+    /// buffer: read it in place, answer it with
+    /// [`Context::send_slice`], or keep it with
+    /// [`Message::into_bytes`] (no copy: the `Bytes` shares the read
+    /// buffer, which stays allocated while it lives).
     ///
     /// Messages are delivered even when the peer closed the connection
     /// right behind them (in the same read); a reply to such a message is
     /// refused with [`SendError::NotConnected`], and
     /// [`on_disconnected`](Self::on_disconnected) follows.
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let _ = (cx, id, message);
     }
 
@@ -114,9 +116,11 @@ impl Context<'_> {
         self.core.send(id, message.into())
     }
 
-    /// Queues a copy of `message` on connection `id`.
+    /// Queues a copy of `message` on connection `id`. A small message
+    /// (up to 1 KiB) is copied straight into the connection's output, so
+    /// echoing or answering a [`Message`] this way allocates nothing.
     pub fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
-        self.core.send(id, Bytes::copy_from_slice(message))
+        self.core.send_slice(id, message)
     }
 
     /// Closes connection `id`: queued messages are flushed, then CLOSE

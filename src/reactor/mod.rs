@@ -11,8 +11,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use bytes::Bytes;
-//! use tether::{Config, ConnId, Context, Handler, PeerInfo, Reactor};
+//! use tether::{Config, ConnId, Context, Handler, Message, PeerInfo, Reactor};
 //!
 //! struct Client;
 //!
@@ -20,7 +19,7 @@
 //!     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
 //!         cx.send(id, &b"hello"[..]).ok();
 //!     }
-//!     fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Bytes) {
+//!     fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Message<'_>) {
 //!         log::info!("{id}: {message:?}");
 //!     }
 //! }
@@ -38,6 +37,7 @@
 mod core;
 mod handler;
 mod id;
+mod message;
 mod slot;
 mod stats;
 
@@ -46,6 +46,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, BytesMut};
 use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
@@ -55,6 +56,7 @@ use crate::handle::Handle;
 
 pub use handler::{Context, Handler};
 pub use id::{ConnId, ListenerId};
+pub use message::Message;
 pub use stats::{CloseCounts, ConnStats, ReactorStats};
 
 /// Readiness events taken from the OS per poll.
@@ -271,14 +273,12 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
     } else if ready.readable {
         let mut budget = READ_BUDGET;
         loop {
-            match core.read_once(idx, ready.drain) {
-                ReadStep::Done => break,
-                ReadStep::Drained => {
-                    dispatch(core, handler);
-                    break;
-                }
+            let (step, mut chunk) = core.read_once(idx, ready.drain);
+            deliver_read(core, handler, idx, &mut chunk);
+            dispatch(core, handler);
+            match step {
+                ReadStep::Done | ReadStep::Drained => break,
                 ReadStep::Again => {
-                    dispatch(core, handler);
                     budget -= 1;
                     if budget == 0 {
                         core.backlog.push(idx);
@@ -290,6 +290,34 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
     }
     core.service(idx);
     dispatch(core, handler);
+}
+
+/// Feeds the bytes of one read to connection `idx`, handing each message
+/// to the handler as it is decoded, borrowed from the read buffer.
+fn deliver_read<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, chunk: &mut BytesMut) {
+    if chunk.is_empty() {
+        return;
+    }
+    if let Some(mut head) = core.begin_input(idx, chunk) {
+        deliver_frames(core, handler, idx, &mut head);
+        core.end_input(idx, &mut head);
+    }
+    deliver_frames(core, handler, idx, chunk);
+    core.end_input(idx, chunk);
+}
+
+fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf: &mut BytesMut) {
+    while let Some((id, len)) = core.next_message(idx, buf) {
+        // Events of the frames before this one (a handshake) go first.
+        dispatch(core, handler);
+        let before = buf.len();
+        let cx = &mut Context { core: &mut *core };
+        handler.on_message(cx, id, Message::new(buf, len));
+        if buf.len() == before {
+            // Read in place, not taken: skip it.
+            buf.advance(len);
+        }
+    }
 }
 
 /// Hands queued events to the handler, then services the connections the
@@ -315,12 +343,28 @@ fn settle<H: Handler>(core: &mut Core, handler: &mut H) {
     }
 }
 
+/// Hands queued events to the handler (cheap to call when there are none:
+/// it runs once per message).
+#[inline]
 fn dispatch<H: Handler>(core: &mut Core, handler: &mut H) {
+    if !core.pending.is_empty() {
+        dispatch_pending(core, handler);
+    }
+}
+
+#[inline(never)]
+fn dispatch_pending<H: Handler>(core: &mut Core, handler: &mut H) {
     while let Some((id, event)) = core.pending.pop_front() {
         let cx = &mut Context { core: &mut *core };
         match event {
             Event::Connected(peer) => handler.on_connected(cx, id, &peer),
-            Event::Message(message) => handler.on_message(cx, id, message),
+            Event::Message(message) => {
+                // Not produced on this path (reads hand messages over in
+                // place, see `deliver_frames`); handled all the same.
+                let len = message.len();
+                let mut buf = BytesMut::from(message);
+                handler.on_message(cx, id, Message::new(&mut buf, len));
+            }
             Event::Disconnected { reason } => handler.on_disconnected(cx, id, &reason),
             Event::Reconnecting {
                 attempt,

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tether::backoff::BackoffConfig;
 use tether::codec::{self, Decoder, Frame, Handshake};
-use tether::{Config, ConnId, Context, DisconnectReason, Handle, Handler, PeerInfo, Reactor};
+use tether::{
+    Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
+};
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -77,7 +79,8 @@ impl Handler for Recorder {
     fn on_connected(&mut self, _: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         self.report(Seen::Connected(id, *peer));
     }
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Bytes) {
+    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        let message = message.into_bytes();
         if self.echo {
             // A message can arrive in the same read as the peer's CLOSE;
             // then the echo is refused as not connected, which is right.

@@ -6,6 +6,7 @@
 
 mod close;
 mod handshake;
+mod input;
 mod liveness;
 mod policy;
 mod reconnect;

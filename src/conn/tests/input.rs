@@ -1,0 +1,206 @@
+//! Input in steps (`begin_input`, `poll_input`, `end_input`), driven as the
+//! reactor drives it — each message read in place and skipped, never split
+//! off — against the one-call `handle_input`, for every way the bytes can
+//! be cut into reads.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+
+use super::config;
+use crate::codec::{self, Handshake, HEADER_LEN};
+use crate::conn::{Connection, Event, State};
+use crate::error::{CloseCode, DisconnectReason};
+
+fn hello() -> BytesMut {
+    let mut b = BytesMut::new();
+    codec::encode_hello(
+        &Handshake {
+            flags: 0,
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            session_id: 0,
+            recv_seq: 0,
+        },
+        &mut b,
+    );
+    b
+}
+
+fn established_server(t0: Instant) -> Connection {
+    let mut s = Connection::server(Arc::new(config()), t0, 7, 1);
+    let mut events = Vec::new();
+    s.handle_input(t0, &mut hello(), &mut events);
+    assert!(matches!(events[..], [Event::Connected(_)]));
+    s
+}
+
+/// Empty, tiny, medium and larger-than-one-read DATA frames between
+/// control frames.
+fn stream(big: usize) -> (BytesMut, Vec<Vec<u8>>) {
+    let messages: Vec<Vec<u8>> = vec![
+        vec![],
+        b"abc".to_vec(),
+        (0..2000).map(|i| i as u8).collect(),
+        vec![b'x'; big],
+        b"z".to_vec(),
+    ];
+    let mut wire = BytesMut::new();
+    codec::encode_data(&messages[0], &mut wire);
+    codec::encode_ping(1, &mut wire);
+    codec::encode_data(&messages[1], &mut wire);
+    codec::encode_data(&messages[2], &mut wire);
+    codec::encode_ack(5, &mut wire);
+    codec::encode_data(&messages[3], &mut wire);
+    codec::encode_ping(2, &mut wire);
+    codec::encode_data(&messages[4], &mut wire);
+    (wire, messages)
+}
+
+/// What the reactor does with one read: messages copied out in place and
+/// skipped (`advance`), never split off.
+fn feed_stepwise(
+    conn: &mut Connection,
+    now: Instant,
+    read: &[u8],
+    got: &mut Vec<Vec<u8>>,
+    events: &mut Vec<Event>,
+) {
+    let mut data = BytesMut::from(read);
+    let mut drain = |conn: &mut Connection, buf: &mut BytesMut| {
+        while let Some(len) = conn.poll_input(now, buf, events) {
+            got.push(buf[..len].to_vec());
+            buf.advance(len);
+        }
+        conn.end_input(buf);
+        assert!(buf.is_empty(), "end_input consumes the rest");
+    };
+    if let Some(mut head) = conn.begin_input(now, &mut data) {
+        drain(conn, &mut head);
+    }
+    drain(conn, &mut data);
+}
+
+#[test]
+fn every_cut_into_two_and_three_reads_gives_the_same_messages() {
+    let t0 = Instant::now();
+    let (wire, messages) = stream(3000);
+    let mut whole = established_server(t0);
+    let mut events = Vec::new();
+    whole.handle_input(t0, &mut wire.clone(), &mut events);
+    let want: Vec<Event> = messages
+        .iter()
+        .map(|m| Event::Message(m.clone().into()))
+        .collect();
+    assert_eq!(events, want);
+    let mut rng = crate::rng::Rng::new(9);
+    for cut in 0..=wire.len() {
+        // Two reads cut at `cut`, and three with a second cut drawn after it.
+        let second = cut + rng.below_inclusive((wire.len() - cut) as u64) as usize;
+        for reads in [
+            vec![&wire[..cut], &wire[cut..]],
+            vec![&wire[..cut], &wire[cut..second], &wire[second..]],
+        ] {
+            let mut conn = established_server(t0);
+            let (mut got, mut events) = (Vec::new(), Vec::new());
+            for read in reads {
+                feed_stepwise(&mut conn, t0, read, &mut got, &mut events);
+            }
+            assert_eq!(got, messages, "cut at {cut}/{second}");
+            assert!(events.is_empty(), "{events:?}");
+            assert_eq!(conn.stats().messages_received, 5);
+            assert_eq!(conn.stats().pings_received, 2);
+            assert_eq!(conn.stats().acks_received, 1);
+            assert_eq!(conn.stats().bytes_received, wire.len() as u64 + 35);
+            assert_eq!(conn.pending_output(), whole.pending_output(), "the PONGs");
+            assert_eq!(conn.state(), State::Established);
+        }
+    }
+}
+
+#[test]
+fn a_frame_larger_than_a_read_grows_in_place_and_arrives_whole() {
+    let t0 = Instant::now();
+    let (wire, messages) = stream(1 << 20);
+    let mut conn = established_server(t0);
+    let (mut got, mut events) = (Vec::new(), Vec::new());
+    let mut peak = 0;
+    for read in wire.chunks(64 * 1024) {
+        feed_stepwise(&mut conn, t0, read, &mut got, &mut events);
+        peak = peak.max(conn.recv.capacity());
+    }
+    assert_eq!(got, messages);
+    assert!(conn.recv.is_empty());
+    // The kept frame grew to its length, not to a multiple of it (a copy
+    // back and forth per read would also show here as time, not memory).
+    assert!(peak <= (1 << 20) + HEADER_LEN + 64 * 1024, "peak {peak}");
+}
+
+/// The one error path that depends on how reads are cut: a bad header
+/// split across reads is rejected as soon as its bytes are in.
+#[test]
+fn a_split_bad_header_is_rejected_as_soon_as_its_bytes_are_in() {
+    let t0 = Instant::now();
+    let data = codec::Kind::Data as u8;
+    for (bytes, code) in [
+        (&[0u8, 0, 0, 0][..], CloseCode::PROTOCOL_ERROR),
+        (&[0, 0, 0, 2, 0x7f][..], CloseCode::PROTOCOL_ERROR),
+        (&[0x10, 0, 0, 0, data][..], CloseCode::TOO_LARGE),
+    ] {
+        for cut in 1..bytes.len() {
+            let mut conn = established_server(t0);
+            let (mut got, mut events) = (Vec::new(), Vec::new());
+            feed_stepwise(&mut conn, t0, &bytes[..cut], &mut got, &mut events);
+            assert_eq!(conn.state(), State::Established, "{bytes:?} cut {cut}");
+            feed_stepwise(&mut conn, t0, &bytes[cut..], &mut got, &mut events);
+            assert_eq!(conn.state(), State::Closing, "{bytes:?} cut {cut}");
+            assert!(
+                matches!(
+                    events[..],
+                    [Event::Disconnected {
+                        reason: DisconnectReason::ProtocolError { code: c, .. }
+                    }] if c == code
+                ),
+                "{bytes:?} cut {cut}: {events:?}"
+            );
+            assert!(got.is_empty() && conn.recv.is_empty());
+        }
+    }
+}
+
+#[test]
+fn data_before_the_handshake_is_a_protocol_error_not_a_message() {
+    let t0 = Instant::now();
+    let mut conn = Connection::server(Arc::new(config()), t0, 7, 1);
+    let (mut got, mut events) = (Vec::new(), Vec::new());
+    let mut wire = BytesMut::new();
+    codec::encode_data(b"too soon", &mut wire);
+    wire.extend_from_slice(&hello());
+    feed_stepwise(&mut conn, t0, &wire, &mut got, &mut events);
+    assert!(got.is_empty());
+    assert_eq!(conn.state(), State::Closing);
+    assert_eq!(conn.stats().messages_received, 0);
+    assert!(events.is_empty(), "never connected, so nothing to report");
+    // What it sent: the CLOSE, no WELCOME.
+    let mut out = BytesMut::new();
+    conn.transmit_into(&mut out);
+    assert_eq!(out[4], codec::Kind::Close as u8);
+    assert_eq!(&out[..4], &[0, 0, 0, out.len() as u8 - 4]);
+}
+
+#[test]
+fn closing_between_messages_stops_the_input_and_keeps_nothing() {
+    let t0 = Instant::now();
+    let (wire, _) = stream(100);
+    let mut conn = established_server(t0);
+    let mut events = Vec::new();
+    let mut data = BytesMut::from(&wire[..wire.len() - 3]); // the last frame cut
+    assert!(conn.begin_input(t0, &mut data).is_none());
+    assert_eq!(conn.poll_input(t0, &mut data, &mut events), Some(0));
+    conn.close(t0, CloseCode::NORMAL, "enough", &mut events);
+    assert_eq!(conn.poll_input(t0, &mut data, &mut events), None);
+    conn.end_input(&mut data);
+    assert!(data.is_empty() && conn.recv.is_empty());
+    assert_eq!(conn.stats().messages_received, 1);
+}
