@@ -195,27 +195,26 @@ impl Queue {
     /// run at the back.
     fn push_small(&mut self, payload: &[u8]) {
         let header = codec::data_header(payload.len());
-        self.data_bytes += HEADER_LEN + payload.len();
+        let need = HEADER_LEN + payload.len();
+        self.data_bytes += need;
         // While control frames wait for the run on the wire to reach a
         // frame boundary, that run is not extended: a frame queued now goes
         // after them. (The new run reserves only what it needs: this is rare.)
         let in_flight = self.data.len() == 1 && self.head_sent > 0 && !self.ctrl.is_empty();
-        let fits = !in_flight
-            && matches!(self.data.back(), Some(Segment::Packed(run))
-                if run.len() + HEADER_LEN + payload.len() <= PACK_MAX);
-        if !fits {
-            let mut run = std::mem::take(&mut self.spare);
-            run.reserve(if in_flight {
-                HEADER_LEN + payload.len()
-            } else {
-                PACK_MAX
-            });
-            self.data.push_back(Segment::Packed(run));
+        if !in_flight {
+            if let Some(Segment::Packed(run)) = self.data.back_mut() {
+                if run.len() + need <= PACK_MAX {
+                    run.extend_from_slice(&header);
+                    run.extend_from_slice(payload);
+                    return;
+                }
+            }
         }
-        if let Some(Segment::Packed(run)) = self.data.back_mut() {
-            run.extend_from_slice(&header);
-            run.extend_from_slice(payload);
-        }
+        let mut run = std::mem::take(&mut self.spare);
+        run.reserve(if in_flight { need } else { PACK_MAX });
+        run.extend_from_slice(&header);
+        run.extend_from_slice(payload);
+        self.data.push_back(Segment::Packed(run));
     }
 
     /// If the front segment is a packed run partly on the wire, cuts it at

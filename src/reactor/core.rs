@@ -726,6 +726,13 @@ impl Core {
                         }
                         _ => continue,
                     }
+                    if slot.conn.poll_timeout().is_some_and(|at| at > now) {
+                        // The lazy entry of a deadline that moved later
+                        // (traffic came): nothing is due, only re-file it.
+                        // The common case for a busy idle connection.
+                        self.sync_timer(idx);
+                        continue;
+                    }
                     slot.conn.handle_timeout(now, &mut self.scratch);
                     self.collect(idx);
                     self.service(idx);

@@ -112,6 +112,7 @@ impl Context<'_> {
     /// Queues `message` on connection `id` without copying it (`Bytes`,
     /// `Vec<u8>`, `&'static [u8]`, `String`, …). It is written before the
     /// reactor polls again.
+    #[inline]
     pub fn send(&mut self, id: ConnId, message: impl Into<Bytes>) -> Result<(), SendError> {
         self.core.send(id, message.into())
     }
@@ -119,6 +120,7 @@ impl Context<'_> {
     /// Queues a copy of `message` on connection `id`. A small message
     /// (up to 1 KiB) is copied straight into the connection's output, so
     /// echoing or answering a [`Message`] this way allocates nothing.
+    #[inline]
     pub fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
         self.core.send_slice(id, message)
     }

@@ -46,17 +46,20 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     /// The payload is the first `len` bytes of `buf`.
+    #[inline]
     pub(super) fn new(buf: &'a mut BytesMut, len: usize) -> Message<'a> {
         debug_assert!(len <= buf.len());
         Message { buf, len }
     }
 
     /// The payload.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 
     /// Takes the payload as [`Bytes`] without copying it.
+    #[inline]
     pub fn into_bytes(self) -> Bytes {
         if self.len == 0 {
             Bytes::new()
@@ -69,12 +72,14 @@ impl<'a> Message<'a> {
 impl Deref for Message<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
 impl AsRef<[u8]> for Message<'_> {
+    #[inline]
     fn as_ref(&self) -> &[u8] {
         self.as_slice()
     }
