@@ -81,7 +81,8 @@ struct Sock {
     dead_at: Option<Instant>,
     /// The nonce of our last PING written, for the peer's PONG.
     our_ping: Option<u64>,
-    /// When each PING not written yet was queued.
+    /// When each PING not completely written yet was queued (or last
+    /// reused as a probe); at most one.
     pings_queued: VecDeque<Instant>,
     /// The outstanding PING an RTT sample would come from, once written.
     probe: Option<(u64, Instant)>,
@@ -133,6 +134,8 @@ struct Before {
     last_rx: Option<Instant>,
     ping_out: Option<Instant>,
     dead_at: Option<Instant>,
+    /// Our last PING is queued, not completely written yet.
+    ping_queued: bool,
     drained: bool,
     probe: Option<(u64, Instant)>,
     first_blocked: Option<Instant>,
@@ -209,17 +212,23 @@ struct World {
 ///   right value; a peer CLOSE leaves no output and no socket; the
 ///   reconnect attempt counter resets only after the healthy period with a
 ///   frame received after the handshake;
-/// - PINGs: only when established, from a timer, one at a time, after
-///   `I + jitter` of silence (jitter at most `I/10`); a second one without
-///   a byte received in between only as stall forgiveness, when the death
-///   deadline was handled more than `stall_tolerance` late;
+/// - probes (PINGs): only when established, from a timer, one at a time,
+///   after `I + jitter` of silence (jitter at most `I/10`); a second one
+///   without a byte received in between only as stall forgiveness, when
+///   the death deadline was handled more than `stall_tolerance` late; at
+///   most one PING queued: a probe queues a fresh PING only if our last one
+///   is completely written, else it reuses that one (same nonce, an RTT
+///   sample timed from the reuse); either way the death deadline becomes
+///   `now + T`;
 /// - heartbeat timeout: only `>= I + T` after the last byte received, at
-///   the death deadline (`T` after our PING) or up to `stall_tolerance`
-///   later; the deadline moves without a byte received only by a drain
-///   extension (a write-blocked socket took output since the PING: our
-///   peer's TCP acknowledged data), to `now + T`; and while established
-///   with heartbeats the connection always wants to wake up by the next
-///   PING or death deadline;
+///   the death deadline (`T` after our probe) or up to `stall_tolerance`
+///   later, and never with drain evidence (below) in hand; the deadline is
+///   armed exactly from a probe until a byte arrives, and moves without a
+///   byte received only by stall forgiveness or by a drain extension (a
+///   write-blocked socket took output since the PING: our peer's TCP
+///   acknowledged data), to `now + T`; and while established with
+///   heartbeats the connection always wants to wake up by the next PING or
+///   death deadline;
 /// - write stall: only after `handle_write_blocked` on this socket and a
 ///   full timeout without a byte written;
 /// - the heap blocks the connection keeps stay within
@@ -340,6 +349,10 @@ impl World {
             last_rx: self.sock.as_ref().and_then(|s| s.last_rx),
             ping_out: self.sock.as_ref().and_then(|s| s.ping_out),
             dead_at: self.sock.as_ref().and_then(|s| s.dead_at),
+            ping_queued: self
+                .sock
+                .as_ref()
+                .is_some_and(|s| !s.pings_queued.is_empty()),
             drained: self.drained,
             probe: self.sock.as_ref().and_then(|s| s.probe),
             first_blocked: self.sock.as_ref().and_then(|s| s.first_blocked),

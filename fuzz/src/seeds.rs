@@ -186,6 +186,39 @@ pub fn conn() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            // The socket takes nothing while PINGs fall due (the peer
+            // trickles ACKs) and while death deadlines are handled late:
+            // the one queued PING is reused, then written and answered.
+            "server-unsent-ping-reused",
+            script(
+                server,
+                &[Handshake, Transmit(0)]
+                    .into_iter()
+                    .chain((0..4).flat_map(|_| {
+                        [
+                            FireDue(0),
+                            FireDue(0),
+                            FireDue(0),
+                            Peer(PeerFrame::Ack(0, 1)),
+                            Deliver(0),
+                        ]
+                    }))
+                    .chain([FireDue(0), FireDue(0), FireDue(0)])
+                    .chain((0..4).flat_map(|_| [Advance(170), Timeout]))
+                    .chain([
+                        Transmit(0),
+                        Peer(PeerFrame::Pong(0, 0)),
+                        Deliver(0),
+                        FireDue(0),
+                        FireDue(0),
+                        FireDue(0),
+                        FireDue(0),
+                        Transmit(0),
+                    ])
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        (
             "server-ping-flood",
             script(
                 server,

@@ -107,7 +107,8 @@ impl std::error::Error for SendError {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// PINGs we sent.
+    /// PINGs we sent (queued for sending; a probe that finds our previous
+    /// PING still queued reuses it and is not counted again).
     pub pings_sent: u32,
     /// PINGs the peer sent us (each answered with a PONG).
     pub pings_received: u32,
@@ -127,7 +128,8 @@ pub struct Stats {
     /// reason is [`Connection::close_reason`](super::Connection::close_reason).
     pub disconnects: u32,
     /// Heartbeat deadlines that came due during a local stall and were
-    /// answered with a fresh PING instead of a conviction.
+    /// answered with a fresh `T` (and a fresh PING, unless ours was still
+    /// queued) instead of a conviction.
     pub stalls_forgiven: u32,
     /// Heartbeat deadlines extended because the peer kept acknowledging our
     /// queued output (a PING stuck behind a large message on a thin link).

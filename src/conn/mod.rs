@@ -107,7 +107,8 @@ pub struct Connection {
     last_recv: Stamp,
     /// Jitter added to the current heartbeat interval (≤ 10 % of `I`), ms.
     ping_jitter_ms: u32,
-    /// The outstanding PING's nonce and send time, for an RTT sample.
+    /// The outstanding PING's nonce, and when the probe it serves began
+    /// (queued, or reused while still queued), for an RTT sample.
     probe_nonce: u64,
     probe_sent: Stamp,
     rtt: RttEstimator,
@@ -788,25 +789,42 @@ impl Connection {
             self.timers.set(Timer::Idle, due);
             return;
         }
-        let nonce = self.rng.next_u64();
-        codec::encode_ping(nonce, self.outbox.ctrl());
-        self.probe_nonce = nonce;
-        self.probe_sent = self.timers.stamp(now);
-        self.stats.pings_sent += 1;
+        self.probe(now, hb.timeout);
         self.peer_drained = false;
-        self.timers.set(Timer::Dead, now + hb.timeout);
         self.ping_jitter_ms = self.next_jitter_ms();
         trace!(
-            "{:?}: PING {nonce:#x} after {:?} of silence",
+            "{:?}: PING {:#x} after {:?} of silence",
             self.role,
+            self.probe_nonce,
             now - last
         );
+    }
+
+    /// Probes the peer at `now`: it has `timeout` from now to send anything.
+    ///
+    /// The probe is a fresh PING, unless our previous PING is still queued
+    /// (the socket has not taken all of it yet): that one has not reached
+    /// the peer, so it serves as the probe, nonce and all, and no second
+    /// PING queues up behind it. So at most one PING ever waits in the
+    /// output, however long the socket takes nothing.
+    fn probe(&mut self, now: Instant, timeout: Duration) {
+        if !self.outbox.ping_queued() {
+            let nonce = self.rng.next_u64();
+            self.outbox.push_ping(nonce);
+            self.probe_nonce = nonce;
+            self.stats.pings_sent += 1;
+        }
+        self.probe_sent = self.timers.stamp(now);
+        self.timers.set(Timer::Dead, now + timeout);
     }
 
     /// The death sentence came due while *we* were not running (a long
     /// callback, SIGSTOP, a suspended VM): what the peer sent meanwhile may
     /// still be unread, so convicting it would blame it for our delay. Give
-    /// it a fresh PING and a fresh `T` instead.
+    /// it a fresh `T` instead, and a fresh PING — unless our PING is still
+    /// queued (the socket took nothing of it): then that one is the probe
+    /// (see [`probe`](Self::probe)), so a driver that never writes while
+    /// every deadline is handled late does not pile up a PING per `T`.
     fn forgive_stall(&mut self, now: Instant, late: Duration) {
         let Some(hb) = self.config.heartbeat else {
             return;
@@ -816,12 +834,7 @@ impl Connection {
             self.role
         );
         self.stats.stalls_forgiven += 1;
-        let nonce = self.rng.next_u64();
-        codec::encode_ping(nonce, self.outbox.ctrl());
-        self.probe_nonce = nonce;
-        self.probe_sent = self.timers.stamp(now);
-        self.stats.pings_sent += 1;
-        self.timers.set(Timer::Dead, now + hb.timeout);
+        self.probe(now, hb.timeout);
     }
 
     /// A random extra delay of at most 10 % of the interval, in whole ms.

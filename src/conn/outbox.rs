@@ -12,7 +12,8 @@
 //! when a control frame arrives, so control still jumps the queue at the
 //! next frame boundary. The outbox owns no socket: the caller gathers
 //! slices with [`Outbox::chunks`], writes what it can and reports the count
-//! with [`Outbox::advance`].
+//! with [`Outbox::advance`]. It knows whether our own PING is still queued,
+//! so that a connection never queues a second one behind it.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -85,6 +86,25 @@ impl Outbox {
         &mut queue.ctrl
     }
 
+    /// Queues our PING with `nonce` as a control frame, and remembers it
+    /// until it is completely written (see [`ping_queued`]).
+    ///
+    /// [`ping_queued`]: Outbox::ping_queued
+    pub(crate) fn push_ping(&mut self, nonce: u64) {
+        let queue = self.queue();
+        queue.split_head();
+        codec::encode_ping(nonce, &mut queue.ctrl);
+        queue.ping_end = queue.ctrl.len();
+    }
+
+    /// Whether a PING queued with [`push_ping`] is not completely written
+    /// yet (the socket has not taken all of its bytes).
+    ///
+    /// [`push_ping`]: Outbox::push_ping
+    pub(crate) fn ping_queued(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.ping_end > 0)
+    }
+
     /// The tail buffer, for frames that must follow every queued DATA frame.
     pub(crate) fn tail(&mut self) -> &mut BytesMut {
         &mut self.queue().tail
@@ -152,6 +172,9 @@ impl Outbox {
 struct Queue {
     /// Whole control frames not yet written (their unsent suffix).
     ctrl: BytesMut,
+    /// Bytes of `ctrl` up to the end of our queued PING; 0 when none is
+    /// queued (or it is written). Always at most `ctrl.len()`.
+    ping_end: usize,
     /// DATA in order; the front segment may be partly written.
     data: VecDeque<Segment>,
     /// A written packed run's buffer, kept for the next one (so a steady
@@ -288,6 +311,7 @@ impl Queue {
         }
         let take = n.min(self.ctrl.len());
         self.ctrl.advance(take);
+        self.ping_end = self.ping_end.saturating_sub(take);
         if take > 0 && self.ctrl.is_empty() {
             // Control frames are rare (one heartbeat per interval): free
             // the buffer rather than keep it on every idle connection.

@@ -396,18 +396,33 @@ impl World {
         let stats = *self.conn.stats();
         let now = self.now;
         let since = |t: Instant| now.saturating_duration_since(t);
-        // PINGs: one outstanding at most, and only after I of silence.
+        // Probes: one outstanding at most, and only after I of silence. A
+        // probe queues a fresh PING, or reuses ours if it is still queued:
+        // then only the death deadline shows it.
         let pings = stats.pings_sent - before.stats.pings_sent;
         let forgiven = stats.stalls_forgiven - before.stats.stalls_forgiven;
         let tolerance = self.config.stall_tolerance;
         let late = |d: Option<Instant>| d.map(|d| now.saturating_duration_since(d));
-        if pings > 0 || forgiven > 0 {
+        let dead_armed = before.state == State::Established
+            && state == State::Established
+            && before.dead_at.is_none()
+            && self.conn.timer(Timer::Dead).is_some();
+        if pings > 0 || forgiven > 0 || dead_armed {
             let hb = self.heartbeat().expect("PINGs only with heartbeats");
-            self.require(None, step.timers && pings == 1 && forgiven <= 1, || {
+            self.require(None, step.timers && pings <= 1 && forgiven <= 1, || {
                 format!("{pings} PINGs ({forgiven} forgiven stalls) in one step")
             });
             self.require(None, before.state == State::Established, || {
                 format!("PING sent in {}", before.state)
+            });
+            // At most one PING queued: a fresh one only when ours is out.
+            let fresh = u32::from(!before.ping_queued);
+            self.require(None, pings == fresh, || {
+                if before.ping_queued {
+                    format!("{pings} PINGs queued behind ours, which is not written yet")
+                } else {
+                    "a probe without a PING, though none was queued".into()
+                }
             });
             let last_rx = before.last_rx.expect("established after bytes arrived");
             match before.ping_out {
@@ -440,23 +455,43 @@ impl World {
                     });
                 }
             }
-            if let Some(s) = self.sock.as_mut() {
+            if state == State::Established {
+                let dead = self.conn.timer(Timer::Dead);
+                self.require(None, dead == Some(now + hb.timeout), || {
+                    format!(
+                        "probed at t+{:?}, but the Dead timer is {:?}",
+                        now - self.t0,
+                        dead.map(|d| d - self.t0)
+                    )
+                });
+            }
+            // (If the socket ended in this step, later timers closed it, and
+            // the one the driver holds now, if any, is a new one.)
+            let same_socket = stats.disconnects == before.stats.disconnects;
+            if let Some(s) = self.sock.as_mut().filter(|_| same_socket) {
                 s.ping_out = Some(now);
                 s.dead_at = Some(now + hb.timeout);
-                s.pings_queued.push_back(now);
+                match s.pings_queued.back_mut() {
+                    Some(at) if pings == 0 => *at = now,
+                    _ => s.pings_queued.push_back(now),
+                }
                 s.probe = None;
             }
         }
+        if let Some(s) = self.sock.as_ref() {
+            let queued = s.pings_queued.len();
+            self.require(None, queued <= 1, || format!("{queued} PINGs queued"));
+        }
 
-        // A death deadline that came due without a conviction or a PING was
-        // extended: only while a full socket kept taking our output.
+        // A death deadline that came due without a conviction or a probe
+        // was extended: only while a full socket kept taking our output.
         if let (true, State::Established, Some(hb), Some(due)) = (
             step.timers,
             state,
             self.heartbeat(),
             before.dead_at.filter(|&d| d <= now),
         ) {
-            if pings == 0 && before.state == State::Established {
+            if pings == 0 && forgiven == 0 && before.state == State::Established {
                 let dead = self.conn.timer(Timer::Dead);
                 let ok = before.drained
                     && late(Some(due)) <= Some(tolerance)
@@ -499,6 +534,9 @@ impl World {
                             before.dead_at.map(|d| d - self.t0)
                         )
                     });
+                    self.require(None, !before.drained, || {
+                        "declared dead though a full socket took output since our PING".into()
+                    });
                 }
                 DisconnectReason::WriteStalled => {
                     let w = self
@@ -524,10 +562,19 @@ impl World {
         }
 
         // Established with heartbeats: always a deadline by the next PING or
-        // death, so a silent peer cannot go unnoticed.
+        // death, so a silent peer cannot go unnoticed; the death deadline is
+        // exactly the model's.
         if let (State::Established, Some(hb), Some(s)) =
             (state, self.heartbeat(), self.sock.as_ref())
         {
+            let dead = self.conn.timer(Timer::Dead);
+            self.require(None, dead == s.dead_at, || {
+                format!(
+                    "Dead timer {:?}, expected {:?}",
+                    dead.map(|d| d - self.t0),
+                    s.dead_at.map(|d| d - self.t0)
+                )
+            });
             let jitter = self.conn.ping_jitter();
             self.require(
                 None,

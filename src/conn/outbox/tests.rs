@@ -265,3 +265,27 @@ fn control_goes_between_packed_frames_even_at_an_exact_boundary() {
     assert_eq!(frames[1], Frame::Pong(3));
     assert_eq!(frames.len(), 5);
 }
+
+#[test]
+fn a_queued_ping_is_known_until_its_last_byte_is_written() {
+    let mut o = Outbox::default();
+    assert!(!o.ping_queued());
+    o.push_data(Bytes::from(vec![1u8; 100]));
+    o.advance(50); // the PING waits for the rest of this frame
+    o.push_ping(5);
+    codec::encode_pong(6, o.ctrl()); // a PONG queued after it
+    assert!(o.ping_queued());
+    o.advance(55); // the rest of the DATA frame
+    assert!(o.ping_queued());
+    o.advance(12); // all but the PING's last byte
+    assert!(o.ping_queued());
+    o.advance(1);
+    assert!(!o.ping_queued(), "the PING is on the wire");
+    assert_eq!(o.len(), 13, "the PONG is still queued");
+    let frames = decode_all(&drain(&mut o, || usize::MAX));
+    assert_eq!(frames, vec![Frame::Pong(6)]);
+    // Cleared with the queue (the socket went away).
+    o.push_ping(7);
+    o.clear();
+    assert!(!o.ping_queued());
+}

@@ -1,5 +1,7 @@
 //! Heartbeats and dead-peer detection, to the millisecond.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use super::{config, ms, Pair};
@@ -378,4 +380,115 @@ fn a_sender_whose_output_does_not_drain_still_convicts_on_time() {
             reason: DisconnectReason::HeartbeatTimeout
         }]
     );
+}
+
+/// A server whose driver writes nothing (its socket takes nothing) from
+/// the moment its PING is queued, and handles each of `rounds` death
+/// deadlines 2 s late. Returns the instant the last (forgiven) deadline
+/// was handled.
+fn late_deadlines_without_writes(pair: &mut Pair, rounds: u32) -> Instant {
+    pair.client_mute = true;
+    let server = pair.server_mut();
+    let ping_at = server.timer(Timer::Idle).unwrap();
+    let mut events = Vec::new();
+    server.handle_timeout(ping_at, &mut events);
+    assert_eq!(server.pending_output(), codec::HEARTBEAT_FRAME_LEN);
+    let mut woke = ping_at;
+    for round in 1..=rounds {
+        let dead_at = server.timer(Timer::Dead).unwrap();
+        assert_eq!(dead_at, woke + ms(1000), "round {round}: a fresh T");
+        woke = dead_at + ms(2000);
+        server.handle_timeout(woke, &mut events);
+        assert!(events.is_empty(), "round {round}: convicted: {events:?}");
+        assert_eq!(server.stats().stalls_forgiven, round);
+        // The PING that is still queued is the probe: no second one.
+        assert_eq!(
+            server.pending_output(),
+            codec::HEARTBEAT_FRAME_LEN,
+            "round {round}: PINGs pile up in the output"
+        );
+    }
+    assert_eq!(server.stats().pings_sent, 1);
+    assert_eq!(server.timer(Timer::Dead), Some(woke + ms(1000)));
+    woke
+}
+
+/// Writes all of `conn`'s output and decodes it.
+fn written(conn: &mut crate::conn::Connection) -> Vec<Frame> {
+    let mut out = bytes::BytesMut::new();
+    conn.transmit_into(&mut out);
+    let decoder = codec::Decoder::new(1 << 20);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.decode(&mut out).unwrap() {
+        frames.push(frame);
+    }
+    assert!(out.is_empty());
+    frames
+}
+
+#[test]
+fn late_deadlines_while_the_socket_takes_nothing_keep_one_ping_queued() {
+    let mut pair = Pair::connected(config());
+    let woke = late_deadlines_without_writes(&mut pair, 20);
+    let server = pair.server_mut();
+    // Writes resume: the one PING goes out, and nothing else.
+    let frames = written(server);
+    assert!(matches!(frames[..], [Frame::Ping(_)]), "wrote {frames:?}");
+    // The peer stays silent: convicted one T after the last forgiveness.
+    let mut events = Vec::new();
+    server.handle_timeout(woke + ms(999), &mut events);
+    assert!(events.is_empty(), "convicted before T: {events:?}");
+    server.handle_timeout(woke + ms(1000), &mut events);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout
+        }]
+    );
+}
+
+#[test]
+fn a_ping_reused_after_late_deadlines_is_answered_and_timed_from_the_last_probe() {
+    let mut pair = Pair::connected(config());
+    let woke = late_deadlines_without_writes(&mut pair, 5);
+    let server = pair.server_mut();
+    let [Frame::Ping(nonce)] = written(server)[..] else {
+        panic!("not one PING");
+    };
+    let mut pong = bytes::BytesMut::new();
+    codec::encode_pong(nonce, &mut pong);
+    let mut events = Vec::new();
+    server.handle_input(woke + ms(30), &mut pong, &mut events);
+    assert!(events.is_empty());
+    assert_eq!(server.state(), State::Established);
+    assert_eq!(server.timer(Timer::Dead), None, "the PONG stood death down");
+    // The sample runs from the last probe, not from before our stalls.
+    assert_eq!(server.rtt().latest(), Some(ms(30)));
+}
+
+#[test]
+fn a_ping_still_queued_when_the_next_falls_due_is_reused() {
+    // The peer keeps sending a frame now and then (so a new PING falls due
+    // each time after I of silence) but our socket takes nothing.
+    let mut pair = Pair::connected(config());
+    pair.client_mute = true;
+    let server = pair.server_mut();
+    let mut events = Vec::new();
+    for round in 1..=10 {
+        let ping_at = server.timer(Timer::Idle).unwrap();
+        server.handle_timeout(ping_at, &mut events);
+        assert_eq!(server.timer(Timer::Dead), Some(ping_at + ms(1000)));
+        assert_eq!(
+            server.pending_output(),
+            codec::HEARTBEAT_FRAME_LEN,
+            "round {round}: PINGs pile up in the output"
+        );
+        let mut ack = bytes::BytesMut::new();
+        codec::encode_ack(0, &mut ack);
+        server.handle_input(ping_at + ms(500), &mut ack, &mut events);
+        assert_eq!(server.timer(Timer::Dead), None);
+    }
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(server.stats().pings_sent, 1);
+    assert!(matches!(written(server)[..], [Frame::Ping(_)]));
 }
