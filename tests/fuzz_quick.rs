@@ -113,9 +113,15 @@ fn decoder_random_streams_in_random_splits() {
     }
 }
 
+/// `TETHER_FUZZ_CASES=N` runs N scripts instead (a scale run on stable,
+/// reproducible by seed: script `i` is built from seed `i`).
 #[test]
 fn connection_random_scripts() {
-    for seed in 0..CONN_CASES {
+    let cases = std::env::var("TETHER_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CONN_CASES);
+    for seed in 0..cases {
         let input = random_script(&mut SplitMix(seed));
         conn::run_with(&input, Tolerate::NONE);
     }
