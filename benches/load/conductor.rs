@@ -31,6 +31,9 @@ pub struct Plan {
     pub idle_ms: u64,
     pub redial_clients: usize,
     pub redial_downtime_ms: u64,
+    /// The scale run: connections and duration (tether only, once).
+    pub scale_conns: usize,
+    pub scale_ms: u64,
     pub families: Vec<String>,
 }
 
@@ -50,6 +53,8 @@ impl Plan {
             idle_ms: 20_000,
             redial_clients: 5000,
             redial_downtime_ms: 2000,
+            scale_conns: SCALE_CONNS,
+            scale_ms: 60_000,
             families: families_all(),
         }
     }
@@ -65,6 +70,8 @@ impl Plan {
             idle_ms: 5000,
             redial_clients: 1000,
             redial_downtime_ms: 1000,
+            scale_conns: 3000,
+            scale_ms: 5000,
             ..Plan::full()
         }
     }
@@ -75,7 +82,7 @@ impl Plan {
 }
 
 fn families_all() -> Vec<String> {
-    ["latency", "echo", "bulk", "idle", "redial"]
+    ["latency", "echo", "bulk", "idle", "redial", "scale"]
         .map(String::from)
         .to_vec()
 }
@@ -342,6 +349,8 @@ pub fn bench(args: &Args) -> Result<(), String> {
     plan.idle_ms = args.get("idle-ms", plan.idle_ms)?;
     plan.idle_conns = args.get("idle-conns", plan.idle_conns)?;
     plan.redial_clients = args.get("redial-clients", plan.redial_clients)?;
+    plan.scale_conns = args.get("scale-conns", plan.scale_conns)?;
+    plan.scale_ms = args.get("scale-ms", plan.scale_ms)?;
     if let Some(only) = args.value("only") {
         plan.families = only.split(',').map(|s| s.trim().to_owned()).collect();
     }
@@ -415,11 +424,60 @@ pub fn bench(args: &Args) -> Result<(), String> {
             }
         }
     }
+    if plan.wants("scale") {
+        let key = format!("scale {}", plan.scale_conns);
+        let t = Instant::now();
+        let result = ctx.generator("tether", &scale_args(&plan), scale_budget(&plan));
+        match &result {
+            Ok(v) => eprintln!(
+                "[{:>5.0}s] {:<30} tether {}",
+                started.elapsed().as_secs_f64(),
+                key,
+                report::brief("scale", v)
+            ),
+            Err(e) => eprintln!("{key}: FAILED: {e}"),
+        }
+        runs.push(Run {
+            key,
+            family: "scale",
+            imp: "tether".to_owned(),
+            round: 0,
+            values: result.unwrap_or_default(),
+            secs: t.elapsed().as_secs_f64(),
+        });
+    }
     let elapsed = started.elapsed();
     let summary = report::write_all(&plan, &machine, &runs, elapsed)
         .map_err(|e| format!("writing the report: {e}"))?;
     println!("{summary}");
     Ok(())
+}
+
+/// Connections of the full scale run: as many as the open-file limit
+/// (20 000 per process here) allows with room for the process's own
+/// descriptors (the listener, epoll, stdio, the generator's /proc reads).
+const SCALE_CONNS: usize = 19_000;
+
+/// The scale run: `scale_conns` connections held for `scale_ms` with
+/// heartbeats on both ways — the generator PINGs each every 2 s, so the
+/// server's own 1 s heartbeat also fires on every connection and the
+/// generator answers its PINGs. Nothing may be declared dead.
+fn scale_args(plan: &Plan) -> Vec<String> {
+    [
+        "--mode".to_owned(),
+        "idle".to_owned(),
+        "--conns".to_owned(),
+        plan.scale_conns.to_string(),
+        "--duration-ms".to_owned(),
+        plan.scale_ms.to_string(),
+        "--ping-ms".to_owned(),
+        "2000".to_owned(),
+    ]
+    .to_vec()
+}
+
+fn scale_budget(plan: &Plan) -> Duration {
+    Duration::from_millis(plan.scale_ms)
 }
 
 /// The reconnect storm: kill the server under `clients` tether links,

@@ -132,8 +132,9 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
             put("p999_us", get("p999_us"));
             put("errors", get("errors"));
         }
-        "idle" => {
+        "idle" | "scale" => {
             let (secs, conns) = (get("secs"), get("conns"));
+            put("secs_measured", secs);
             put(
                 "srv_cpu_pct",
                 get("srv_cpu").zip(secs).map(|(c, s)| 100.0 * c / s),
@@ -155,6 +156,10 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
             put("rss_per_conn_b", per_conn("rss_end_kib"));
             put("rss_connected_per_conn_b", per_conn("rss_connected_kib"));
             put("pongs_s", get("pongs").zip(secs).map(|(p, s)| p / s));
+            put(
+                "server_pings_s",
+                get("server_pings").zip(secs).map(|(p, s)| p / s),
+            );
             put("unanswered", get("unanswered"));
             put("server_pings", get("server_pings"));
             put("accept_cpu_s", get("connect_srv_cpu"));
@@ -224,6 +229,16 @@ pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
             g("accept_secs"),
             si(g("pongs_s")),
             g("closed")
+        ),
+        "scale" => format!(
+            "srv {:.1}%  {:.0} B/conn  server PINGs {}/s  our PINGs answered {}/s  unanswered {}  closed {}  errors {}",
+            g("srv_cpu_pct"),
+            g("rss_per_conn_b"),
+            si(g("server_pings_s")),
+            si(g("pongs_s")),
+            g("unanswered"),
+            g("closed"),
+            g("errors")
         ),
         "redial" => format!(
             "all back {:.2} s after restart (p50 {:.2}, p90 {:.2}, p99 {:.2})  peak {}/100 ms  {} connects",
@@ -313,7 +328,7 @@ fn fmt_metric(metric: &str, x: Option<f64>) -> String {
         return "–".into();
     };
     match metric {
-        "msgs_s" | "msgs_per_cpu_s" | "pongs_s" => si(x),
+        "msgs_s" | "msgs_per_cpu_s" | "pongs_s" | "server_pings_s" => si(x),
         "srv_cpu_pct" | "cli_cpu_pct" | "other_cpu_pct" => format!("{x:.1} %"),
         "mb_s" | "mb_per_cpu_s" => format!("{x:.0}"),
         "p50_us" | "p99_us" | "p999_us" => format!("{x:.1}"),
@@ -467,6 +482,28 @@ pub fn write_all(
         }
     }
 
+    // Scale run.
+    for (_, key) in keys.iter().filter(|(f, _)| *f == "scale") {
+        let m = |metric| fmt_metric(metric, s.median(key, "tether", metric));
+        let secs = s.median(key, "tether", "secs_measured");
+        let _ = writeln!(
+            md,
+            "\nScale run (tether only; the generator PINGs every connection every 2 s, the \
+             server's own 1 s / 1 s heartbeat PINGs them in between; {}):\n\n\
+             | run | server CPU | RSS per connection | server PINGs/s answered | generator PINGs/s answered | unanswered | closed (declared dead) | errors |\n\
+             |---|--:|--:|--:|--:|--:|--:|--:|\n\
+             | {key} | {} | {} | {} | {} | {} | {} | {} |",
+            secs.map_or_else(|| "–".to_owned(), |x| format!("{x:.0} s measured")),
+            m("srv_cpu_pct"),
+            m("rss_per_conn_b"),
+            m("server_pings_s"),
+            m("pongs_s"),
+            m("unanswered"),
+            m("closed"),
+            m("errors"),
+        );
+    }
+
     // Targets.
     let _ = writeln!(
         md,
@@ -545,6 +582,16 @@ pub fn write_all(
             "accept storm: server CPU, tether/mio ≤ 1.2",
             s.ratio(&k, "accept_cpu_s", "tether", "mio"),
             1.2,
+            "",
+        );
+    }
+    if let Some(k) = find("scale", "") {
+        let dead = s.median(&k, "tether", "closed");
+        let errors = s.median(&k, "tether", "errors");
+        target(
+            &format!("{k}: connections falsely declared dead (closed or errors) = 0"),
+            dead.zip(errors).map(|(d, e)| d + e),
+            0.0,
             "",
         );
     }
