@@ -1,9 +1,10 @@
-//! One level of the wheel: 64 slots, each `64^level` ticks wide, the list
-//! head of every slot, and the occupancy bitmask that says which slots hold
-//! timers.
+//! The wheel's slots: six levels of 64, each slot `64^level` ticks wide,
+//! with the slab indices of every slot's timers and, per level, the
+//! occupancy bitmask that says which slots hold timers.
 //!
-//! Everything here is pure slot arithmetic on `u64` ticks; the linked lists
-//! themselves are threaded through the wheel's slab by `mod.rs`.
+//! Besides the slot vectors, everything here is pure slot arithmetic on
+//! `u64` ticks; the entries themselves live in the wheel's slab
+//! (`mod.rs`), each recording its slot and its position in the slot.
 
 /// Levels in the wheel.
 pub(super) const LEVELS: usize = 6;
@@ -18,18 +19,179 @@ const SLOT_BITS: u32 = 6;
 /// further away than this is parked in the top level's furthest slot.
 pub(super) const HORIZON: u64 = 1 << (SLOT_BITS * LEVELS as u32);
 
-/// The "no entry" list link (slab indices are `u32`, this one is never used).
+/// "No entry": a link to nothing (slab indices are `u32`, this one is never
+/// used).
 pub(super) const NONE: u32 = u32::MAX;
 
-/// One level: the head of each slot's list and which slots are non-empty.
+/// Slots over all levels.
+const BUCKETS: usize = LEVELS * SLOTS;
+
+/// A slot keeps this much capacity however few entries it holds; above it,
+/// its capacity stays within four times its length (see
+/// [`Slots::swap_remove`]).
+pub(super) const SLOT_KEEP: usize = 16;
+
+/// Every slot of every level, numbered `level * 64 + slot` (a *bucket*):
+/// the slab indices filed there and the occupancy masks.
+#[derive(Debug)]
+pub(super) struct Slots {
+    levels: [Level; LEVELS],
+    /// The slab indices of each bucket's entries, in no particular order.
+    /// An entry records its position here, so removal is a `swap_remove`.
+    lists: Box<[Vec<u32>; BUCKETS]>,
+}
+
+impl Slots {
+    pub(super) fn new() -> Self {
+        Slots {
+            levels: std::array::from_fn(Level::new),
+            lists: Box::new(std::array::from_fn(|_| Vec::new())),
+        }
+    }
+
+    /// Level `n`: its slot arithmetic and occupancy mask.
+    #[cfg(test)]
+    pub(super) fn level(&self, n: usize) -> &Level {
+        &self.levels[n]
+    }
+
+    pub(super) fn levels(&self) -> &[Level; LEVELS] {
+        &self.levels
+    }
+
+    /// The entries of `bucket` (slab indices), in no particular order.
+    #[cfg(test)]
+    pub(super) fn entries(&self, bucket: usize) -> &[u32] {
+        &self.lists[bucket]
+    }
+
+    /// The capacity of `bucket`'s vector.
+    #[cfg(test)]
+    pub(super) fn capacity(&self, bucket: usize) -> usize {
+        self.lists[bucket].capacity()
+    }
+
+    /// Appends `index` to `bucket` and returns its position there. Sets the
+    /// slot's occupancy bit.
+    #[inline]
+    pub(super) fn push(&mut self, bucket: usize, index: u32) -> u32 {
+        let list = &mut self.lists[bucket];
+        let pos = list.len();
+        list.push(index);
+        if pos == 0 {
+            self.mark(bucket, true);
+        }
+        pos as u32
+    }
+
+    /// [`push`](Self::push) if the bucket's vector has room, without
+    /// allocating; `None` otherwise.
+    #[inline]
+    pub(super) fn push_within_capacity(&mut self, bucket: usize, index: u32) -> Option<u32> {
+        let list = &mut self.lists[bucket];
+        let pos = list.len();
+        if pos == list.capacity() {
+            return None;
+        }
+        list.push(index);
+        if pos == 0 {
+            self.mark(bucket, true);
+        }
+        Some(pos as u32)
+    }
+
+    /// Removes the entry at `pos` of `bucket` by moving the bucket's last
+    /// entry into its place, and returns that moved entry (its position is
+    /// now `pos`), or [`NONE`] when the removed entry was the last one.
+    /// Clears the occupancy bit when the slot empties.
+    ///
+    /// Keeps the vector's capacity within `max(SLOT_KEEP, 4 × len)`: when
+    /// it falls to a quarter full it is halved (to twice its length), so a
+    /// burst of cancelled timers leaves no large allocation behind, at an
+    /// amortised O(1) per removal.
+    #[inline]
+    pub(super) fn swap_remove(&mut self, bucket: usize, pos: u32) -> u32 {
+        let list = &mut self.lists[bucket];
+        let Some(last) = list.pop() else {
+            return NONE;
+        };
+        let moved = match list.get_mut(pos as usize) {
+            Some(hole) => {
+                *hole = last;
+                last
+            }
+            None => NONE,
+        };
+        if list.len() * 4 <= list.capacity() {
+            // Rarely: an empty slot, or a large one shrinking.
+            self.shrunk(bucket);
+        }
+        moved
+    }
+
+    /// After a removal left `bucket` at most a quarter full: clears its
+    /// occupancy bit if it is empty, and halves its capacity (to twice its
+    /// length, at least `SLOT_KEEP`) if that is above `SLOT_KEEP`.
+    #[cold]
+    #[inline(never)]
+    fn shrunk(&mut self, bucket: usize) {
+        let list = &mut self.lists[bucket];
+        if list.capacity() > SLOT_KEEP {
+            list.shrink_to((2 * list.len()).max(SLOT_KEEP));
+        }
+        if list.is_empty() {
+            self.mark(bucket, false);
+        }
+    }
+
+    /// Sets (`occupied`) or clears `bucket`'s occupancy bit.
+    #[inline]
+    fn mark(&mut self, bucket: usize, occupied: bool) {
+        // `% LEVELS` keeps the index in range without a bounds check.
+        let level = &mut self.levels[bucket / SLOTS % LEVELS];
+        let bit = 1 << (bucket % SLOTS);
+        if occupied {
+            level.occupied |= bit;
+        } else {
+            level.occupied &= !bit;
+        }
+    }
+
+    /// Detaches `bucket`'s entries and returns them; the slot is empty
+    /// afterwards. Hand the vector back with [`restore`](Self::restore) to
+    /// reuse its allocation.
+    #[inline]
+    pub(super) fn take(&mut self, bucket: usize) -> Vec<u32> {
+        self.mark(bucket, false);
+        std::mem::take(&mut self.lists[bucket])
+    }
+
+    /// Gives back the allocation of a vector from [`take`](Self::take),
+    /// emptied, if the bucket is still empty and the allocation small (at
+    /// most `SLOT_KEEP`); otherwise drops it.
+    #[inline]
+    pub(super) fn restore(&mut self, bucket: usize, mut entries: Vec<u32>) {
+        let current = &mut self.lists[bucket];
+        if current.capacity() == 0 && entries.capacity() <= SLOT_KEEP {
+            entries.clear();
+            *current = entries;
+        }
+    }
+}
+
+/// The bucket number of `slot` of `level`.
+#[inline]
+pub(super) fn bucket(level: usize, slot: usize) -> usize {
+    level * SLOTS + slot % SLOTS
+}
+
+/// One level: its slot arithmetic and which of its slots are non-empty.
 #[derive(Debug)]
 pub(super) struct Level {
     /// `6 × level`: a tick's slot index at this level is `(tick >> shift) % 64`.
     shift: u32,
     /// Bit `i` set ⇔ slot `i` holds at least one timer.
     occupied: u64,
-    /// First entry of each slot's doubly linked list, or [`NONE`].
-    heads: [u32; SLOTS],
 }
 
 impl Level {
@@ -39,7 +201,6 @@ impl Level {
         Level {
             shift: SLOT_BITS * level as u32,
             occupied: 0,
-            heads: [NONE; SLOTS],
         }
     }
 
@@ -65,34 +226,6 @@ impl Level {
     #[inline]
     pub(super) fn occupied(&self) -> u64 {
         self.occupied
-    }
-
-    /// The first entry of `slot`'s list, or [`NONE`].
-    #[inline]
-    pub(super) fn head(&self, slot: usize) -> u32 {
-        self.heads[slot % SLOTS]
-    }
-
-    /// Makes `index` the first entry of `slot`'s list and keeps the
-    /// occupancy bit in step: set for an entry, cleared for [`NONE`].
-    #[inline]
-    pub(super) fn set_head(&mut self, slot: usize, index: u32) {
-        let slot = slot % SLOTS;
-        self.heads[slot] = index;
-        if index == NONE {
-            self.occupied &= !(1 << slot);
-        } else {
-            self.occupied |= 1 << slot;
-        }
-    }
-
-    /// Detaches `slot`'s whole list and returns its first entry (or
-    /// [`NONE`]); the slot is empty afterwards.
-    #[inline]
-    pub(super) fn take(&mut self, slot: usize) -> u32 {
-        let head = self.head(slot);
-        self.set_head(slot, NONE);
-        head
     }
 
     /// The first occupied slot at or after `from`, wrapping past slot 63
@@ -143,14 +276,32 @@ impl Level {
 /// re-filed, not fired, when that slot comes due.
 #[inline]
 pub(super) fn position(elapsed: u64, tick: u64) -> (usize, usize) {
-    let top = LEVELS - 1;
-    if tick.saturating_sub(elapsed) >= HORIZON {
-        return (top, slot_at(top, elapsed));
-    }
     let masked = (elapsed ^ tick) | (SLOTS as u64 - 1);
     let significant = 63 - masked.leading_zeros();
-    let level = ((significant / SLOT_BITS) as usize).min(top);
-    (level, slot_at(level, tick))
+    let level = (significant / SLOT_BITS) as usize;
+    if level < LEVELS - 1 {
+        // The ticks agree from bit 30 up, so `tick` is within the horizon.
+        return (level, slot_at(level, tick));
+    }
+    let top = LEVELS - 1;
+    if tick.saturating_sub(elapsed) >= HORIZON {
+        (top, slot_at(top, elapsed))
+    } else {
+        (top, slot_at(top, tick))
+    }
+}
+
+/// The bucket of [`position`] when it is below the top level; `None` for
+/// the top level (whose slot also depends on the horizon).
+#[inline]
+pub(super) fn low_bucket(elapsed: u64, tick: u64) -> Option<usize> {
+    let masked = (elapsed ^ tick) | (SLOTS as u64 - 1);
+    let level = ((63 - masked.leading_zeros()) / SLOT_BITS) as usize;
+    if level < LEVELS - 1 {
+        Some(bucket(level, slot_at(level, tick)))
+    } else {
+        None
+    }
 }
 
 /// `tick`'s slot at `level` (the `level`-th 6-bit digit of the tick).
@@ -186,26 +337,86 @@ mod tests {
     }
 
     #[test]
-    fn set_head_keeps_the_occupancy_mask() {
-        let mut level = Level::new(0);
-        assert_eq!(level.occupied(), 0);
-        level.set_head(3, 17);
-        level.set_head(63, 4);
-        assert_eq!(level.occupied(), (1 << 3) | (1 << 63));
-        assert_eq!(level.head(3), 17);
-        assert_eq!(level.take(3), 17);
-        assert_eq!(level.head(3), NONE);
-        assert_eq!(level.occupied(), 1 << 63);
-        level.set_head(63, NONE);
-        assert_eq!(level.occupied(), 0);
+    fn push_and_swap_remove_keep_positions_and_the_occupancy_mask() {
+        let mut slots = Slots::new();
+        let (b3, b63) = (bucket(0, 3), bucket(0, 63));
+        assert_eq!(slots.level(0).occupied(), 0);
+        assert_eq!(slots.push(b3, 17), 0);
+        assert_eq!(slots.push(b3, 18), 1);
+        assert_eq!(slots.push(b3, 19), 2);
+        assert_eq!(slots.push(b63, 4), 0);
+        assert_eq!(slots.level(0).occupied(), (1 << 3) | (1 << 63));
+        // Removing the first moves the last into its place.
+        assert_eq!(slots.swap_remove(b3, 0), 19);
+        assert_eq!(slots.entries(b3), [19, 18]);
+        // Removing the last moves nothing.
+        assert_eq!(slots.swap_remove(b3, 1), NONE);
+        assert_eq!(slots.entries(b3), [19]);
+        assert_eq!(slots.swap_remove(b3, 0), NONE);
+        assert_eq!(slots.swap_remove(b3, 0), NONE, "empty: no-op");
+        assert_eq!(slots.level(0).occupied(), 1 << 63);
+        assert_eq!(slots.take(b63), [4]);
+        assert_eq!(slots.level(0).occupied(), 0);
+        assert!(slots.entries(b63).is_empty());
+        // Another level's mask.
+        slots.push(bucket(4, 9), 1);
+        assert_eq!(slots.level(4).occupied(), 1 << 9);
+        assert_eq!(slots.level(0).occupied(), 0);
+    }
+
+    #[test]
+    fn bucket_capacity_follows_its_length_down() {
+        let mut slots = Slots::new();
+        let b = bucket(2, 7);
+        for i in 0..10_000 {
+            slots.push(b, i);
+        }
+        assert!(slots.capacity(b) >= 10_000);
+        let mut rng = 0x9e37_79b9_u64;
+        while !slots.entries(b).is_empty() {
+            // Remove from anywhere, not only the end.
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let pos = ((rng >> 33) % slots.entries(b).len() as u64) as u32;
+            slots.swap_remove(b, pos);
+            let (len, cap) = (slots.entries(b).len(), slots.capacity(b));
+            assert!(cap <= SLOT_KEEP.max(4 * len), "len {len} cap {cap}");
+        }
+        assert!(slots.capacity(b) <= SLOT_KEEP);
+        assert_eq!(slots.level(2).occupied(), 0);
+    }
+
+    #[test]
+    fn restore_reuses_only_small_allocations_of_an_empty_bucket() {
+        let mut slots = Slots::new();
+        let b = bucket(1, 5);
+        slots.push(b, 1);
+        let taken = slots.take(b);
+        let cap = taken.capacity();
+        assert!(cap > 0 && cap <= SLOT_KEEP);
+        slots.restore(b, taken);
+        assert_eq!(slots.capacity(b), cap, "allocation reused");
+        assert!(slots.entries(b).is_empty());
+        assert_eq!(slots.level(1).occupied(), 0);
+
+        // Refilled meanwhile: the bucket keeps its own vector.
+        slots.push(b, 1);
+        let taken = slots.take(b);
+        slots.push(b, 2);
+        slots.restore(b, taken);
+        assert_eq!(slots.entries(b), [2]);
+
+        // A large allocation is dropped, not kept by an empty bucket.
+        let big = (0..1_000).collect::<Vec<u32>>();
+        slots.take(b);
+        slots.restore(b, big);
+        assert_eq!(slots.capacity(b), 0);
     }
 
     #[test]
     fn next_occupied_wraps_and_includes_from() {
         let mut level = Level::new(0);
         assert_eq!(level.next_occupied(0), None);
-        level.set_head(10, 1);
-        level.set_head(40, 2);
+        level.occupied = (1 << 10) | (1 << 40);
         assert_eq!(level.next_occupied(0), Some(10));
         assert_eq!(level.next_occupied(10), Some(10));
         assert_eq!(level.next_occupied(11), Some(40));
@@ -231,17 +442,17 @@ mod tests {
     fn next_expiration_skips_the_current_slot_until_last() {
         let mut level = Level::new(5);
         let elapsed = 3 << 30; // start of top slot 3
-        level.set_head(3, 1);
+        level.occupied |= 1 << 3;
         assert_eq!(
             level.next_expiration(elapsed),
             Some((3, (3 << 30) + HORIZON))
         );
-        level.set_head(1, 2);
+        level.occupied |= 1 << 1;
         assert_eq!(
             level.next_expiration(elapsed),
             Some((1, (1 << 30) + HORIZON))
         );
-        level.set_head(9, 3);
+        level.occupied |= 1 << 9;
         assert_eq!(level.next_expiration(elapsed), Some((9, 9 << 30)));
     }
 
@@ -273,6 +484,12 @@ mod tests {
             let distance = 1 + ((x >> 7) % (1 << (x % 40)));
             let tick = elapsed + distance;
             let (level, slot) = position(elapsed, tick);
+            let low = (level < LEVELS - 1).then(|| bucket(level, slot));
+            assert_eq!(
+                low_bucket(elapsed, tick),
+                low,
+                "elapsed {elapsed} tick {tick}"
+            );
             let start = levels[level].slot_start(elapsed, slot);
             assert!(start > elapsed, "elapsed {elapsed} tick {tick}");
             assert!(start <= tick, "elapsed {elapsed} tick {tick}");

@@ -1,7 +1,8 @@
 //! A hierarchical hashed timing wheel (Varghese & Lauck), after tokio's.
 //!
 //! Its job: hold every deadline of a reactor — thousands of heartbeat,
-//! dead-peer and redial timers — with O(1) insert, cancel and reset, and
+//! dead-peer and redial timers — with O(1) (amortised) insert, cancel and
+//! reset, and
 //! hand back the due ones in deadline order. It never reads a clock (the
 //! caller passes every `Instant`) and never fires a timer before its
 //! deadline: deadlines round *up* to the millisecond tick, the clock rounds
@@ -31,10 +32,30 @@
 //!
 //! | piece | what it is |
 //! |-------|------------|
-//! | `entries` | a `Slab` of entries: value, tick, `prev`/`next` links, generation, level and slot |
-//! | slot list | a doubly linked list threaded through the slab by `u32` indices, so removal is O(1) |
+//! | `cells` | the slab: a `Vec` of cells, each an entry (value, tick, generation, place) or a vacant cell on a free list; a key's `index` is its cell, a vacated cell is reused first |
+//! | slot vector | per slot (a *bucket*, numbered `level × 64 + slot`), a `Vec<u32>` of the indices filed there, in no order; an entry's place records its bucket and position, so removal is a `swap_remove` that also updates the position of the one entry it moves |
 //! | `occupied` | per level, a `u64` with bit `i` set ⇔ slot `i` is non-empty; `trailing_zeros` finds the next slot |
-//! | due list | timers already due, sorted by tick, returned one per [`Wheel::poll`] |
+//! | due list | timers already due, sorted by tick, doubly linked through their places (`Due { prev, next }`), returned one per [`Wheel::poll`] |
+//!
+//! Why vectors and not lists threaded through the slab (as tokio's, and
+//! this wheel's before): linking an entry at a list head writes the old
+//! head's back-pointer, and unlinking writes both neighbours', entries
+//! scattered over the whole slab. A slot vector's tail is hot, so an
+//! insert touches its own cell and that tail, and a cancel touches its
+//! cell, its position in the vector and, unless it was the last, the one
+//! entry moved there. With the slab's free list kept in the wheel (one
+//! lookup per cancel, a cell of 32 bytes for an 8-byte value) and the
+//! common insert done without a call, insert + cancel went from about 170
+//! to about 100 instructions of the wheel's own; `docs/BENCHMARKS.md`
+//! ("The timer wheel") has what that is worth in `benches/wheel.rs`.
+//!
+//! Memory stays bounded by the pending timers: vacant cells are reused,
+//! last vacated first (the slab keeps its peak length, as the `slab` crate
+//! does); a slot vector's capacity is kept within `max(16, 4 × its
+//! length)` — halved when a removal leaves it a quarter full, amortised
+//! O(1) — and a cascaded slot keeps its emptied allocation only if it is at
+//! most 16. So the vectors hold at most 4 × pending + 384 × 16 indices,
+//! however many timers were inserted and cancelled.
 //!
 //! A deadline beyond the top level's span (≈ 795 days) keeps its true tick,
 //! is parked in the top level's furthest slot and is re-filed, not fired,
@@ -48,11 +69,10 @@ mod tests;
 
 use std::fmt;
 use std::iter::FusedIterator;
+use std::mem;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
-use self::level::{Level, LEVELS, NONE};
+use self::level::{Slots, NONE};
 
 /// The largest tick a deadline is rounded to, ≈ 8 900 years. The clock is
 /// capped one below, so a deadline at the cap never fires. The cap keeps
@@ -60,9 +80,6 @@ use self::level::{Level, LEVELS, NONE};
 /// re-filing the timers parked beyond the horizon) to `MAX_TICK / HORIZON`
 /// = 4 096, however far one `poll` jumps.
 const MAX_TICK: u64 = 1 << 48;
-
-/// `Entry::level` of an entry in the due list rather than in a slot.
-const DUE: u8 = LEVELS as u8;
 
 /// Identifies one scheduled timer.
 ///
@@ -77,17 +94,38 @@ pub struct TimerKey {
     generation: u32,
 }
 
-/// One timer: its value, its deadline tick and its place in a list.
+/// One timer: its value, its deadline tick and where it is filed.
 struct Entry<T> {
     value: T,
     /// The deadline in ticks after the origin, rounded up.
     tick: u64,
-    prev: u32,
-    next: u32,
     generation: u32,
-    /// `0..LEVELS` for a slot list, [`DUE`] for the due list.
-    level: u8,
-    slot: u8,
+    place: Place,
+}
+
+/// Where an entry is filed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// In bucket `bucket` (`level * 64 + slot`), at position `pos` of its
+    /// vector.
+    Slot { bucket: u16, pos: u32 },
+    /// In the due list, between `prev` and `next` ([`NONE`] at the ends).
+    Due { prev: u32, next: u32 },
+}
+
+/// Not linked anywhere yet: the place of an entry about to be filed.
+const UNFILED: Place = Place::Due {
+    prev: NONE,
+    next: NONE,
+};
+
+/// A cell of the slab: a timer, or a link in the free list of vacant
+/// cells. (The compiler keeps the cell's tag in `Place`'s spare tag
+/// values: a cell is no larger than its entry, 32 bytes for a `u64`
+/// value.)
+enum Cell<T> {
+    Occupied(Entry<T>),
+    Vacant { next_free: u32 },
 }
 
 /// A hierarchical timing wheel of millisecond resolution holding values of
@@ -125,8 +163,14 @@ pub struct Wheel<T> {
     /// The tick the wheel has been advanced to. Every timer in a slot is due
     /// after it; every timer due at or before it is in the due list.
     elapsed: u64,
-    entries: Slab<Entry<T>>,
-    levels: [Level; LEVELS],
+    /// The slab: every timer, indexed by the `index` of its key. Vacant
+    /// cells form a free list from `free`, reused last-freed first.
+    cells: Vec<Cell<T>>,
+    /// First vacant cell, or [`NONE`].
+    free: u32,
+    /// Occupied cells.
+    len: usize,
+    slots: Slots,
     /// The due list, sorted by tick, all ticks `<= elapsed`.
     due_head: u32,
     due_tail: u32,
@@ -146,15 +190,18 @@ impl<T> Wheel<T> {
         Wheel {
             origin,
             elapsed: 0,
-            entries: Slab::with_capacity(capacity),
-            levels: std::array::from_fn(Level::new),
+            cells: Vec::with_capacity(capacity),
+            free: NONE,
+            len: 0,
+            slots: Slots::new(),
             due_head: NONE,
             due_tail: NONE,
             generation: 0,
         }
     }
 
-    /// Schedules `value` for `deadline` and returns its key. O(1).
+    /// Schedules `value` for `deadline` and returns its key. O(1)
+    /// (amortised: the slab or a slot's vector may grow).
     ///
     /// The deadline is rounded up to a whole millisecond. A deadline in the
     /// past (or before the origin) fires at the next [`poll`](Self::poll),
@@ -165,48 +212,86 @@ impl<T> Wheel<T> {
     ///
     /// If `u32::MAX - 1` timers are already pending (keys index the slab
     /// with a `u32`; that many entries would take over 100 GB).
+    #[inline]
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
-        let index = match u32::try_from(self.entries.vacant_key()) {
-            Ok(index) if index != NONE => index,
-            _ => panic!("tether::wheel: too many pending timers for u32 keys"),
-        };
+        let tick = self.deadline_tick(deadline);
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let tick = self.deadline_tick(deadline);
-        // `vacant_key` is the key this insert receives.
-        self.entries.insert(Entry {
-            value,
-            tick,
-            prev: NONE,
-            next: NONE,
-            generation,
-            level: DUE,
-            slot: 0,
-        });
-        self.link(index);
+        // The common case, with no call but the clock arithmetic: a future
+        // deadline below the top level, a vacant cell to reuse and room in
+        // the slot's vector. Anything else takes `insert_slow`.
+        let index = self.free;
+        if tick > self.elapsed {
+            if let (Some(Cell::Vacant { next_free }), Some(bucket)) = (
+                self.cells.get(index as usize),
+                level::low_bucket(self.elapsed, tick),
+            ) {
+                let next_free = *next_free;
+                if let Some(pos) = self.slots.push_within_capacity(bucket, index) {
+                    let entry = Entry {
+                        value,
+                        tick,
+                        generation,
+                        place: Place::Slot {
+                            bucket: bucket as u16,
+                            pos,
+                        },
+                    };
+                    if let Some(cell) = self.cells.get_mut(index as usize) {
+                        *cell = Cell::Occupied(entry);
+                    }
+                    self.free = next_free;
+                    self.len += 1;
+                    return TimerKey { index, generation };
+                }
+            }
+        }
+        self.insert_slow(tick, generation, value)
+    }
+
+    /// [`insert`](Self::insert) when the slab or the slot's vector has to
+    /// grow, the deadline is already due, or it goes to the top level.
+    #[inline(never)]
+    fn insert_slow(&mut self, tick: u64, generation: u32, value: T) -> TimerKey {
+        let index = self.vacant_index();
+        if tick > self.elapsed {
+            let bucket = self.bucket_for(tick);
+            let pos = self.slots.push(bucket, index);
+            let place = Place::Slot {
+                bucket: bucket as u16,
+                pos,
+            };
+            self.occupy(index, value, tick, generation, place);
+        } else {
+            self.occupy(index, value, tick, generation, UNFILED);
+            self.link_due(index, tick);
+        }
         TimerKey { index, generation }
     }
 
-    /// Removes a pending timer and returns its value. O(1).
+    /// Removes a pending timer and returns its value. O(1) (amortised: a
+    /// slot's vector may shrink).
     ///
     /// `None` for a stale key (its timer fired or was cancelled); that is a
     /// no-op and never touches another timer.
+    #[inline]
     pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
-        self.get(key)?;
-        self.unlink(key.index);
-        self.entries.try_remove(key.index as usize).map(|e| e.value)
+        let entry = self.vacate(key)?;
+        self.unlink(entry.place);
+        Some(entry.value)
     }
 
     /// Moves a pending timer to `deadline` (earlier or later). O(1), like
     /// [`insert`](Self::insert). Returns `false`, doing nothing, for a
     /// stale key.
     pub fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
-        if self.get(key).is_none() {
+        let Some(entry) = self.entry(key) else {
             return false;
-        }
+        };
+        let place = entry.place;
         let tick = self.deadline_tick(deadline);
-        self.unlink(key.index);
-        if let Some(entry) = self.entries.get_mut(key.index as usize) {
+        self.unlink(place);
+        if let Some(entry) = self.at_mut(key.index) {
             entry.tick = tick;
         }
         self.link(key.index);
@@ -220,8 +305,7 @@ impl<T> Wheel<T> {
 
     /// The value of a pending timer, mutably; `None` for a stale key.
     pub fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
-        self.entries
-            .get_mut(key.index as usize)
+        self.at_mut(key.index)
             .filter(|e| e.generation == key.generation)
             .map(|e| &mut e.value)
     }
@@ -252,9 +336,10 @@ impl<T> Wheel<T> {
     /// `None` when nothing is due.
     ///
     /// Higher-level slots whose start has passed are cascaded down on the
-    /// way, re-linking entries in place (no allocation). A `now` earlier
-    /// than a previous one is treated as that previous one: time does not
-    /// go backwards, and nothing fires early.
+    /// way, re-filing entries in place (no allocation beyond the slots'
+    /// vectors growing). A `now` earlier than a previous one is treated as
+    /// that previous one: time does not go backwards, and nothing fires
+    /// early.
     pub fn poll(&mut self, now: Instant) -> Option<(TimerKey, T)> {
         let now = self.clock_tick(now).max(self.elapsed);
         loop {
@@ -264,7 +349,7 @@ impl<T> Wheel<T> {
             match self.next_slot() {
                 Some((level, slot, start)) if start <= now => {
                     self.elapsed = start;
-                    self.cascade(level, slot);
+                    self.cascade(level::bucket(level, slot));
                 }
                 _ => {
                     self.elapsed = now;
@@ -283,27 +368,32 @@ impl<T> Wheel<T> {
 
     /// How many timers are pending (due ones not yet polled included).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether no timer is pending.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     // ----- ticks -----
 
     /// `deadline` in ticks: `ceil((deadline - origin) / 1 ms)`, 0 before
     /// the origin, capped at [`MAX_TICK`].
+    // `(n + 999_999) / 1_000_000` is one multiply; `div_ceil` also computes
+    // the remainder, and this runs on every insert.
+    #[allow(clippy::manual_div_ceil)]
     #[inline]
     fn deadline_tick(&self, deadline: Instant) -> u64 {
         let since = deadline.saturating_duration_since(self.origin);
         // u64 arithmetic (no u128 division): this runs on every insert.
-        let ms = since
-            .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(since.subsec_nanos().div_ceil(1_000_000)));
-        ms.min(MAX_TICK)
+        let secs = since.as_secs();
+        if secs >= MAX_TICK / 1000 {
+            return MAX_TICK;
+        }
+        // At most (MAX_TICK / 1000 - 1) * 1000 + 1000 <= MAX_TICK. (The
+        // nanoseconds are below 10^9: adding 999 999 cannot overflow u32.)
+        secs * 1000 + u64::from((since.subsec_nanos() + 999_999) / 1_000_000)
     }
 
     /// `now` in ticks: `floor((now - origin) / 1 ms)`, 0 before the origin,
@@ -322,35 +412,112 @@ impl<T> Wheel<T> {
         self.origin.checked_add(Duration::from_millis(tick))
     }
 
-    // ----- entries and lists -----
-
-    fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
-        self.entries
-            .get(key.index as usize)
-            .filter(|e| e.generation == key.generation)
+    /// The bucket a timer due at `tick` (after `elapsed`) is filed in.
+    #[inline]
+    fn bucket_for(&self, tick: u64) -> usize {
+        let (level, slot) = level::position(self.elapsed, tick);
+        level::bucket(level, slot)
     }
 
-    /// The entry at a list link, `None` for [`NONE`].
-    fn at_mut(&mut self, index: u32) -> Option<&mut Entry<T>> {
-        if index == NONE {
-            return None;
+    // ----- the slab -----
+
+    /// The index the next [`occupy`](Self::occupy) fills: the first vacant
+    /// cell, or a new one at the end.
+    #[inline]
+    fn vacant_index(&self) -> u32 {
+        if self.free != NONE {
+            return self.free;
         }
-        self.entries.get_mut(index as usize)
+        match u32::try_from(self.cells.len()) {
+            Ok(index) if index != NONE => index,
+            _ => panic!("tether::wheel: too many pending timers for u32 keys"),
+        }
+    }
+
+    /// Puts a new entry, already filed at `place`, in cell `index`, which
+    /// must be [`vacant_index`](Self::vacant_index).
+    #[inline]
+    fn occupy(&mut self, index: u32, value: T, tick: u64, generation: u32, place: Place) {
+        let entry = Entry {
+            value,
+            tick,
+            generation,
+            place,
+        };
+        self.len += 1;
+        if let Some(cell) = self.cells.get_mut(index as usize) {
+            if let Cell::Vacant { next_free } = *cell {
+                self.free = next_free;
+            }
+            *cell = Cell::Occupied(entry);
+        } else {
+            self.cells.push(Cell::Occupied(entry));
+        }
+    }
+
+    /// Takes the entry of a live key out of the slab (it is still filed in
+    /// its list, at `entry.place`); `None` for a stale key.
+    #[inline]
+    fn vacate(&mut self, key: TimerKey) -> Option<Entry<T>> {
+        self.vacate_at(key.index, Some(key.generation))
+    }
+
+    /// Takes the entry in cell `index` out of the slab, if the cell is
+    /// occupied (by `generation`, when given), and puts the cell on the free
+    /// list.
+    #[inline]
+    fn vacate_at(&mut self, index: u32, generation: Option<u32>) -> Option<Entry<T>> {
+        let cell = self.cells.get_mut(index as usize)?;
+        match cell {
+            Cell::Occupied(e) if generation.map_or(true, |g| g == e.generation) => {}
+            _ => return None,
+        }
+        let vacant = Cell::Vacant {
+            next_free: self.free,
+        };
+        let Cell::Occupied(entry) = mem::replace(cell, vacant) else {
+            return None;
+        };
+        self.free = index;
+        self.len -= 1;
+        Some(entry)
+    }
+
+    fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
+        match self.cells.get(key.index as usize) {
+            Some(Cell::Occupied(e)) if e.generation == key.generation => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The entry at a link, `None` for [`NONE`] (or a vacant cell).
+    #[inline]
+    fn at_mut(&mut self, index: u32) -> Option<&mut Entry<T>> {
+        match self.cells.get_mut(index as usize) {
+            Some(Cell::Occupied(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn at(&self, index: u32) -> Option<&Entry<T>> {
+        match self.cells.get(index as usize) {
+            Some(Cell::Occupied(e)) => Some(e),
+            _ => None,
+        }
     }
 
     fn tick_of(&self, index: u32) -> Option<u64> {
-        if index == NONE {
-            return None;
-        }
-        self.entries.get(index as usize).map(|e| e.tick)
+        self.at(index).map(|e| e.tick)
     }
+
+    // ----- slots and the due list -----
 
     /// The earliest slot to process over all levels: `(level, slot, start)`.
     /// (A lower level's slots always start before a higher level's, as in
     /// tokio; taking the minimum does not rely on it.)
     fn next_slot(&self) -> Option<(usize, usize, u64)> {
         let mut best: Option<(usize, usize, u64)> = None;
-        for (n, level) in self.levels.iter().enumerate() {
+        for (n, level) in self.slots.levels().iter().enumerate() {
             if let Some((slot, start)) = level.next_expiration(self.elapsed) {
                 if best.map_or(true, |(_, _, b)| start < b) {
                     best = Some((n, slot, start));
@@ -360,28 +527,52 @@ impl<T> Wheel<T> {
         best
     }
 
-    /// Files entry `index` by its tick: into the due list if it is due at
-    /// `elapsed`, else into its slot.
+    /// Files entry `index` (filed nowhere) by its tick: into the due list
+    /// if it is due at `elapsed`, else into its slot.
     fn link(&mut self, index: u32) {
         let Some(tick) = self.tick_of(index) else {
             return;
         };
         if tick <= self.elapsed {
-            self.link_due(index, tick);
+            let tail = self.due_tail;
+            if self.tick_of(tail).map_or(true, |t| t <= tick) {
+                // Due after everything already due (as when a slot comes
+                // due): append.
+                self.append_due(index, tail);
+            } else {
+                self.link_due(index, tick);
+            }
             return;
         }
-        let (level, slot) = level::position(self.elapsed, tick);
-        let head = self.levels[level].head(slot);
+        let bucket = self.bucket_for(tick);
+        let pos = self.slots.push(bucket, index);
         if let Some(entry) = self.at_mut(index) {
-            entry.prev = NONE;
-            entry.next = head;
-            entry.level = level as u8;
-            entry.slot = slot as u8;
+            entry.place = Place::Slot {
+                bucket: bucket as u16,
+                pos,
+            };
         }
-        if let Some(first) = self.at_mut(head) {
-            first.prev = index;
+    }
+
+    /// The due-list links `(prev, next)` of entry `index`; both [`NONE`]
+    /// for [`NONE`] or an entry not in the due list.
+    fn due_links(&self, index: u32) -> (u32, u32) {
+        match self.at(index).map(|e| e.place) {
+            Some(Place::Due { prev, next }) => (prev, next),
+            _ => (NONE, NONE),
         }
-        self.levels[level].set_head(slot, index);
+    }
+
+    /// Points the `next` link (`forward`) or the `prev` link of due entry
+    /// `index` at `to`; a no-op for [`NONE`].
+    fn set_due_link(&mut self, index: u32, forward: bool, to: u32) {
+        if let Some(Place::Due { prev, next }) = self.at_mut(index).map(|e| &mut e.place) {
+            if forward {
+                *next = to;
+            } else {
+                *prev = to;
+            }
+        }
     }
 
     /// Sorts entry `index` into the due list. Timers come due from a slot
@@ -396,71 +587,97 @@ impl<T> Wheel<T> {
                 if t > tick {
                     break;
                 }
-                before = self.entries.get(before as usize).map_or(NONE, |e| e.next);
+                before = self.due_links(before).1;
             }
         }
         let prev = if before == NONE {
             self.due_tail
         } else {
-            self.entries.get(before as usize).map_or(NONE, |e| e.prev)
+            self.due_links(before).0
         };
         if let Some(entry) = self.at_mut(index) {
-            entry.prev = prev;
-            entry.next = before;
-            entry.level = DUE;
-            entry.slot = 0;
+            entry.place = Place::Due { prev, next: before };
         }
-        match self.at_mut(prev) {
-            Some(p) => p.next = index,
-            None => self.due_head = index,
+        match prev {
+            NONE => self.due_head = index,
+            _ => self.set_due_link(prev, true, index),
         }
-        match self.at_mut(before) {
-            Some(b) => b.prev = index,
-            None => self.due_tail = index,
+        match before {
+            NONE => self.due_tail = index,
+            _ => self.set_due_link(before, false, index),
         }
     }
 
-    /// Takes entry `index` out of whichever list holds it, clearing the
-    /// slot's occupancy bit when its list becomes empty.
-    fn unlink(&mut self, index: u32) {
-        let Some(entry) = self.at_mut(index) else {
-            return;
-        };
-        let (prev, next, level, slot) = (entry.prev, entry.next, entry.level, entry.slot);
-        entry.prev = NONE;
-        entry.next = NONE;
-        match self.at_mut(prev) {
-            Some(p) => p.next = next,
-            None => match self.levels.get_mut(usize::from(level)) {
-                Some(l) => l.set_head(usize::from(slot), next),
-                None => self.due_head = next,
-            },
+    /// Appends entry `index` to the due list after `tail` (the list's
+    /// tail, [`NONE`] when it is empty).
+    #[inline]
+    fn append_due(&mut self, index: u32, tail: u32) {
+        if let Some(entry) = self.at_mut(index) {
+            entry.place = Place::Due {
+                prev: tail,
+                next: NONE,
+            };
         }
-        match self.at_mut(next) {
-            Some(n) => n.prev = prev,
-            None if level == DUE => self.due_tail = prev,
-            None => {}
+        match tail {
+            NONE => self.due_head = index,
+            _ => self.set_due_link(tail, true, index),
+        }
+        self.due_tail = index;
+    }
+
+    /// Takes the entry filed at `place` out of its slot or the due list.
+    /// The entry itself is not touched (it may already be out of the
+    /// slab): in a slot, the slot's last entry moves into its position,
+    /// and that entry's recorded position is updated.
+    #[inline]
+    fn unlink(&mut self, place: Place) {
+        match place {
+            Place::Slot { bucket, pos } => {
+                let moved = self.slots.swap_remove(usize::from(bucket), pos);
+                if moved != NONE {
+                    self.moved_to(moved, pos);
+                }
+            }
+            Place::Due { prev, next } => self.unlink_due(prev, next),
+        }
+    }
+
+    /// Records that entry `index` now sits at position `pos` of its slot.
+    fn moved_to(&mut self, index: u32, pos: u32) {
+        if let Some(Place::Slot { pos: at, .. }) = self.at_mut(index).map(|e| &mut e.place) {
+            *at = pos;
+        }
+    }
+
+    /// Joins the due-list neighbours of an entry taken out of the list.
+    fn unlink_due(&mut self, prev: u32, next: u32) {
+        match prev {
+            NONE => self.due_head = next,
+            _ => self.set_due_link(prev, true, next),
+        }
+        match next {
+            NONE => self.due_tail = prev,
+            _ => self.set_due_link(next, false, prev),
         }
     }
 
     /// Empties a slot whose start is `elapsed`: its timers due now join the
     /// due list, the rest are re-filed closer to their tick (a lower level;
     /// a deadline still beyond the horizon parks in the top level again).
-    /// Re-links in place: the slot's list is detached first, so re-filing
-    /// into the same slot cannot disturb the walk.
-    fn cascade(&mut self, level: usize, slot: usize) {
-        let mut index = self.levels[level].take(slot);
-        while let Some(entry) = self.at_mut(index) {
-            let next = entry.next;
+    /// The slot's vector is detached first, so re-filing into the same slot
+    /// cannot disturb the walk; its allocation is handed back afterwards.
+    fn cascade(&mut self, bucket: usize) {
+        let entries = self.slots.take(bucket);
+        for &index in &entries {
             self.link(index);
-            index = next;
         }
+        self.slots.restore(bucket, entries);
     }
 
     fn pop_due(&mut self) -> Option<(TimerKey, T)> {
         let index = self.due_head;
-        self.unlink(index);
-        let entry = self.entries.try_remove(index as usize)?;
+        let entry = self.vacate_at(index, None)?;
+        self.unlink(entry.place);
         let key = TimerKey {
             index,
             generation: entry.generation,
@@ -475,7 +692,10 @@ impl<T> fmt::Debug for Wheel<T> {
             .field("origin", &self.origin)
             .field("elapsed_ms", &self.elapsed)
             .field("len", &self.len())
-            .field("occupied", &self.levels.each_ref().map(Level::occupied))
+            .field(
+                "occupied",
+                &self.slots.levels().each_ref().map(|l| l.occupied()),
+            )
             .finish_non_exhaustive()
     }
 }

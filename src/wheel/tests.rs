@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::level::{HORIZON, SLOTS};
+use super::level::{self, HORIZON, LEVELS, SLOTS, SLOT_KEEP};
 use super::*;
 use crate::rng::Rng;
 
@@ -30,43 +30,77 @@ fn range(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
     lo + rng.below_inclusive(hi - lo)
 }
 
-/// Walks every list and checks it against the occupancy masks, the entry
-/// fields and the slab: links consistent both ways, every entry in exactly
-/// one list, slot timers due after `elapsed` but not before their slot's
-/// next start, due timers sorted and due.
+/// Walks every slot and the due list and checks them against the
+/// occupancy masks, the entry fields and the slab: every entry filed in
+/// exactly one place and recording that place (slot and position, or due
+/// links both ways), slot timers due after `elapsed` but not before their
+/// slot's next start, slot capacities bounded by their lengths, due timers
+/// sorted and due.
 fn check_invariants<T>(w: &Wheel<T>) {
     let mut seen = HashSet::new();
-    for (n, level) in w.levels.iter().enumerate() {
+    for n in 0..LEVELS {
+        let level = w.slots.level(n);
         for slot in 0..SLOTS {
-            let head = level.head(slot);
+            let bucket = level::bucket(n, slot);
+            let entries = w.slots.entries(bucket);
             let bit = level.occupied() >> slot & 1 == 1;
-            assert_eq!(head != NONE, bit, "level {n} slot {slot} occupancy");
+            assert_eq!(!entries.is_empty(), bit, "level {n} slot {slot} occupancy");
+            let capacity = w.slots.capacity(bucket);
+            assert!(
+                capacity <= SLOT_KEEP.max(4 * entries.len()),
+                "level {n} slot {slot}: capacity {capacity} for {} entries",
+                entries.len()
+            );
             let start = level.slot_start(w.elapsed, slot);
-            let (mut prev, mut cur) = (NONE, head);
-            while cur != NONE {
-                let e = &w.entries[cur as usize];
-                assert!(seen.insert(cur), "entry {cur} linked twice");
-                assert_eq!(e.prev, prev, "prev link of {cur}");
-                assert_eq!((usize::from(e.level), usize::from(e.slot)), (n, slot));
+            for (pos, &index) in entries.iter().enumerate() {
+                let e = w.at(index).expect("a slot holds a vacant cell");
+                assert!(seen.insert(index), "entry {index} filed twice");
+                let place = Place::Slot {
+                    bucket: bucket as u16,
+                    pos: pos as u32,
+                };
+                assert_eq!(e.place, place, "place of {index}");
                 assert!(e.tick > w.elapsed, "slot timer already due");
                 assert!(start <= e.tick, "slot starts after its timer is due");
-                (prev, cur) = (cur, e.next);
             }
         }
     }
     let (mut prev, mut cur, mut last_tick) = (NONE, w.due_head, 0);
     while cur != NONE {
-        let e = &w.entries[cur as usize];
-        assert!(seen.insert(cur), "entry {cur} linked twice");
-        assert_eq!(e.prev, prev, "prev link of due {cur}");
-        assert_eq!(e.level, DUE);
+        let e = w.at(cur).expect("the due list holds a vacant cell");
+        assert!(seen.insert(cur), "entry {cur} filed twice");
+        let Place::Due { prev: p, next } = e.place else {
+            panic!("due entry {cur} has place {:?}", e.place);
+        };
+        assert_eq!(p, prev, "prev link of due {cur}");
         assert!(e.tick <= w.elapsed, "due timer not due");
         assert!(e.tick >= last_tick, "due list out of order");
         last_tick = e.tick;
-        (prev, cur) = (cur, e.next);
+        (prev, cur) = (cur, next);
     }
     assert_eq!(w.due_tail, prev, "due tail");
     assert_eq!(seen.len(), w.len(), "entries outside any list");
+    // The slab: occupied cells are exactly the filed ones, and the free
+    // list runs through every vacant cell once.
+    let occupied = w
+        .cells
+        .iter()
+        .filter(|c| matches!(c, Cell::Occupied(_)))
+        .count();
+    assert_eq!(occupied, w.len(), "occupied cells");
+    let (mut vacant, mut free) = (HashSet::new(), w.free);
+    while free != NONE {
+        assert!(vacant.insert(free), "free list loops at {free}");
+        match w.cells.get(free as usize) {
+            Some(Cell::Vacant { next_free }) => free = *next_free,
+            _ => panic!("free list reaches occupied or missing cell {free}"),
+        }
+    }
+    assert_eq!(
+        vacant.len() + w.len(),
+        w.cells.len(),
+        "vacant cells off the free list"
+    );
 }
 
 // ----- basics -----
@@ -471,7 +505,7 @@ fn cancel_keeps_slot_lists_and_occupancy_consistent() {
     let a = w.insert(at(origin, 9_000), 'a');
     let b = w.insert(at(origin, 9_500), 'b');
     let c = w.insert(at(origin, 10_000), 'c');
-    let level2 = |w: &Wheel<char>| w.levels[2].occupied();
+    let level2 = |w: &Wheel<char>| w.slots.level(2).occupied();
     assert_eq!(level2(&w), 1 << 2);
     assert_eq!(w.cancel(b), Some('b')); // middle of the list
     check_invariants(&w);
@@ -480,7 +514,7 @@ fn cancel_keeps_slot_lists_and_occupancy_consistent() {
     assert_eq!(level2(&w), 1 << 2);
     assert_eq!(w.cancel(a), Some('a')); // last one: the bit goes
     assert_eq!(level2(&w), 0);
-    assert!(w.levels.iter().all(|l| l.occupied() == 0));
+    assert!(w.slots.levels().iter().all(|l| l.occupied() == 0));
     assert_eq!(w.next_expiration(), None);
 
     // Cancel in the middle of a partly drained due list.
@@ -591,6 +625,144 @@ fn stale_keys_are_noops_even_after_index_reuse() {
     assert_eq!(w.poll(at(origin, 999)), None, "a stale reset moved nothing");
     assert_eq!(w.poll(at(origin, 1_000)), Some((new_a, 10)));
     assert_eq!(w.poll(at(origin, 2_000)), Some((new_b, 20)));
+}
+
+// ----- storage: positions in a slot, reclamation -----
+
+/// The bucket entry `key` is filed in (panics for a due or stale key).
+fn bucket_of<T>(w: &Wheel<T>, key: TimerKey) -> usize {
+    match w.entry(key).map(|e| e.place) {
+        Some(Place::Slot { bucket, .. }) => usize::from(bucket),
+        place => panic!("{key:?} is not in a slot: {place:?}"),
+    }
+}
+
+#[test]
+fn a_cell_is_no_larger_than_its_entry() {
+    // What the module docs promise for a `u64` value: 8 (value) + 8 (tick)
+    // + 4 (generation) + 12 (place, whose spare tag values also tell a
+    // vacant cell).
+    assert_eq!(std::mem::size_of::<Entry<u64>>(), 32);
+    assert_eq!(std::mem::size_of::<Cell<u64>>(), 32);
+}
+
+#[test]
+fn removal_from_anywhere_in_a_slot_keeps_the_others_findable() {
+    let origin = Instant::now();
+    let mut w = Wheel::new(origin);
+    // Twenty timers in one level-2 slot (ticks 8192..12288), removed from
+    // the front, the back and the middle, by cancel and by reset; each
+    // removal but the last moves the slot's last entry into the hole.
+    let keys: Vec<TimerKey> = (0..20u64)
+        .map(|i| w.insert(at(origin, 9_000 + 100 * i), i))
+        .collect();
+    let bucket = bucket_of(&w, keys[0]);
+    assert!(keys.iter().all(|&k| bucket_of(&w, k) == bucket));
+    for &i in &[0usize, 19, 7, 1, 18, 10] {
+        assert_eq!(w.cancel(keys[i]), Some(i as u64));
+        check_invariants(&w);
+    }
+    for &i in &[2usize, 17, 9] {
+        assert!(w.reset(keys[i], at(origin, 20_000 + i as u64)));
+        check_invariants(&w);
+    }
+    assert_eq!(w.slots.entries(bucket).len(), 11);
+    let mut fired = Vec::new();
+    for t in (8_000..=30_000).step_by(50) {
+        fired.extend(w.advance(at(origin, t)).map(|(_, id)| id));
+    }
+    assert_eq!(fired, [3, 4, 5, 6, 8, 11, 12, 13, 14, 15, 16, 2, 9, 17]);
+    assert!(w.is_empty());
+}
+
+#[test]
+fn cancelled_timers_leave_no_storage_behind() {
+    let origin = Instant::now();
+    let mut w = Wheel::new(origin);
+    // A burst of 10 000 timers in one slot, all cancelled.
+    let keys: Vec<TimerKey> = (0..10_000u64)
+        .map(|i| w.insert(at(origin, 9_000 + i % 3_000), i))
+        .collect();
+    let bucket = bucket_of(&w, keys[0]);
+    assert!(w.slots.capacity(bucket) >= 10_000);
+    for (i, &key) in keys.iter().enumerate().rev() {
+        assert_eq!(w.cancel(key), Some(i as u64));
+        if i % 1_000 == 0 {
+            check_invariants(&w);
+        }
+    }
+    assert!(w.is_empty());
+    assert!(
+        w.slots.capacity(bucket) <= SLOT_KEEP,
+        "the slot shrank back"
+    );
+    assert_eq!(w.next_expiration(), None);
+
+    // The cells are reused, not added to: the slab stays at its peak.
+    let cells = w.cells.len();
+    assert_eq!(cells, 10_000);
+    for i in 0..10_000u64 {
+        w.insert(at(origin, 50_000 + i), i);
+    }
+    assert_eq!(w.cells.len(), cells);
+    check_invariants(&w);
+}
+
+#[test]
+fn insert_cancel_churn_uses_constant_storage() {
+    let origin = Instant::now();
+    let mut rng = Rng::new(21);
+    let mut w = Wheel::new(origin);
+    // Background timers over a minute, as in the benchmark, then many
+    // insert + cancel pairs at random deadlines in the same window.
+    for id in 0..1_000u64 {
+        w.insert(at(origin, range(&mut rng, 1, MIN)), id);
+    }
+    let capacities =
+        |w: &Wheel<u64>| -> usize { (0..LEVELS * SLOTS).map(|b| w.slots.capacity(b)).sum() };
+    for id in 1_000..101_000u64 {
+        let key = w.insert(at(origin, range(&mut rng, 1, MIN)), id);
+        assert_eq!(w.cancel(key), Some(id));
+        assert_eq!(w.cancel(key), None, "a cancelled key is stale");
+    }
+    assert_eq!(w.len(), 1_000);
+    assert_eq!(w.cells.len(), 1_001, "one cell reused over and over");
+    let after_churn = capacities(&w);
+    check_invariants(&w);
+    // The slot vectors hold at most 4 × 1 000 entries plus SLOT_KEEP per
+    // slot, whatever the churn.
+    assert!(after_churn <= 4 * 1_000 + LEVELS * SLOTS * SLOT_KEEP);
+    // Everything left fires, on time.
+    let mut fired = 0;
+    for t in (0..=MIN + 7).step_by(7) {
+        let due: Vec<TimerKey> = w.advance(at(origin, t)).map(|(key, _)| key).collect();
+        for key in due {
+            assert_eq!(w.get(key), None, "fired: stale");
+            fired += 1;
+        }
+    }
+    assert_eq!(fired, 1_000);
+}
+
+#[test]
+fn a_cascaded_slot_keeps_a_small_allocation_for_reuse() {
+    let origin = Instant::now();
+    let mut w = Wheel::new(origin);
+    // Two timers in a level-1 slot: cascaded at its start into level 0.
+    let a = w.insert(at(origin, 100), 'a');
+    let b = w.insert(at(origin, 120), 'b');
+    let bucket = bucket_of(&w, a);
+    assert_eq!(bucket_of(&w, b), bucket);
+    assert_eq!(w.poll(at(origin, 64)), None, "cascaded, nothing due");
+    assert!(w.slots.entries(bucket).is_empty());
+    let kept = w.slots.capacity(bucket);
+    assert!(
+        kept > 0 && kept <= SLOT_KEEP,
+        "allocation {kept} handed back"
+    );
+    check_invariants(&w);
+    assert_eq!(w.poll(at(origin, 100)), Some((a, 'a')));
+    assert_eq!(w.poll(at(origin, 120)), Some((b, 'b')));
 }
 
 // ----- model comparison -----
