@@ -316,6 +316,27 @@ impl<T> Wheel<T> {
         self.entry(key).and_then(|e| self.instant_at(e.tick))
     }
 
+    /// `deadline` rounded up to the wheel's grid of `granularity`: a whole
+    /// number of `granularity` steps (in whole milliseconds, at least 1)
+    /// after the wheel's origin. Never earlier than `deadline` (beyond
+    /// the tick range it is returned as it is).
+    ///
+    /// Deadlines that tolerate a little lateness (heartbeats) and are
+    /// filed at such instants share their expiries: a reactor holding
+    /// thousands of them wakes once per grid step instead of once per
+    /// millisecond.
+    pub fn coarsen(&self, deadline: Instant, granularity: Duration) -> Instant {
+        let tick = self.deadline_tick(deadline);
+        let step = u64::try_from(granularity.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        match tick.div_ceil(step).checked_mul(step) {
+            // The cap stands for "later than that": keep the deadline.
+            Some(t) if tick < MAX_TICK && t < MAX_TICK => self.instant_at(t).unwrap_or(deadline),
+            _ => deadline,
+        }
+    }
+
     /// When to poll next: an instant no later than the earliest pending
     /// deadline, or `None` when the wheel is empty.
     ///

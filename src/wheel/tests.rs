@@ -951,3 +951,39 @@ fn matches_a_naive_model_over_random_operations() {
         run_model(seed, 20_000);
     }
 }
+
+#[test]
+fn coarsen_rounds_up_to_the_grid_and_never_earlier() {
+    let origin = Instant::now();
+    let w: Wheel<u32> = Wheel::new(origin);
+    let grid = Duration::from_millis(16);
+    // On the grid already: unchanged.
+    assert_eq!(w.coarsen(at(origin, 32), grid), at(origin, 32));
+    // Anywhere in (16, 32] ms goes to 32; a nanosecond past 32 goes to 48.
+    assert_eq!(w.coarsen(at_ns(origin, 16_000_001), grid), at(origin, 32));
+    assert_eq!(w.coarsen(at(origin, 31), grid), at(origin, 32));
+    assert_eq!(w.coarsen(at_ns(origin, 32_000_001), grid), at(origin, 48));
+    // 1 ms (and anything below it) is the tick: only the rounding up.
+    assert_eq!(
+        w.coarsen(at_ns(origin, 7_300_000), Duration::ZERO),
+        at(origin, 8)
+    );
+    assert_eq!(
+        w.coarsen(at_ns(origin, 7_300_000), Duration::from_millis(1)),
+        at(origin, 8)
+    );
+    // Random deadlines and grids: never earlier, less than one step later,
+    // on the grid.
+    let mut rng = Rng::new(5);
+    for _ in 0..10_000 {
+        let deadline = at_ns(origin, range(&mut rng, 0, 10_000_000_000));
+        let step = range(&mut rng, 1, 100);
+        let c = w.coarsen(deadline, Duration::from_millis(step));
+        assert!(c >= deadline);
+        assert!(c - deadline < Duration::from_millis(step));
+        assert_eq!((c - origin).as_nanos() % (u128::from(step) * 1_000_000), 0);
+    }
+    // Beyond the tick range: as it is.
+    let far = origin + Duration::from_secs(400 * 365 * 86_400 * 100);
+    assert_eq!(w.coarsen(far, grid), far);
+}
