@@ -295,6 +295,76 @@ impl Timers for HeapTimers<u64> {
     }
 }
 
+// ----- the floor: the harness alone -----------------------------------------
+
+/// Keeps no timers at all, but does the per-operation work both real
+/// structures share: the deadline (drawn and added to the clock by the
+/// harness) converted to a millisecond tick after the origin. Its time is
+/// the harness's floor: what no timer structure can go below here, so the
+/// report can give each structure's own cost (its time minus the floor)
+/// next to the plain ratio.
+#[derive(Debug)]
+struct NoTimers {
+    origin: Instant,
+    /// The fixture's background count (`capacity - 1`) and how many of
+    /// those inserts have come: the ones after them are the benchmark's.
+    background: usize,
+    filled: usize,
+    /// The tick of the timer the benchmark inserted, until cancelled or
+    /// polled.
+    pending: Option<u64>,
+}
+
+impl NoTimers {
+    fn with_capacity(origin: Instant, capacity: usize) -> Self {
+        NoTimers {
+            origin,
+            background: capacity.saturating_sub(1),
+            filled: 0,
+            pending: None,
+        }
+    }
+
+    #[inline]
+    fn tick(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin);
+        since.as_secs() * 1000 + u64::from(since.subsec_nanos().div_ceil(1_000_000))
+    }
+}
+
+impl Timers for NoTimers {
+    type Key = u64;
+
+    #[inline]
+    fn insert(&mut self, deadline: Instant, _value: u64) -> u64 {
+        let tick = black_box(self.tick(deadline));
+        if self.filled < self.background {
+            self.filled += 1;
+        } else {
+            self.pending = Some(tick);
+        }
+        tick
+    }
+
+    #[inline]
+    fn cancel(&mut self, key: u64) -> Option<u64> {
+        self.pending = None;
+        Some(key)
+    }
+
+    #[inline]
+    fn poll(&mut self, now: Instant) -> Option<u64> {
+        let now = self.tick(now);
+        self.pending
+            .filter(|&t| t <= now)
+            .inspect(|_| self.pending = None)
+    }
+
+    fn len(&self) -> usize {
+        self.filled
+    }
+}
+
 // ----- the benchmarks -------------------------------------------------------
 
 /// One structure ready to bench: `n` background timers in, its clock, its
@@ -376,6 +446,10 @@ fn bench_op(c: &mut Criterion, op: Op) {
         bench_one(&mut group, "heap", label, op, || {
             let origin = Instant::now();
             Fixture::new(HeapTimers::with_capacity(origin, n + 1), origin, n, offset)
+        });
+        bench_one(&mut group, "floor", label, op, || {
+            let origin = Instant::now();
+            Fixture::new(NoTimers::with_capacity(origin, n + 1), origin, n, offset)
         });
     }
     group.finish();
