@@ -66,10 +66,10 @@ impl Handler for Echo {
     }
 
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-        // The message is borrowed from the read buffer; `send_slice` copies
-        // a small one straight into the output (no allocation), a large one
-        // once. (`cx.send(id, message)` would share the read buffer instead.)
-        if let Err(e) = cx.send_slice(id, &message) {
+        // The message is borrowed from the read buffer; `forward` copies a
+        // small one straight into the output (no allocation) and shares a
+        // large one with the read buffer (no copy).
+        if let Err(e) = cx.forward(id, message) {
             warn!("{}: echo dropped: {e}", self.describe(cx, id));
         }
     }

@@ -27,7 +27,7 @@
 //!
 //! impl Handler for Echo {
 //!     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-//!         let _ = cx.send_slice(id, &message); // no allocation
+//!         let _ = cx.forward(id, message); // no allocation, no copy of a large one
 //!     }
 //!     fn on_disconnected(&mut self, _: &mut Context<'_>, id: ConnId, why: &DisconnectReason) {
 //!         log::info!("{id} gone: {why}");

@@ -55,12 +55,12 @@ struct CountingEcho {
 
 impl Handler for CountingEcho {
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-        // Both ways of answering: sharing the read buffer, and copying
-        // into the output.
-        let _ = if self.messages % 2 == 0 {
-            cx.send(id, message)
-        } else {
-            cx.send_slice(id, &message)
+        // Every way of answering: sharing the read buffer, copying into
+        // the output, and forwarding (which picks by size).
+        let _ = match self.messages % 3 {
+            0 => cx.send(id, message),
+            1 => cx.send_slice(id, &message),
+            _ => cx.forward(id, message),
         };
         self.messages += 1;
         if self.messages % 1000 == 0 {

@@ -1,7 +1,7 @@
 //! tether's echo server, as in `examples/echo_server.rs` minus the
 //! logging: a [`Reactor`] with heartbeat `I`/`T`, one listener, and a
-//! [`Handler`] that sends every message back with `send_slice` (read in
-//! place from the read buffer, copied straight into the output).
+//! [`Handler`] that sends every message back with `forward` (a small one
+//! copied straight into the output, a large one shared without a copy).
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-        let _ = cx.send_slice(id, &message);
+        let _ = cx.forward(id, message);
     }
 }
 

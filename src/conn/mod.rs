@@ -69,6 +69,7 @@ use crate::rng::Rng;
 
 pub use event::{Action, Event, PeerInfo, SendError, Stats};
 use outbox::Outbox;
+pub(crate) use outbox::COPY_MAX;
 pub use rtt::RttEstimator;
 pub use state::{Role, State};
 pub use timer::Timer;

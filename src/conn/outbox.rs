@@ -25,7 +25,7 @@ use crate::codec::{self, HEADER_LEN};
 /// Messages up to this size are copied into a packed run rather than
 /// queued as their own `Bytes`: for small frames one contiguous write is
 /// cheaper than a header and a payload slice per message.
-const COPY_MAX: usize = 1024;
+pub(crate) const COPY_MAX: usize = 1024;
 /// A packed run stops growing at this size, which also bounds how long a
 /// control frame can wait behind a run already on the wire.
 const PACK_MAX: usize = 16 * 1024;

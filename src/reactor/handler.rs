@@ -30,7 +30,7 @@ use crate::handle::Handle;
 ///
 /// impl Handler for Echo {
 ///     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-///         if let Err(e) = cx.send_slice(id, &message) {
+///         if let Err(e) = cx.forward(id, message) {
 ///             log::warn!("{id}: echo dropped: {e}");
 ///         }
 ///     }
@@ -123,6 +123,20 @@ impl Context<'_> {
     #[inline]
     pub fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
         self.core.send_slice(id, message)
+    }
+
+    /// Queues a received message on connection `id` — back to its sender
+    /// or on to another connection — the cheapest way: a message of up to
+    /// 1 KiB is copied into the output as by [`send_slice`](Self::send_slice)
+    /// (no allocation, no reference count), a larger one is shared with
+    /// the read buffer as by [`send`](Self::send) (no copy).
+    #[inline]
+    pub fn forward(&mut self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
+        if message.len() <= crate::conn::COPY_MAX {
+            self.core.send_slice(id, &message)
+        } else {
+            self.core.send(id, message.into_bytes())
+        }
     }
 
     /// Closes connection `id`: queued messages are flushed, then CLOSE
