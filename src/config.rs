@@ -159,6 +159,29 @@ impl Config {
         })
     }
 
+    /// The grid a reactor files this configuration's deadlines on: 1/64 of
+    /// the shorter heartbeat period, between 1 and 16 ms (16 ms without
+    /// heartbeats), in whole milliseconds. Deadlines are rounded *up* to it, never earlier, so
+    /// that the deadlines of many connections share one wake-up: with
+    /// 10 000 connections on 1 s heartbeats every millisecond holds
+    /// someone's deadline, and on a 15 ms grid the reactor wakes for timers
+    /// 67 times a second instead of 1 000.
+    ///
+    /// It is the "timer tick" of the liveness rules: a dead peer is
+    /// detected within `I + T` plus the ping jitter plus one grid step. The
+    /// jitter is drawn at most `I/10` minus one grid step, so that a PING
+    /// handled on the grid still leaves at most `I/10` after `I` of
+    /// silence, as the contract allows.
+    pub fn timer_grain(&self) -> Duration {
+        const MAX_GRAIN_MS: u64 = 16;
+        let ms = self.heartbeat.map_or(MAX_GRAIN_MS, |hb| {
+            let shorter = hb.interval.min(hb.timeout).as_millis();
+            // Whole milliseconds: the wheel's tick.
+            u64::try_from(shorter / 64).map_or(MAX_GRAIN_MS, |g| g.clamp(1, MAX_GRAIN_MS))
+        });
+        Duration::from_millis(ms)
+    }
+
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(hb) = self.heartbeat {
@@ -310,5 +333,31 @@ impl ConfigBuilder {
     pub fn build(self) -> Result<Config, ConfigError> {
         self.config.validate()?;
         Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_grain_is_a_64th_of_the_shorter_period_within_1_to_16_ms() {
+        let hb = |i, t| Config {
+            heartbeat: Some(Heartbeat {
+                interval: Duration::from_millis(i),
+                timeout: Duration::from_millis(t),
+            }),
+            ..Config::default()
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(hb(1000, 1000).timer_grain(), ms(15));
+        assert_eq!(hb(1000, 320).timer_grain(), ms(5));
+        assert_eq!(hb(10_000, 10_000).timer_grain(), ms(16));
+        assert_eq!(hb(50, 50).timer_grain(), ms(1));
+        let none = Config {
+            heartbeat: None,
+            ..Config::default()
+        };
+        assert_eq!(none.timer_grain(), ms(16));
     }
 }

@@ -839,13 +839,18 @@ impl Connection {
     }
 
     /// A random extra delay of at most 10 % of the interval, in whole ms.
+    /// At most `I/10` less one step of the reactor's timer grid
+    /// ([`Config::timer_grain`]): a PING handled on the grid still leaves
+    /// within `I/10` of `I`, the jitter the contract allows.
     fn next_jitter_ms(&mut self) -> u32 {
         let interval_ms = self
             .config
             .heartbeat
             .map_or(0, |hb| millis_u32(hb.interval));
+        let grain_ms = millis_u32(self.config.timer_grain());
         // At most interval_ms / 10, so it fits.
-        self.rng.below_inclusive(u64::from(interval_ms / 10)) as u32
+        self.rng
+            .below_inclusive(u64::from((interval_ms / 10).saturating_sub(grain_ms))) as u32
     }
 
     fn on_timer(&mut self, timer: Timer, due: Instant, now: Instant, events: &mut Vec<Event>) {

@@ -454,13 +454,13 @@ impl Core {
     /// Keeps one wheel entry per connection at (or just after) its earliest
     /// deadline. A deadline that only moved later leaves the entry alone:
     /// it fires early, the connection finds nothing due, and it is re-filed
-    /// then (lazy reset). Entries are filed on a grid (see [`timer_grain`])
+    /// then (lazy reset). Entries are filed on a grid (see [`Config::timer_grain`])
     /// so that the deadlines of many connections share wake-ups.
     fn sync_timer(&mut self, idx: usize) {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
-        let grain = timer_grain(slot.conn.config());
+        let grain = slot.conn.config().timer_grain();
         let want = slot
             .conn
             .poll_timeout()
@@ -775,20 +775,6 @@ impl Core {
     pub(super) fn count_turn(&mut self) {
         self.stats.turns += 1;
     }
-}
-
-/// The grid a connection's wheel entry is rounded up to: 1/64 of its
-/// shorter heartbeat period, between 1 and 16 ms (16 ms without
-/// heartbeats). With 10 000 connections and 1 s heartbeats, every
-/// millisecond holds someone's deadline; on a 15 ms grid the reactor wakes
-/// for timers 67 times a second instead of 1 000, and each deadline is
-/// handled at most 15 ms (1.5 % of the period) late — within the tick and
-/// jitter the liveness rules already allow.
-pub(super) fn timer_grain(config: &Config) -> Duration {
-    const MAX_GRAIN: Duration = Duration::from_millis(16);
-    config.heartbeat.map_or(MAX_GRAIN, |hb| {
-        (hb.interval.min(hb.timeout) / 64).clamp(Duration::from_millis(1), MAX_GRAIN)
-    })
 }
 
 /// Some bits that differ between processes and runs, so that clients

@@ -1,6 +1,6 @@
 //! Heartbeats and dead-peer detection, to the millisecond.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -75,6 +75,38 @@ fn detection_stays_within_i_plus_t_plus_jitter_for_many_seeds() {
             took >= ms(2000) && took <= ms(2100),
             "seed {seed}: declared dead {took:?} after the last frame"
         );
+    }
+}
+
+/// The jitter leaves room for one step of the reactor's timer grid: a PING
+/// handled on the grid still leaves within `I/10` of `I` (rule 2), and the
+/// verdict within `I + T + I/10 + one grid step` (rule 4).
+#[test]
+fn jitter_plus_one_grid_step_stays_within_a_tenth_of_the_interval() {
+    for (interval, timeout) in [(1000, 1000), (10_000, 10_000), (100, 100), (300, 50)] {
+        let cfg = crate::Config {
+            heartbeat: Some(crate::config::Heartbeat {
+                interval: ms(interval),
+                timeout: ms(timeout),
+            }),
+            ..config()
+        };
+        let grain = cfg.timer_grain();
+        let mut most = Duration::ZERO;
+        for seed in 0..300 {
+            let pair = Pair::connected(crate::Config {
+                seed,
+                ..cfg.clone()
+            });
+            let jitter = pair.client.ping_jitter();
+            assert!(
+                jitter + grain <= ms(interval / 10),
+                "I = {interval} ms: jitter {jitter:?} + grid {grain:?}"
+            );
+            most = most.max(jitter);
+        }
+        // Still a spread, not a constant.
+        assert!(most > Duration::ZERO, "I = {interval} ms: no jitter at all");
     }
 }
 
