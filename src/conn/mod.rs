@@ -45,6 +45,7 @@
 //! ```
 
 mod event;
+mod input;
 mod outbox;
 mod rtt;
 mod state;
@@ -58,11 +59,11 @@ use std::mem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use log::{debug, trace, warn};
 
 use crate::backoff::Attempts;
-use crate::codec::{self, Decoder, Frame, Handshake, InPlace, HEADER_LEN};
+use crate::codec::{self, Handshake, HEADER_LEN};
 use crate::config::Config;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::rng::Rng;
@@ -237,138 +238,6 @@ impl Connection {
         if self.state == State::Connecting {
             self.lose(now, DisconnectReason::ConnectFailed(kind), events);
         }
-    }
-
-    /// Bytes read from the socket. Consumes all of `data`: whole frames are
-    /// processed (DATA payloads are split off without copying), the bytes of
-    /// an incomplete frame are kept until the rest arrives.
-    ///
-    /// The same as [`begin_input`](Self::begin_input), then
-    /// [`poll_input`](Self::poll_input) on what it returns and on `data`
-    /// until it returns `None`, then [`end_input`](Self::end_input), each
-    /// message pushed as an [`Event::Message`].
-    pub fn handle_input(&mut self, now: Instant, data: &mut BytesMut, events: &mut Vec<Event>) {
-        if let Some(mut head) = self.begin_input(now, data) {
-            self.drain_input(now, &mut head, events);
-            self.end_input(&mut head);
-        }
-        self.drain_input(now, data, events);
-        self.end_input(data);
-    }
-
-    fn drain_input(&mut self, now: Instant, buf: &mut BytesMut, events: &mut Vec<Event>) {
-        while let Some(len) = self.poll_input(now, buf, events) {
-            let payload = if len == 0 {
-                Bytes::new()
-            } else {
-                buf.split_to(len).freeze()
-            };
-            events.push(Event::Message(payload));
-        }
-    }
-
-    /// Input in steps, for a driver that hands messages to the application
-    /// without making a [`Bytes`] of each (see [`handle_input`](Self::handle_input)
-    /// for the one-call form). Takes `data`, the bytes of one read, and
-    /// returns the frame an earlier read left incomplete, with the bytes of
-    /// `data` that complete it moved over: call
-    /// [`poll_input`](Self::poll_input) and [`end_input`](Self::end_input)
-    /// on that buffer first, then on `data`. `None` when there was no such
-    /// frame, or when it is still incomplete (all of `data` was kept and
-    /// `data` is empty).
-    pub fn begin_input(&mut self, now: Instant, data: &mut BytesMut) -> Option<BytesMut> {
-        if data.is_empty() {
-            return None;
-        }
-        if !self.is_reading() {
-            data.clear();
-            return None;
-        }
-        self.stats.bytes_received += data.len() as u64;
-        self.note_life(now);
-        if self.recv.is_empty() {
-            return None;
-        }
-        // Move over just the bytes that finish the kept frame: its header
-        // first, then (its length known) the rest, so `data` goes on from
-        // a frame boundary.
-        if self.recv.len() < HEADER_LEN {
-            let n = (HEADER_LEN - self.recv.len()).min(data.len());
-            self.recv.extend_from_slice(&data[..n]);
-            data.advance(n);
-        }
-        if let Some(total) = self.decoder().pending_frame_len(&self.recv) {
-            let n = total.saturating_sub(self.recv.len()).min(data.len());
-            self.recv.extend_from_slice(&data[..n]);
-            data.advance(n);
-            if self.recv.len() < total {
-                // Still incomplete (and `data` used up): keep growing it
-                // in place.
-                return None;
-            }
-        }
-        // A whole frame, or a header to reject, or (with `data` used up)
-        // a header still too short to know: `poll_input` tells which.
-        Some(mem::take(&mut self.recv))
-    }
-
-    /// Processes the frames at the front of `buf` up to the next DATA
-    /// frame: returns `Some(len)` with the header of that frame removed and
-    /// its payload the first `len` bytes of `buf`, which the caller must
-    /// take (`split_to(len)`) or skip (`advance(len)`) before calling
-    /// again. `None` once no whole frame is left (or the connection stopped
-    /// reading: a protocol error, a CLOSE, an application close).
-    pub fn poll_input(
-        &mut self,
-        now: Instant,
-        buf: &mut BytesMut,
-        events: &mut Vec<Event>,
-    ) -> Option<usize> {
-        while self.is_reading() {
-            match self.decoder().decode_in_place(buf) {
-                Ok(Some(InPlace::Data(len))) if self.state == State::Established => {
-                    self.on_frame_start();
-                    self.stats.messages_received += 1;
-                    return Some(len);
-                }
-                Ok(Some(InPlace::Data(len))) => {
-                    // DATA before the handshake: the same error as from
-                    // `on_frame`.
-                    buf.advance(len);
-                    self.on_frame(now, Frame::Data(Bytes::new()), events);
-                }
-                Ok(Some(InPlace::Frame(frame))) => self.on_frame(now, frame, events),
-                Ok(None) => return None,
-                Err(e) => {
-                    debug!("{:?}: protocol error: {e}", self.role);
-                    let reason = DisconnectReason::ProtocolError {
-                        code: e.close_code(),
-                        detail: e.detail(),
-                    };
-                    self.fail(now, reason, events);
-                }
-            }
-        }
-        None
-    }
-
-    /// Ends the input of one read: what is left of `data` (the start of a
-    /// frame still incomplete) is kept for the next read, and `data` is
-    /// emptied.
-    pub fn end_input(&mut self, data: &mut BytesMut) {
-        if self.is_reading() && !data.is_empty() {
-            if self.recv.is_empty() {
-                let want = self
-                    .decoder()
-                    .pending_frame_len(data)
-                    .unwrap_or(HEADER_LEN)
-                    .min(PARTIAL_RESERVE_CAP)
-                    .max(data.len());
-                self.recv.reserve(want);
-            }
-            self.recv.extend_from_slice(data);
-        }
-        data.clear();
     }
 
     /// The peer closed its side of the stream (read returned 0).
@@ -606,107 +475,6 @@ impl Connection {
     }
 
     // ----- frames ---------------------------------------------------------
-
-    /// The decoder is only a length limit: made on the spot, not stored.
-    fn decoder(&self) -> Decoder {
-        Decoder::new(self.config.max_frame)
-    }
-
-    fn is_reading(&self) -> bool {
-        matches!(self.state, State::Handshaking | State::Established)
-    }
-
-    /// Bookkeeping for every whole frame received.
-    #[inline]
-    fn on_frame_start(&mut self) {
-        if self.state == State::Established {
-            self.frame_since_handshake = true;
-            if mem::take(&mut self.healthy_pending) {
-                self.attempts.reset();
-            }
-        }
-    }
-
-    fn on_frame(&mut self, now: Instant, frame: Frame, events: &mut Vec<Event>) {
-        self.on_frame_start();
-        match (self.state, self.role, frame) {
-            (_, _, Frame::Close { code, reason }) => {
-                let reason = String::from_utf8_lossy(&reason).into_owned();
-                self.lose(now, DisconnectReason::PeerClosed { code, reason }, events);
-            }
-            (State::Handshaking, Role::Server, Frame::Hello(hello)) => {
-                let welcome = self.our_handshake();
-                codec::encode_welcome(&welcome, self.outbox.ctrl());
-                self.establish(now, &hello, events);
-            }
-            (State::Handshaking, Role::Client, Frame::Welcome(welcome)) => {
-                self.session_id = welcome.session_id;
-                self.establish(now, &welcome, events);
-            }
-            (State::Handshaking, role, _) => {
-                let detail = match role {
-                    Role::Server => "expected HELLO first",
-                    Role::Client => "expected WELCOME first",
-                };
-                self.protocol_error(now, detail, events);
-            }
-            (_, _, Frame::Data(payload)) => {
-                // Not from `poll_input` (it reports DATA in place), but
-                // handled the same.
-                self.stats.messages_received += 1;
-                events.push(Event::Message(payload));
-            }
-            (_, _, Frame::Ping(nonce)) => {
-                self.stats.pings_received += 1;
-                if self.ping_flood(now) {
-                    let detail = "too many pings";
-                    self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
-                } else if self.outbox.len() + codec::HEARTBEAT_FRAME_LEN
-                    > self.config.max_outbound + PONG_BACKLOG
-                {
-                    // The peer keeps pinging but does not read our answers:
-                    // PONGs must not grow the queue past max_outbound.
-                    let detail = "PONGs not read";
-                    self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
-                } else {
-                    codec::encode_pong(nonce, self.outbox.ctrl());
-                }
-            }
-            (_, _, Frame::Pong(nonce)) => {
-                self.stats.pongs_received += 1;
-                if let Some(sent_at) = self.timers.instant_of(self.probe_sent) {
-                    if self.probe_nonce == nonce {
-                        self.probe_sent = Stamp::NONE;
-                        self.rtt.sample(now.saturating_duration_since(sent_at));
-                    }
-                }
-            }
-            // Reserved for session resume; for now a sign of life only.
-            (_, _, Frame::Ack(_)) => self.stats.acks_received += 1,
-            (_, _, Frame::Hello(_) | Frame::Welcome(_)) => {
-                self.protocol_error(now, "handshake frame after the handshake", events);
-            }
-        }
-    }
-
-    /// Counts a PING that came too soon after the previous one; true once
-    /// the peer has used up its strikes.
-    fn ping_flood(&mut self, now: Instant) -> bool {
-        let Some(policy) = self.config.ping_flood else {
-            return false;
-        };
-        let too_soon = self
-            .timers
-            .instant_of(self.last_ping_rx)
-            .is_some_and(|last| now.saturating_duration_since(last) < policy.min_interval);
-        self.last_ping_rx = self.timers.stamp(now);
-        if too_soon {
-            self.ping_strikes = self.ping_strikes.saturating_add(1);
-        } else {
-            self.ping_strikes = 0;
-        }
-        u32::from(self.ping_strikes) > policy.max_strikes
-    }
 
     fn our_handshake(&self) -> Handshake {
         let (interval, timeout) = self.config.heartbeat.map_or((0, 0), |hb| {

@@ -155,15 +155,23 @@ impl Core {
     }
 
     pub(super) fn send(&mut self, id: ConnId, message: Bytes) -> Result<(), SendError> {
-        let idx = self.slot_index(id).ok_or(SendError::NotConnected)?;
-        self.slots[idx].conn.send(message)?;
-        self.mark_dirty(idx);
-        Ok(())
+        self.queue_on(id, |conn| conn.send(message))
     }
 
     pub(super) fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
+        self.queue_on(id, |conn| conn.send_slice(message))
+    }
+
+    /// Queues output on connection `id` with `queue`, and marks it for
+    /// writing.
+    #[inline]
+    fn queue_on(
+        &mut self,
+        id: ConnId,
+        queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
         let idx = self.slot_index(id).ok_or(SendError::NotConnected)?;
-        self.slots[idx].conn.send_slice(message)?;
+        queue(&mut self.slots[idx].conn)?;
         self.mark_dirty(idx);
         Ok(())
     }

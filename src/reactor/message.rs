@@ -123,8 +123,8 @@ impl PartialEq<Message<'_>> for Bytes {
 
 impl fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The same rendering as `Bytes`: a byte string.
-        fmt::Debug::fmt(&Bytes::copy_from_slice(self.as_slice()), f)
+        // A byte string, as `Bytes` renders one (without copying it).
+        write!(f, "b\"{}\"", self.as_slice().escape_ascii())
     }
 }
 
@@ -142,6 +142,12 @@ mod tests {
         assert!(m == *b"hello" && m == b"hello"[..] && m == slice);
         assert!(m == Bytes::from_static(b"hello") && Bytes::from_static(b"hello") == m);
         assert_eq!(format!("{m:?}"), "b\"hello\"");
+        let mut odd = BytesMut::from(&b"a\"\n\xff"[..]);
+        let odd = Message::new(&mut odd, 4);
+        assert_eq!(
+            format!("{odd:?}"),
+            format!("{:?}", Bytes::from_static(b"a\"\n\xff"))
+        );
         let kept = m.into_bytes();
         assert_eq!(kept, &b"hello"[..]);
         assert_eq!(kept.as_ptr(), start, "shares the buffer");
