@@ -136,6 +136,7 @@ impl Connection {
     /// frame still incomplete) is kept for the next read, and `data` is
     /// emptied.
     pub fn end_input(&mut self, data: &mut BytesMut) {
+        self.note_talk();
         if self.is_reading() && !data.is_empty() {
             if self.recv.is_empty() {
                 let want = self

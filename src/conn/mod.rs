@@ -131,11 +131,10 @@ pub struct Connection {
     /// When the peer's previous PING arrived, and how many came too soon.
     last_ping_rx: Stamp,
     ping_strikes: u8,
-    /// Write-idle check period in ms (half the shorter of our and the
-    /// peer's heartbeat interval; 0: off), and the low 32 bits of
-    /// `bytes_sent` / `bytes_received` at the last check.
+    /// Write-idle period in ms (half the shorter of our and the peer's
+    /// heartbeat interval; 0: off), and the low 32 bits of the talk
+    /// received (see `talk_received`) when we last wrote or checked.
     write_idle_ms: u32,
-    sent_mark: u32,
     recv_mark: u32,
     /// `messages_received` when this session began (ACK counts per session).
     session_rx_base: u64,
@@ -194,7 +193,6 @@ impl Connection {
             last_ping_rx: Stamp::NONE,
             ping_strikes: 0,
             write_idle_ms: 0,
-            sent_mark: 0,
             recv_mark: 0,
             session_rx_base: 0,
             stall_mark: 0,
@@ -278,7 +276,7 @@ impl Connection {
     pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.may_send(payload.len())?;
         self.outbox.push_data(payload);
-        self.stats.messages_sent += 1;
+        self.note_send();
         Ok(())
     }
 
@@ -287,8 +285,43 @@ impl Connection {
     pub fn send_slice(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.may_send(payload.len())?;
         self.outbox.push_slice(payload);
-        self.stats.messages_sent += 1;
+        self.note_send();
         Ok(())
+    }
+
+    /// Bookkeeping for every message queued: the count, and the trim timer
+    /// that frees the output buffers once the connection stops sending.
+    #[inline]
+    fn note_send(&mut self) {
+        self.stats.messages_sent += 1;
+        if !self.timers.is_armed(Timer::Trim) {
+            // From the last receipt (a stamp: no clock read here); a
+            // deadline already past only means an early first look.
+            let due = self.last_recv.after(self.trim_period());
+            self.timers.set_stamp(Timer::Trim, due);
+        }
+    }
+
+    /// How long output buffers stay with a connection that stopped sending:
+    /// the heartbeat interval, or 1 s without heartbeats.
+    fn trim_period(&self) -> Duration {
+        self.config
+            .heartbeat
+            .map_or(Duration::from_secs(1), |hb| hb.interval)
+    }
+
+    /// The trim timer fired: free the output buffers if nothing is queued
+    /// (so a connection that went quiet holds none), else look again one
+    /// period later. A connection that sends all the time gives its buffers
+    /// back about once per period, when its queue happens to be empty — an
+    /// allocation per period, not per message.
+    fn on_trim(&mut self, now: Instant) {
+        if self.outbox.is_empty() {
+            self.outbox.release_idle_memory();
+        } else {
+            let due = now + self.trim_period();
+            self.timers.set(Timer::Trim, due);
+        }
     }
 
     fn may_send(&self, len: usize) -> Result<(), SendError> {
@@ -333,9 +366,15 @@ impl Connection {
     pub fn advance_transmit(&mut self, n: usize) {
         self.outbox.advance(n);
         self.stats.bytes_sent += n as u64;
-        if n > 0 && mem::take(&mut self.socket_full) {
-            // Room in a full send buffer appears only as the peer acks.
-            self.peer_drained = true;
+        if n > 0 {
+            // We said something: whatever the peer said so far is
+            // answered (see `on_write_idle`).
+            self.timers.stop(Timer::WriteIdle);
+            self.recv_mark = self.talk_received();
+            if mem::take(&mut self.socket_full) {
+                // Room in a full send buffer appears only as the peer acks.
+                self.peer_drained = true;
+            }
         }
         if self.state == State::Closing && self.outbox.is_empty() {
             self.close_socket();
@@ -520,10 +559,8 @@ impl Connection {
             (0, p) | (p, 0) => (p / 2).max(1),
             (a, b) => (a.min(b) / 2).max(1),
         };
-        if self.write_idle_ms > 0 {
-            self.mark_writes();
-            self.timers.set(Timer::WriteIdle, now + self.write_idle());
-        }
+        // The handshake needs no answer: talk counts from here.
+        self.recv_mark = self.talk_received();
         events.push(Event::Connected(PeerInfo {
             interval: Duration::from_millis(peer.interval_ms.into()),
             timeout: Duration::from_millis(peer.timeout_ms.into()),
@@ -534,25 +571,42 @@ impl Connection {
 
     // ----- liveness -------------------------------------------------------
 
-    /// Any byte is proof of life: restart the read-idle clock and stand
-    /// down a pending death sentence.
+    /// Any byte is proof of life: restart the read-idle clock (the idle
+    /// deadline moves with it, so it only comes due after a real silence)
+    /// and stand down a pending death sentence.
     fn note_life(&mut self, now: Instant) {
         self.last_recv = self.timers.stamp(now);
-        if self.timers.is_armed(Timer::Dead) {
-            self.timers.stop(Timer::Dead);
-            if let Some(hb) = self.config.heartbeat {
-                self.timers
-                    .set(Timer::Idle, now + hb.interval + self.ping_jitter());
-            }
+        if self.state != State::Established {
+            return;
+        }
+        self.timers.stop(Timer::Dead);
+        if let Some(hb) = self.config.heartbeat {
+            let due = self.last_recv.after(hb.interval + self.ping_jitter());
+            self.timers.set_stamp(Timer::Idle, due);
         }
     }
 
-    /// The idle timer fired (possibly early, as it is re-armed lazily).
+    /// After a read: if the peer said something we have not answered, start
+    /// the write-idle clock (our next write stops it; see
+    /// [`on_write_idle`](Self::on_write_idle)).
+    #[inline]
+    fn note_talk(&mut self) {
+        if self.write_idle_ms == 0
+            || self.state != State::Established
+            || self.timers.is_armed(Timer::WriteIdle)
+            || self.talk_received() == self.recv_mark
+        {
+            return;
+        }
+        let due = self.last_recv.after(self.write_idle());
+        self.timers.set_stamp(Timer::WriteIdle, due);
+    }
+
+    /// The idle timer fired: a whole interval (and the jitter) of silence.
     fn on_idle(&mut self, now: Instant) {
         let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv()) else {
             return;
         };
-        self.outbox.release_idle_memory();
         let due = last + hb.interval + self.ping_jitter();
         if now < due {
             self.timers.set(Timer::Idle, due);
@@ -653,7 +707,8 @@ impl Connection {
                 }
             }
             (Timer::Linger, State::Closing) => self.close_socket(),
-            (Timer::WriteIdle, State::Established) => self.on_write_idle(now),
+            (Timer::WriteIdle, State::Established) => self.on_write_idle(),
+            (Timer::Trim, _) => self.on_trim(now),
             (Timer::WriteStall, State::Handshaking | State::Established) => {
                 self.on_write_stall_timer(now, events)
             }
@@ -671,16 +726,10 @@ impl Connection {
         Duration::from_millis(self.write_idle_ms.into())
     }
 
-    fn mark_writes(&mut self) {
-        // Only equality is tested, so the low bits suffice (wrapping).
-        self.sent_mark = self.stats.bytes_sent as u32;
-        self.recv_mark = self.talk_received();
-    }
-
     /// Low 32 bits of the bytes received that call for a sign of life back:
     /// everything but PONGs (answers to our own PINGs) and ACKs (the
-    /// peer's own signs of life; answering those would start an endless
-    /// ACK ping-pong between two quiet peers).
+    /// peer's own signs of life). Only compared for equality, so the low
+    /// bits suffice (wrapping).
     fn talk_received(&self) -> u32 {
         let quiet = u64::from(self.stats.pongs_received) + u64::from(self.stats.acks_received);
         (self.stats.bytes_received as u32)
@@ -691,25 +740,22 @@ impl Connection {
     /// received this session, as the contract defines it) so the peer hears
     /// from us. A peer pushing a large message has its own PINGs queued
     /// behind that message, so without this it could not tell us from a
-    /// dead peer; on an idle link both sides write every interval anyway
-    /// (PING or PONG), so this never adds traffic there.
-    fn on_write_idle(&mut self, now: Instant) {
-        let received = self.talk_received() != self.recv_mark;
-        let silent = self.stats.bytes_sent as u32 == self.sent_mark && self.pending_output() == 0;
-        if received && silent {
+    /// dead peer.
+    ///
+    /// The timer is armed by a read that brought talk (anything but PONGs
+    /// and ACKs, the peer's own answers; answering those would start an
+    /// endless ACK ping-pong between two quiet peers) and stopped by our
+    /// next write, so when it fires nothing was written for the write-idle
+    /// period since that talk came. On an idle link the PONG answering each
+    /// PING stops it, so it never fires there, and a busy connection never
+    /// lets it come due either.
+    fn on_write_idle(&mut self) {
+        if self.talk_received() != self.recv_mark && self.pending_output() == 0 {
             let count = self.stats.messages_received - self.session_rx_base;
             codec::encode_ack(count, self.outbox.ctrl());
             self.stats.acks_sent += 1;
         }
-        self.mark_writes();
-        if received && silent {
-            // The ACK is written after this check; do not count it as
-            // something said in the next window.
-            self.sent_mark = self
-                .sent_mark
-                .wrapping_add(codec::HEARTBEAT_FRAME_LEN as u32);
-        }
-        self.timers.set(Timer::WriteIdle, now + self.write_idle());
+        self.recv_mark = self.talk_received();
     }
 
     fn on_write_stall_timer(&mut self, now: Instant, events: &mut Vec<Event>) {

@@ -1,9 +1,10 @@
 //! The named deadlines of one connection and their table.
 //!
 //! A connection has a handful of timers, each either armed at an instant or
-//! not; the earliest armed one is what the driver schedules. Some are kept
-//! lazily (armed no later than the real deadline, re-checked when they fire),
-//! so the per-byte path never touches the table.
+//! not; the earliest armed one is what the driver schedules. The ones the
+//! per-read path moves (idle, write-idle) are set from a [`Stamp`] with
+//! integer arithmetic, so a read costs no clock conversion beyond the one
+//! that stamps it.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,9 @@ pub enum Timer {
     Connect,
     /// The HELLO/WELCOME exchange must finish by then.
     Handshake,
-    /// Read silence reaches the heartbeat interval: send a PING. Kept
-    /// lazily: it may fire early and is then re-armed at the real deadline.
+    /// Read silence reaches the heartbeat interval: send a PING. Pushed
+    /// later by every read (integer arithmetic on a stamp, no clock read),
+    /// so it only comes due on a connection that has really gone quiet.
     Idle,
     /// A PING is out and nothing has been received: the peer is dead then.
     Dead,
@@ -28,14 +30,19 @@ pub enum Timer {
     /// Output is queued and the socket would not take it: if no byte has
     /// been written by then, the peer is not reading.
     WriteStall,
-    /// Check whether we have been receiving without saying anything; if
-    /// so, send an ACK so the peer hears from us (see `on_write_idle`).
+    /// Armed by a read that brought the peer's talk while we had nothing
+    /// to say, disarmed by our next write: if it comes due, we have been
+    /// silent for the write-idle period, so send an ACK and the peer hears
+    /// from us (see `on_write_idle`).
     WriteIdle,
+    /// Output buffers were taken for messages: free them then if nothing
+    /// is queued, or look again one period later (see `on_trim`).
+    Trim,
 }
 
 impl Timer {
     /// Every timer, in table order.
-    pub const ALL: [Timer; 9] = [
+    pub const ALL: [Timer; 10] = [
         Timer::Connect,
         Timer::Handshake,
         Timer::Idle,
@@ -45,12 +52,13 @@ impl Timer {
         Timer::Linger,
         Timer::WriteStall,
         Timer::WriteIdle,
+        Timer::Trim,
     ];
 }
 
 /// At most one deadline per [`Timer`], kept compactly: nanoseconds from a
-/// base instant (the first deadline ever set), so the table costs 88 bytes
-/// instead of 144 on every connection.
+/// base instant (the first deadline ever set), so the table costs 96 bytes
+/// instead of 160 on every connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerTable {
     base: Option<Instant>,
@@ -59,7 +67,11 @@ pub(crate) struct TimerTable {
 }
 
 /// The marker of a timer that is not armed.
-const UNARMED: i64 = i64::MIN;
+/// The largest value, so that the earliest deadline is a plain minimum
+/// over the table; armed stamps are at most one below it.
+const UNARMED: i64 = i64::MAX;
+/// The latest instant a stamp holds.
+const LATEST: i64 = i64::MAX - 1;
 
 /// An instant in a [`TimerTable`]'s compact form, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +79,19 @@ pub(crate) struct Stamp(i64);
 
 impl Stamp {
     pub(crate) const NONE: Stamp = Stamp(UNARMED);
+
+    /// The instant `by` after this one, in the same compact form: integer
+    /// arithmetic only, for deadlines re-armed on every read. `NONE` stays
+    /// `NONE`.
+    #[inline]
+    pub(crate) fn after(self, by: Duration) -> Stamp {
+        if self.0 == UNARMED {
+            return self;
+        }
+        // ±292 years either side of the base: saturating is unreachable.
+        let by = i64::try_from(by.as_nanos()).unwrap_or(LATEST);
+        Stamp(self.0.saturating_add(by).min(LATEST))
+    }
 }
 
 impl Default for TimerTable {
@@ -83,6 +108,12 @@ impl TimerTable {
         self.at[timer as usize] = self.stamp(at).0;
     }
 
+    /// Arms `timer` at a stamp of this table ([`Stamp::NONE`] disarms it).
+    #[inline]
+    pub(crate) fn set_stamp(&mut self, timer: Timer, at: Stamp) {
+        self.at[timer as usize] = at.0;
+    }
+
     /// `at` in the table's compact form (8 bytes instead of 16), for other
     /// instants the connection keeps; read back with [`instant_of`].
     ///
@@ -91,9 +122,9 @@ impl TimerTable {
         let base = *self.base.get_or_insert(at);
         // ±292 years either side of the base: saturating is unreachable.
         let offset = if at >= base {
-            i64::try_from((at - base).as_nanos()).unwrap_or(i64::MAX)
+            i64::try_from((at - base).as_nanos()).map_or(LATEST, |n| n.min(LATEST))
         } else {
-            i64::try_from((base - at).as_nanos()).map_or(UNARMED + 1, |n| -n)
+            i64::try_from((base - at).as_nanos()).map_or(i64::MIN, |n| -n)
         };
         Stamp(offset)
     }
@@ -135,7 +166,8 @@ impl TimerTable {
 
     /// The earliest armed deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        let earliest = self.at.iter().copied().filter(|&o| o != UNARMED).min()?;
+        // No filter: an unarmed entry is the largest value.
+        let earliest = self.at.iter().copied().min()?;
         self.instant(earliest)
     }
 
@@ -147,7 +179,6 @@ impl TimerTable {
             .iter()
             .copied()
             .enumerate()
-            .filter(|&(_, o)| o != UNARMED)
             .min_by_key(|&(_, o)| o)?;
         let at = self.instant(offset)?;
         if at > now {
@@ -202,6 +233,26 @@ mod tests {
         );
         assert_eq!(table.pop_due(t0), Some((Timer::Dead, t0)));
         assert_eq!(table.pop_due(t0), None);
-        assert!(std::mem::size_of::<TimerTable>() <= 88);
+        assert!(std::mem::size_of::<TimerTable>() <= 96);
+    }
+
+    #[test]
+    fn a_stamp_moved_later_is_the_instant_that_much_later() {
+        let t0 = Instant::now();
+        let mut table = TimerTable::default();
+        table.set(Timer::Linger, t0 + Duration::from_secs(5));
+        for at in [t0, t0 + Duration::from_nanos(1_234_567_891)] {
+            let by = Duration::from_millis(1_050);
+            let stamp = table.stamp(at).after(by);
+            table.set_stamp(Timer::Idle, stamp);
+            assert_eq!(table.get(Timer::Idle), Some(at + by));
+            assert_eq!(table.instant_of(stamp), Some(at + by));
+        }
+        assert_eq!(
+            super::Stamp::NONE.after(Duration::from_secs(1)),
+            super::Stamp::NONE
+        );
+        table.set_stamp(Timer::Idle, super::Stamp::NONE);
+        assert!(!table.is_armed(Timer::Idle));
     }
 }

@@ -50,6 +50,20 @@ pub(super) enum Target {
     Listener(ListenerId),
 }
 
+/// What became of a wheel entry that came due, decided before acting on
+/// any (see [`Core::fire_timers`]).
+#[derive(Clone, Copy, Debug)]
+enum Expired {
+    /// The entry is no longer its connection's (closed, or re-filed).
+    Stale,
+    /// Connection `idx` has nothing due: file its entry at `next`.
+    Refile { idx: usize, next: Option<Instant> },
+    /// Connection `idx` has a deadline due.
+    Due { idx: usize },
+    /// A paused listener may accept again.
+    Listener(ListenerId),
+}
+
 /// A listening socket.
 pub(super) struct ListenerSlot {
     pub(super) id: ListenerId,
@@ -90,7 +104,7 @@ pub(crate) struct Core {
     /// Connections whose read budget ran out: read again next turn.
     pub(super) backlog: Vec<usize>,
     pub(super) backlog_spare: Vec<usize>,
-    expired: Vec<(crate::wheel::TimerKey, Target)>,
+    expired: Vec<Expired>,
     pub(super) config: Arc<Config>,
     pub(super) handle: Handle,
     pub(super) shared: Arc<Shared>,
@@ -465,14 +479,20 @@ impl Core {
     /// then (lazy reset). Entries are filed on a grid (see [`Config::timer_grain`])
     /// so that the deadlines of many connections share wake-ups.
     fn sync_timer(&mut self, idx: usize) {
+        let Some(next) = self.slots.get(idx).map(|slot| slot.conn.poll_timeout()) else {
+            return;
+        };
+        self.file_timer(idx, next);
+    }
+
+    /// [`sync_timer`](Self::sync_timer) with the connection's earliest
+    /// deadline already known.
+    fn file_timer(&mut self, idx: usize, next: Option<Instant>) {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
         let grain = slot.conn.config().timer_grain();
-        let want = slot
-            .conn
-            .poll_timeout()
-            .map(|at| self.wheel.coarsen(at, grain));
+        let want = next.map(|at| self.wheel.coarsen(at, grain));
         match (slot.timer, want) {
             (None, None) => {}
             (Some((key, _)), None) => {
@@ -716,41 +736,38 @@ impl Core {
     // ----- timers ---------------------------------------------------------
 
     /// Hands every due wheel entry to its connection or listener.
+    ///
+    /// In two passes: first every entry is judged (stale, nothing due yet,
+    /// or due), then acted on. Judging reads each connection's slot, a
+    /// cache miss apiece when thousands of connections each have an entry
+    /// come up once per interval; in a loop that does nothing else the
+    /// processor overlaps those misses, and the second pass finds the
+    /// slots cached.
     pub(super) fn fire_timers(&mut self) {
         let now = self.now;
-        self.expired.clear();
-        while let Some(entry) = self.wheel.poll(now) {
-            self.expired.push(entry);
-        }
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.clear();
         let mut lag = None;
-        for i in 0..self.expired.len() {
-            let (key, target) = self.expired[i];
-            match target {
-                Target::Conn(id) => {
-                    let Some(idx) = self.slot_index(id) else {
-                        continue;
-                    };
-                    let slot = &mut self.slots[idx];
-                    match slot.timer {
-                        Some((k, at)) if k == key => {
-                            let late = now.saturating_duration_since(at);
-                            lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
-                            slot.timer = None;
-                        }
-                        _ => continue,
-                    }
-                    if slot.conn.poll_timeout().is_some_and(|at| at > now) {
-                        // The lazy entry of a deadline that moved later
-                        // (traffic came): nothing is due, only re-file it.
-                        // The common case for a busy idle connection.
-                        self.sync_timer(idx);
-                        continue;
-                    }
-                    slot.conn.handle_timeout(now, &mut self.scratch);
-                    self.collect(idx);
-                    self.service(idx);
+        while let Some((key, target)) = self.wheel.poll(now) {
+            expired.push(self.judge(key, target, &mut lag));
+        }
+        for &verdict in &expired {
+            match verdict {
+                Expired::Stale => {}
+                Expired::Refile { idx, next } => {
+                    // The lazy entry of a deadline that moved later
+                    // (traffic came): only re-file it. The common case for
+                    // a busy idle connection.
+                    self.file_timer(idx, next);
                 }
-                Target::Listener(id) => {
+                Expired::Due { idx } => {
+                    if let Some(slot) = self.slots.get_mut(idx) {
+                        slot.conn.handle_timeout(now, &mut self.scratch);
+                        self.collect(idx);
+                        self.service(idx);
+                    }
+                }
+                Expired::Listener(id) => {
                     let index = id.index as usize;
                     if let Some(l) = self.listeners.get_mut(index).filter(|l| l.id == id) {
                         l.paused = false;
@@ -759,9 +776,42 @@ impl Core {
                 }
             }
         }
+        self.expired = expired;
         if let Some(lag) = lag {
             self.stats.lag = lag;
             self.stats.max_lag = self.stats.max_lag.max(lag);
+        }
+    }
+
+    /// The first pass of [`fire_timers`](Self::fire_timers) for one entry:
+    /// reads (and unhooks) the connection's entry, acts on nothing.
+    #[inline]
+    fn judge(
+        &mut self,
+        key: crate::wheel::TimerKey,
+        target: Target,
+        lag: &mut Option<Duration>,
+    ) -> Expired {
+        let id = match target {
+            Target::Conn(id) => id,
+            Target::Listener(id) => return Expired::Listener(id),
+        };
+        let now = self.now;
+        let Some(idx) = self.slot_index(id) else {
+            return Expired::Stale;
+        };
+        let slot = &mut self.slots[idx];
+        match slot.timer {
+            Some((k, at)) if k == key => {
+                let late = now.saturating_duration_since(at);
+                *lag = Some(lag.map_or(late, |l| l.max(late)));
+                slot.timer = None;
+            }
+            _ => return Expired::Stale,
+        }
+        match slot.conn.poll_timeout() {
+            Some(at) if at <= now => Expired::Due { idx },
+            next => Expired::Refile { idx, next },
         }
     }
 

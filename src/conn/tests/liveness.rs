@@ -146,6 +146,84 @@ fn two_idle_peers_settle_into_one_exchange_per_interval() {
 }
 
 #[test]
+fn on_an_idle_link_only_the_side_that_pings_wakes_up() {
+    // A received frame pushes the idle deadline out, and the PONG that
+    // answers a PING stops the write-idle clock the PING started, so the
+    // only deadline that ever comes due is the pinging side's idle timer
+    // (and the client's one-off healthy timer): one wake-up per interval
+    // for the whole link, not one per timer per side.
+    for latency in [0, 5] {
+        let mut pair = Pair::connected(config());
+        pair.latency = ms(latency);
+        let before = pair.wakeups;
+        pair.run_for(ms(100_000));
+        let pings = pair.client_pings().len() + pair.server_pings().len();
+        let woke = (pair.wakeups[0] - before[0]) + (pair.wakeups[1] - before[1]);
+        assert!(pings >= 88, "latency {latency} ms: only {pings} pings");
+        assert!(
+            woke as usize <= pings + 2,
+            "latency {latency} ms: {woke} wake-ups for {pings} pings ({:?})",
+            pair.wakeups
+        );
+        assert_eq!(
+            pair.client.stats().acks_sent + pair.server().stats().acks_sent,
+            0
+        );
+    }
+}
+
+#[test]
+fn a_busy_exchange_wakes_each_side_at_most_once_per_interval() {
+    // Messages both ways every 200 ms: no PING, no ACK and no dead-peer
+    // deadline is ever due; what is left is the trim timer's look at the
+    // output buffers, about once per interval (it counts from the last
+    // receipt, up to one message period before the send that arms it), and
+    // the client's one-off healthy timer.
+    let mut pair = Pair::connected(config());
+    let before = pair.wakeups;
+    for _ in 0..100 {
+        pair.client.send(Bytes::from_static(b"up")).unwrap();
+        pair.server_mut().send(Bytes::from_static(b"down")).unwrap();
+        pair.run_for(ms(200));
+    }
+    for (side, (after, before)) in pair.wakeups.iter().zip(before).enumerate() {
+        let woke = after - before;
+        assert!(woke <= 26, "side {side}: {woke} wake-ups in 20 s");
+    }
+    assert!(pair.client_pings().is_empty() && pair.server_pings().is_empty());
+    assert_eq!(
+        pair.client.stats().acks_sent + pair.server().stats().acks_sent,
+        0
+    );
+}
+
+#[test]
+fn talk_left_unanswered_gets_one_ack_a_write_idle_period_later() {
+    // W = half the shorter interval = 500 ms. The client speaks once, at
+    // an instant off any grid of W since the handshake; the silent server
+    // ACKs exactly W after the message arrived, once.
+    let mut pair = Pair::connected(config());
+    pair.latency = ms(3);
+    pair.run_for(ms(170));
+    let sent = pair.elapsed();
+    pair.client.send(Bytes::from_static(b"hello?")).unwrap();
+    pair.run_for(ms(900));
+    let after: Vec<_> = pair
+        .server_sent
+        .iter()
+        .filter(|(at, _)| *at > sent)
+        .collect();
+    assert_eq!(
+        after.len(),
+        1,
+        "the server sent {after:?} after the message at {sent:?}"
+    );
+    let (at, frame) = after[0];
+    assert!(matches!(frame, Frame::Ack(1)), "{frame:?}");
+    assert_eq!(*at, sent + ms(3) + ms(500));
+}
+
+#[test]
 fn a_connection_that_keeps_receiving_data_never_pings() {
     let mut pair = Pair::connected(config());
     for _ in 0..100 {

@@ -92,6 +92,9 @@ pub(super) struct Pair {
     pending_connect: Option<Instant>,
     sessions: u64,
     scratch: Vec<Event>,
+    /// How many times each side's timers came due (`handle_timeout`
+    /// calls): client, server.
+    pub(super) wakeups: [u32; 2],
 }
 
 impl Pair {
@@ -129,6 +132,7 @@ impl Pair {
             pending_connect: None,
             sessions: 0,
             scratch: Vec::new(),
+            wakeups: [0; 2],
         }
     }
 
@@ -226,12 +230,14 @@ impl Pair {
         let mut fired = false;
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.client.handle_timeout(now, &mut self.scratch);
+            self.wakeups[0] += 1;
             fired = true;
         }
         self.drain_client_events();
         if let Some(server) = self.server.as_mut().filter(|_| !self.server_frozen) {
             if server.poll_timeout().is_some_and(|t| t <= now) {
                 server.handle_timeout(now, &mut self.scratch);
+                self.wakeups[1] += 1;
                 fired = true;
             }
         }
@@ -457,4 +463,32 @@ fn a_connection_fits_its_memory_budget() {
     assert!(pair.client.recv.is_empty() && pair.client.recv.capacity() == 0);
     assert_eq!(pair.client.outbox.len(), 0);
     assert!(pair.client.outbox.is_unallocated());
+}
+
+#[test]
+fn both_sides_give_back_their_output_buffers_once_they_stop_sending() {
+    // On an idle link only one side's idle timer fires (the one that
+    // pings); the other only answers. Both must let go of the buffers
+    // their messages left behind, within about one interval.
+    let mut pair = Pair::connected(config());
+    for _ in 0..10 {
+        pair.client.send(Bytes::from_static(b"up")).unwrap();
+        pair.server_mut().send(Bytes::from_static(b"down")).unwrap();
+        pair.run_for(ms(50));
+    }
+    // Still sending: the buffers are kept for the next message.
+    assert!(!pair.client.outbox.is_unallocated());
+    assert!(!pair.server().outbox.is_unallocated());
+    pair.run_for(ms(2_500));
+    assert!(
+        pair.client.outbox.is_unallocated(),
+        "the client kept its buffers"
+    );
+    assert!(
+        pair.server().outbox.is_unallocated(),
+        "the server kept its buffers"
+    );
+    // Heartbeats went on meanwhile: whichever side pinged, the other
+    // answered without taking buffers for good.
+    assert!(!pair.client_pings().is_empty() || !pair.server_pings().is_empty());
 }
