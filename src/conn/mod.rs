@@ -898,6 +898,8 @@ impl Connection {
         self.timers.stop(Timer::Linger);
         // Armed while Closing, it watched this socket, not the next one.
         self.timers.stop(Timer::WriteStall);
+        // The buffers it watched are gone.
+        self.timers.stop(Timer::Trim);
     }
 
     /// Terminal.
