@@ -26,7 +26,7 @@ use crate::conn::{Connection, Event, SendError, State};
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::{Command, Handle, Shared};
 use crate::net;
-use crate::wheel::Wheel;
+use crate::wheel::{TimerKey, Wheel};
 
 /// Listener tokens start here; connection tokens are slab indices below.
 pub(super) const LISTENER_BASE: usize = 1 << 30;
@@ -47,20 +47,6 @@ const ACCEPT_BACKLOG: i32 = 4096;
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Target {
     Conn(ConnId),
-    Listener(ListenerId),
-}
-
-/// What became of a wheel entry that came due, decided before acting on
-/// any (see [`Core::fire_timers`]).
-#[derive(Clone, Copy, Debug)]
-enum Expired {
-    /// The entry is no longer its connection's (closed, or re-filed).
-    Stale,
-    /// Connection `idx` has nothing due: file its entry at `next`.
-    Refile { idx: usize, next: Option<Instant> },
-    /// Connection `idx` has a deadline due.
-    Due { idx: usize },
-    /// A paused listener may accept again.
     Listener(ListenerId),
 }
 
@@ -104,7 +90,7 @@ pub(crate) struct Core {
     /// Connections whose read budget ran out: read again next turn.
     pub(super) backlog: Vec<usize>,
     pub(super) backlog_spare: Vec<usize>,
-    expired: Vec<Expired>,
+    expired: Vec<(TimerKey, Target)>,
     pub(super) config: Arc<Config>,
     pub(super) handle: Handle,
     pub(super) shared: Arc<Shared>,
@@ -736,38 +722,42 @@ impl Core {
     // ----- timers ---------------------------------------------------------
 
     /// Hands every due wheel entry to its connection or listener.
-    ///
-    /// In two passes: first every entry is judged (stale, nothing due yet,
-    /// or due), then acted on. Judging reads each connection's slot, a
-    /// cache miss apiece when thousands of connections each have an entry
-    /// come up once per interval; in a loop that does nothing else the
-    /// processor overlaps those misses, and the second pass finds the
-    /// slots cached.
     pub(super) fn fire_timers(&mut self) {
         let now = self.now;
-        let mut expired = std::mem::take(&mut self.expired);
-        expired.clear();
-        let mut lag = None;
-        while let Some((key, target)) = self.wheel.poll(now) {
-            expired.push(self.judge(key, target, &mut lag));
+        self.expired.clear();
+        while let Some(entry) = self.wheel.poll(now) {
+            self.expired.push(entry);
         }
-        for &verdict in &expired {
-            match verdict {
-                Expired::Stale => {}
-                Expired::Refile { idx, next } => {
-                    // The lazy entry of a deadline that moved later
-                    // (traffic came): only re-file it. The common case for
-                    // a busy idle connection.
-                    self.file_timer(idx, next);
-                }
-                Expired::Due { idx } => {
-                    if let Some(slot) = self.slots.get_mut(idx) {
-                        slot.conn.handle_timeout(now, &mut self.scratch);
-                        self.collect(idx);
-                        self.service(idx);
+        let mut lag = None;
+        for i in 0..self.expired.len() {
+            let (key, target) = self.expired[i];
+            match target {
+                Target::Conn(id) => {
+                    let Some(idx) = self.slot_index(id) else {
+                        continue;
+                    };
+                    let slot = &mut self.slots[idx];
+                    match slot.timer {
+                        Some((k, at)) if k == key => {
+                            let late = now.saturating_duration_since(at);
+                            lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
+                            slot.timer = None;
+                        }
+                        _ => continue,
                     }
+                    let next = slot.conn.poll_timeout();
+                    if next.is_some_and(|at| at > now) {
+                        // The lazy entry of a deadline that moved later
+                        // (traffic came): nothing is due, only re-file it.
+                        // The common case for a busy idle connection.
+                        self.file_timer(idx, next);
+                        continue;
+                    }
+                    slot.conn.handle_timeout(now, &mut self.scratch);
+                    self.collect(idx);
+                    self.service(idx);
                 }
-                Expired::Listener(id) => {
+                Target::Listener(id) => {
                     let index = id.index as usize;
                     if let Some(l) = self.listeners.get_mut(index).filter(|l| l.id == id) {
                         l.paused = false;
@@ -776,42 +766,9 @@ impl Core {
                 }
             }
         }
-        self.expired = expired;
         if let Some(lag) = lag {
             self.stats.lag = lag;
             self.stats.max_lag = self.stats.max_lag.max(lag);
-        }
-    }
-
-    /// The first pass of [`fire_timers`](Self::fire_timers) for one entry:
-    /// reads (and unhooks) the connection's entry, acts on nothing.
-    #[inline]
-    fn judge(
-        &mut self,
-        key: crate::wheel::TimerKey,
-        target: Target,
-        lag: &mut Option<Duration>,
-    ) -> Expired {
-        let id = match target {
-            Target::Conn(id) => id,
-            Target::Listener(id) => return Expired::Listener(id),
-        };
-        let now = self.now;
-        let Some(idx) = self.slot_index(id) else {
-            return Expired::Stale;
-        };
-        let slot = &mut self.slots[idx];
-        match slot.timer {
-            Some((k, at)) if k == key => {
-                let late = now.saturating_duration_since(at);
-                *lag = Some(lag.map_or(late, |l| l.max(late)));
-                slot.timer = None;
-            }
-            _ => return Expired::Stale,
-        }
-        match slot.conn.poll_timeout() {
-            Some(at) if at <= now => Expired::Due { idx },
-            next => Expired::Refile { idx, next },
         }
     }
 
