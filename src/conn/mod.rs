@@ -40,8 +40,16 @@
 //! // The server PINGs after I (10 s) of silence, plus jitter.
 //! let ping_at = t0 + Duration::from_secs(10) + server.ping_jitter();
 //! assert_eq!(server.timer(Timer::Idle), Some(ping_at));
-//! // Its earliest deadline is sooner: the write-idle check at I/2.
-//! assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+//! // Nothing is due sooner: the handshake needs no answer.
+//! assert_eq!(server.poll_timeout(), Some(ping_at));
+//!
+//! // A message the server leaves unanswered starts its write-idle clock:
+//! // unless it writes something first, it ACKs I/2 (5 s) later.
+//! let t1 = t0 + Duration::from_secs(1);
+//! client.send(bytes::Bytes::from_static(b"hi")).unwrap();
+//! client.transmit_into(&mut wire);
+//! server.handle_input(t1, &mut wire, &mut events);
+//! assert_eq!(server.poll_timeout(), Some(t1 + Duration::from_secs(5)));
 //! ```
 
 mod event;
