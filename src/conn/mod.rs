@@ -319,14 +319,17 @@ impl Connection {
     }
 
     /// The trim timer fired: free the output buffers if nothing is queued
-    /// (so a connection that went quiet holds none), else look again one
-    /// period later. A connection that sends all the time gives its buffers
-    /// back about once per period, when its queue happens to be empty — an
-    /// allocation per period, not per message.
+    /// (so a connection that went quiet holds none). It looks again one
+    /// period later if output is queued or if it just freed something, and
+    /// stops once a look finds nothing to free, until the next message
+    /// arms it. So a connection that sends all the time gives its buffers
+    /// back at most once per period, when its queue happens to be empty —
+    /// an allocation per period, not per message — even when the receipt
+    /// its first deadline counted from is long past (a peer that never
+    /// talks, no heartbeats), and one that stopped sending is looked at at
+    /// most twice more.
     fn on_trim(&mut self, now: Instant) {
-        if self.outbox.is_empty() {
-            self.outbox.release_idle_memory();
-        } else {
+        if !self.outbox.is_empty() || self.outbox.release_idle_memory() {
             let due = now + self.trim_period();
             self.timers.set(Timer::Trim, due);
         }

@@ -136,11 +136,9 @@ impl Outbox {
 
     /// Frees all memory while nothing is queued, so an idle connection
     /// holds no output buffers. (An active one keeps its queue, so sending
-    /// does not allocate per message.)
-    pub(crate) fn release_idle_memory(&mut self) {
-        if self.is_empty() {
-            self.queue = None;
-        }
+    /// does not allocate per message.) True if there was memory to free.
+    pub(crate) fn release_idle_memory(&mut self) -> bool {
+        self.is_empty() && self.queue.take().is_some()
     }
 
     /// Fills `dst` with the slices to write next, in wire order, and returns

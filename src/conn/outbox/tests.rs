@@ -232,12 +232,13 @@ fn random_interleavings_keep_every_frame_whole_and_in_order() {
 fn release_idle_memory_frees_only_when_empty() {
     let mut o = Outbox::default();
     o.push_data(Bytes::from_static(b"x"));
-    o.release_idle_memory();
+    assert!(!o.release_idle_memory());
     assert_eq!(o.len(), 6);
     drain(&mut o, || 100);
     assert!(o.queue.is_some(), "an active connection keeps its queue");
-    o.release_idle_memory();
+    assert!(o.release_idle_memory());
     assert!(o.queue.is_none());
+    assert!(!o.release_idle_memory(), "nothing left to free");
 }
 
 #[test]

@@ -492,3 +492,32 @@ fn both_sides_give_back_their_output_buffers_once_they_stop_sending() {
     // answered without taking buffers for good.
     assert!(!pair.client_pings().is_empty() || !pair.server_pings().is_empty());
 }
+
+#[test]
+fn a_sender_that_never_hears_back_frees_its_buffers_at_most_once_per_period() {
+    // No heartbeats and a peer that says nothing: the last receipt (the
+    // handshake) the trim deadline first counts from falls ever further
+    // behind. Sending every 100 ms for 10 s must not free and take the
+    // buffers again per message once that deadline is in the past.
+    let quiet = Config {
+        heartbeat: None,
+        ..config()
+    };
+    let mut pair = Pair::connected(quiet);
+    let mut freed = 0;
+    for _ in 0..100 {
+        let server = pair.server_mut();
+        server.send(Bytes::from_static(b"tick")).unwrap();
+        // Written at once, before the timers are looked at, as the reactor
+        // does (the bytes go nowhere: only the server's buffers matter).
+        server.transmit_into(&mut BytesMut::new());
+        pair.run_for(ms(100));
+        freed += usize::from(pair.server().outbox.is_unallocated());
+    }
+    assert_eq!(pair.server().stats().messages_sent, 100);
+    // One look per 1 s period: about 10 in 10 s.
+    assert!(
+        (5..=12).contains(&freed),
+        "buffers freed {freed} times in 10 s"
+    );
+}
