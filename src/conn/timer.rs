@@ -8,8 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-/// One deadline a connection may be waiting for.
+/// One deadline a connection may be waiting for. More may come: match
+/// with a wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Timer {
     /// Client: the TCP connect must finish by then.
     Connect,
