@@ -710,9 +710,12 @@ fn pull_the_cable(mode: Mode) -> Outcome {
     let client = detections(Side::Client);
     let server = detections(Side::Server);
 
-    // Put the cable back.
-    ns_c.ip(&["link", "set", &veth_c, "up"]);
+    // Put the cable back. The instant is taken before the command: a
+    // client's SYN retransmitted while `ip` runs can be accepted before
+    // the command returns, and its server-side `connected` must count as
+    // after the restore (once, it did not: "server accepted 3").
     let restored = Instant::now();
+    ns_c.ip(&["link", "set", &veth_c, "up"]);
     let (mut back, mut back_after, mut server_back) = (0, None, 0);
     if mode == Mode::Nothing {
         lab.wait_until(ms(1000), |_| false);
