@@ -133,6 +133,31 @@ impl Decoder {
         Ok(Some(InPlace::Frame(frame)))
     }
 
+    /// The payload length of the DATA frame at the front of `buf` if that
+    /// frame is complete and valid; `None` for anything else (another
+    /// kind, an incomplete frame, an invalid header), which
+    /// [`decode_in_place`](Self::decode_in_place) then sorts out. Nothing
+    /// is consumed: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`.
+    ///
+    /// The one check a stream of messages pays per frame: a driver that
+    /// hands payloads over in place skips the header and the payload with
+    /// a single `advance` afterwards.
+    #[inline]
+    pub fn complete_data(&self, buf: &[u8]) -> Option<usize> {
+        let header: [u8; HEADER_LEN] = buf.get(..HEADER_LEN)?.try_into().ok()?;
+        if header[4] != Kind::Data as u8 {
+            return None;
+        }
+        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        // `length` counts the kind byte: 1 for an empty payload; 0 is an
+        // error the general path reports.
+        let payload_len = usize::try_from(length.checked_sub(1)?).ok()?;
+        if payload_len > self.max_frame || buf.len() - HEADER_LEN < payload_len {
+            return None;
+        }
+        Some(payload_len)
+    }
+
     /// The total wire length (header + payload) of the frame at the front
     /// of `buf`, once its header is complete and valid; `None` before that,
     /// and for a header [`Decoder::decode`] rejects.

@@ -798,3 +798,64 @@ fn frame_encode_cuts_a_hand_built_close_reason_the_same_way() {
     }
     assert_eq!(Frame::Ping(1).close_reason(), None);
 }
+
+// ---------------------------------------------------------------------------
+// The in-place fast path for DATA.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn complete_data_takes_exactly_the_whole_valid_data_frames_decode_in_place_takes() {
+    // Every prefix of garbage and of valid streams: `complete_data` says
+    // `Some(len)` exactly when `decode_in_place` would return
+    // `InPlace::Data(len)`, and it consumes nothing.
+    let mut agreed = [0usize; 2];
+    for seed in 0..3_000 {
+        let mut rng = Rng::new(seed);
+        let max_frame = rng.below_inclusive(64) as usize;
+        let d = Decoder::new(max_frame);
+        let mut bytes = Vec::new();
+        if seed % 2 == 0 {
+            bytes.extend_from_slice(&encode(&random_frame(&mut rng, max_frame)));
+        }
+        bytes.extend(garbage(&mut rng));
+        for end in 0..=bytes.len() {
+            let prefix = &bytes[..end];
+            let fast = d.complete_data(prefix);
+            let mut buf = BytesMut::from(prefix);
+            let slow = match d.decode_in_place(&mut buf) {
+                Ok(Some(InPlace::Data(len))) => Some(len),
+                _ => None,
+            };
+            assert_eq!(fast, slow, "seed {seed}, prefix {prefix:?}");
+            if let Some(len) = fast {
+                assert_eq!(&prefix[..HEADER_LEN], &data_header(len)[..]);
+            }
+            agreed[usize::from(fast.is_some())] += 1;
+        }
+    }
+    assert!(agreed[0] > 10_000 && agreed[1] > 1_000, "{agreed:?}");
+}
+
+#[test]
+fn complete_data_refuses_what_is_not_a_whole_data_frame() {
+    let d = Decoder::new(8);
+    assert_eq!(d.complete_data(&[0, 0, 0, 3, 3, b'h', b'i']), Some(2));
+    assert_eq!(
+        d.complete_data(&[0, 0, 0, 1, 3, 9]),
+        Some(0),
+        "empty payload"
+    );
+    assert_eq!(d.complete_data(&[0, 0, 0, 3, 3, b'h']), None, "incomplete");
+    assert_eq!(d.complete_data(&[0, 0, 0, 3]), None, "header incomplete");
+    assert_eq!(d.complete_data(&[0, 0, 0, 0, 3]), None, "zero length");
+    assert_eq!(
+        d.complete_data(&[0, 0, 0, 10, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        None,
+        "over max_frame"
+    );
+    assert_eq!(
+        d.complete_data(&[0, 0, 0, 9, 4, 0, 0, 0, 0, 0, 0, 0, 1]),
+        None,
+        "a PING"
+    );
+}

@@ -104,16 +104,61 @@ impl Connection {
         buf: &mut BytesMut,
         events: &mut Vec<Event>,
     ) -> Option<usize> {
+        let len = self.poll_input_framed(now, buf, events)?;
+        buf.advance(HEADER_LEN);
+        Some(len)
+    }
+
+    /// [`poll_input`](Self::poll_input) without removing the DATA frame's
+    /// header: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`, and the
+    /// caller consumes the whole frame (`HEADER_LEN + len` bytes) before
+    /// calling again. Saves the reactor one `advance` per message.
+    #[inline]
+    pub(crate) fn poll_input_framed(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Option<usize> {
+        // The common case first: a whole DATA frame on an established link.
+        match self.take_data(buf) {
+            Some(len) => Some(len),
+            None => self.poll_input_slow(now, buf, events),
+        }
+    }
+
+    /// The payload length of the whole DATA frame at the front of `buf` on
+    /// an established link, counted as received; `None` otherwise.
+    #[inline]
+    fn take_data(&mut self, buf: &[u8]) -> Option<usize> {
+        if self.state != State::Established {
+            return None;
+        }
+        let len = self.decoder().complete_data(buf)?;
+        self.on_frame_start();
+        self.stats.messages_received += 1;
+        Some(len)
+    }
+
+    /// Everything but a whole DATA frame on an established link: control
+    /// frames, DATA before the handshake, incomplete or invalid frames.
+    #[inline(never)]
+    fn poll_input_slow(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Option<usize> {
         while self.is_reading() {
+            if let Some(len) = self.take_data(buf) {
+                return Some(len);
+            }
             match self.decoder().decode_in_place(buf) {
-                Ok(Some(InPlace::Data(len))) if self.state == State::Established => {
-                    self.on_frame_start();
-                    self.stats.messages_received += 1;
-                    return Some(len);
-                }
                 Ok(Some(InPlace::Data(len))) => {
-                    // DATA before the handshake: the same error as from
-                    // `on_frame`.
+                    // DATA before the handshake (on an established link
+                    // `complete_data` above takes every whole DATA frame):
+                    // the same error as from `on_frame`.
+                    debug_assert_ne!(self.state, State::Established);
                     buf.advance(len);
                     self.on_frame(now, Frame::Data(Bytes::new()), events);
                 }

@@ -297,6 +297,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a copy of one whole DATA frame — its header and a payload of
+    /// at most [`COPY_MAX`] bytes — as received (a message forwarded as it
+    /// came off the wire): one copy into the output instead of encoding
+    /// the header and copying the payload. Refused as by [`send`](Self::send).
+    pub(crate) fn send_framed(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.may_send(frame.len().saturating_sub(HEADER_LEN))?;
+        self.outbox.push_framed(frame);
+        self.note_send();
+        Ok(())
+    }
+
     /// Bookkeeping for every message queued: the count, and the trim timer
     /// that frees the output buffers once the connection stops sending.
     #[inline]

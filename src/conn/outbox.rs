@@ -121,6 +121,14 @@ impl Outbox {
         self.queue().push_slice(payload);
     }
 
+    /// Queues a copy of one whole DATA frame, header included, whose
+    /// payload is at most [`COPY_MAX`] bytes: it goes into the packed run
+    /// with a single copy.
+    pub(crate) fn push_framed(&mut self, frame: &[u8]) {
+        debug_assert!(frame.len() >= HEADER_LEN && frame.len() - HEADER_LEN <= COPY_MAX);
+        self.queue().push_framed(frame);
+    }
+
     /// Drops every DATA frame that has not started onto the wire, and the
     /// tail. A partly written frame is kept so the stream stays framed.
     pub(crate) fn discard_unstarted(&mut self) {
@@ -214,9 +222,27 @@ impl Queue {
 
     /// Copies a frame of at most `COPY_MAX` payload bytes into the packed
     /// run at the back.
+    #[inline]
     fn push_small(&mut self, payload: &[u8]) {
         let header = codec::data_header(payload.len());
-        let need = HEADER_LEN + payload.len();
+        self.pack(HEADER_LEN + payload.len(), |run| {
+            run.extend_from_slice(&header);
+            run.extend_from_slice(payload);
+        });
+    }
+
+    /// Copies a whole DATA frame, header included, of at most `COPY_MAX`
+    /// payload bytes into the packed run at the back: one copy.
+    #[inline]
+    fn push_framed(&mut self, frame: &[u8]) {
+        self.pack(frame.len(), |run| run.extend_from_slice(frame));
+    }
+
+    /// Appends `need` bytes of whole frames (at most `HEADER_LEN +
+    /// COPY_MAX`) with `write` to the packed run at the back, or to a new
+    /// one if it is full or on the wire with control frames waiting.
+    #[inline]
+    fn pack(&mut self, need: usize, write: impl FnOnce(&mut BytesMut)) {
         self.data_bytes += need;
         // While control frames wait for the run on the wire to reach a
         // frame boundary, that run is not extended: a frame queued now goes
@@ -225,16 +251,14 @@ impl Queue {
         if !in_flight {
             if let Some(Segment::Packed(run)) = self.data.back_mut() {
                 if run.len() + need <= PACK_MAX {
-                    run.extend_from_slice(&header);
-                    run.extend_from_slice(payload);
+                    write(run);
                     return;
                 }
             }
         }
         let mut run = std::mem::take(&mut self.spare);
         run.reserve(if in_flight { need } else { PACK_MAX });
-        run.extend_from_slice(&header);
-        run.extend_from_slice(payload);
+        write(&mut run);
         self.data.push_back(Segment::Packed(run));
     }
 

@@ -162,17 +162,28 @@ impl Core {
         self.queue_on(id, |conn| conn.send_slice(message))
     }
 
+    pub(super) fn send_framed(&mut self, id: ConnId, frame: &[u8]) -> Result<(), SendError> {
+        self.queue_on(id, |conn| conn.send_framed(frame))
+    }
+
     /// Queues output on connection `id` with `queue`, and marks it for
-    /// writing.
+    /// writing. (One slab lookup: this runs once per message sent.)
     #[inline]
     fn queue_on(
         &mut self,
         id: ConnId,
         queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
-        let idx = self.slot_index(id).ok_or(SendError::NotConnected)?;
-        queue(&mut self.slots[idx].conn)?;
-        self.mark_dirty(idx);
+        let idx = id.index as usize;
+        let slot = match self.slots.get_mut(idx) {
+            Some(slot) if slot.id == id => slot,
+            _ => return Err(SendError::NotConnected),
+        };
+        queue(&mut slot.conn)?;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
         Ok(())
     }
 
@@ -624,7 +635,8 @@ impl Core {
     }
 
     /// The next message in `buf` for connection `idx`: its id and the
-    /// payload length at the front of `buf` (see
+    /// payload length; the message's frame is at the front of `buf`, its
+    /// payload after the `HEADER_LEN` header bytes (see
     /// [`Connection::poll_input`]). Events the frames before it produced
     /// are queued for the handler first.
     pub(super) fn next_message(
@@ -634,7 +646,7 @@ impl Core {
     ) -> Option<(ConnId, usize)> {
         let now = self.now;
         let slot = self.slots.get_mut(idx)?;
-        let next = slot.conn.poll_input(now, buf, &mut self.scratch);
+        let next = slot.conn.poll_input_framed(now, buf, &mut self.scratch);
         let id = slot.id;
         self.collect(idx);
         next.map(|len| (id, len))

@@ -133,7 +133,11 @@ impl Context<'_> {
     #[inline]
     pub fn forward(&mut self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
         if message.len() <= crate::conn::COPY_MAX {
-            self.core.send_slice(id, &message)
+            match message.frame() {
+                // As it came in: header and payload in one copy.
+                Some(frame) => self.core.send_framed(id, frame),
+                None => self.core.send_slice(id, &message),
+            }
         } else {
             self.core.send(id, message.into_bytes())
         }

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::ops::Deref;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::codec::HEADER_LEN;
 
 /// One application message, as [`Handler::on_message`](super::Handler::on_message)
 /// receives it.
@@ -39,31 +41,48 @@ use bytes::{Bytes, BytesMut};
 /// }
 /// ```
 pub struct Message<'a> {
-    /// The payload is `buf[..len]`; the rest of `buf` is not ours.
+    /// The payload is `buf[start..start + len]` (after the frame's header);
+    /// the rest of `buf` is not ours.
     buf: &'a mut BytesMut,
+    start: usize,
     len: usize,
 }
 
 impl<'a> Message<'a> {
-    /// The payload is the first `len` bytes of `buf`.
+    /// The payload is the `len` bytes of `buf` from `start` on.
     #[inline]
-    pub(super) fn new(buf: &'a mut BytesMut, len: usize) -> Message<'a> {
-        debug_assert!(len <= buf.len());
-        Message { buf, len }
+    pub(super) fn new(buf: &'a mut BytesMut, start: usize, len: usize) -> Message<'a> {
+        debug_assert!(start + len <= buf.len());
+        Message { buf, start, len }
     }
 
     /// The payload.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[self.start..self.start + self.len]
     }
 
-    /// Takes the payload as [`Bytes`] without copying it.
+    /// The whole DATA frame the payload came in, header included, when
+    /// the header is still in front of it in the read buffer (every
+    /// message read from a socket); forwarding it copies these bytes as
+    /// they are.
+    #[inline]
+    pub(super) fn frame(&self) -> Option<&[u8]> {
+        if self.start == HEADER_LEN {
+            self.buf.get(..HEADER_LEN + self.len)
+        } else {
+            None
+        }
+    }
+
+    /// Takes the payload as [`Bytes`] without copying it. (The bytes before
+    /// it in the read buffer, its frame's header, are consumed with it.)
     #[inline]
     pub fn into_bytes(self) -> Bytes {
         if self.len == 0 {
             Bytes::new()
         } else {
+            self.buf.advance(self.start);
             self.buf.split_to(self.len).freeze()
         }
     }
@@ -134,16 +153,16 @@ mod tests {
 
     #[test]
     fn reads_in_place_and_takes_without_copying() {
-        let mut buf = BytesMut::from(&b"hellorest"[..]);
-        let start = buf.as_ptr();
-        let m = Message::new(&mut buf, 5);
+        let mut buf = BytesMut::from(&b"hdr:hellorest"[..]);
+        let start = buf[4..].as_ptr();
+        let m = Message::new(&mut buf, 4, 5);
         assert_eq!(m.len(), 5);
         let slice: &[u8] = b"hello";
         assert!(m == *b"hello" && m == b"hello"[..] && m == slice);
         assert!(m == Bytes::from_static(b"hello") && Bytes::from_static(b"hello") == m);
         assert_eq!(format!("{m:?}"), "b\"hello\"");
         let mut odd = BytesMut::from(&b"a\"\n\xff"[..]);
-        let odd = Message::new(&mut odd, 4);
+        let odd = Message::new(&mut odd, 0, 4);
         assert_eq!(
             format!("{odd:?}"),
             format!("{:?}", Bytes::from_static(b"a\"\n\xff"))
@@ -151,13 +170,27 @@ mod tests {
         let kept = m.into_bytes();
         assert_eq!(kept, &b"hello"[..]);
         assert_eq!(kept.as_ptr(), start, "shares the buffer");
-        assert_eq!(&buf[..], b"rest", "taking it consumed exactly the payload");
+        assert_eq!(
+            &buf[..],
+            b"rest",
+            "taking it consumed the header and the payload"
+        );
+    }
+
+    #[test]
+    fn the_frame_is_the_header_and_payload_only_when_the_header_is_in_front() {
+        let mut wire = BytesMut::from(&[0, 0, 0, 3, 3, b'h', b'i', 0, 0][..]);
+        let m = Message::new(&mut wire, HEADER_LEN, 2);
+        assert_eq!(m.frame(), Some(&[0, 0, 0, 3, 3, b'h', b'i'][..]));
+        assert_eq!(m, *b"hi");
+        let mut bare = BytesMut::from(&b"hi"[..]);
+        assert_eq!(Message::new(&mut bare, 0, 2).frame(), None);
     }
 
     #[test]
     fn an_empty_message_takes_nothing() {
         let mut buf = BytesMut::from(&b"next"[..]);
-        let m = Message::new(&mut buf, 0);
+        let m = Message::new(&mut buf, 0, 0);
         assert!(m.is_empty());
         assert!(Bytes::from(m).is_empty());
         assert_eq!(&buf[..], b"next");

@@ -50,6 +50,7 @@ use bytes::{Buf, BytesMut};
 use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
+use crate::codec::HEADER_LEN;
 use crate::config::Config;
 use crate::conn::Event;
 use crate::handle::Handle;
@@ -312,10 +313,10 @@ fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf:
         dispatch(core, handler);
         let before = buf.len();
         let cx = &mut Context { core: &mut *core };
-        handler.on_message(cx, id, Message::new(buf, len));
+        handler.on_message(cx, id, Message::new(buf, HEADER_LEN, len));
         if buf.len() == before {
-            // Read in place, not taken: skip it.
-            buf.advance(len);
+            // Read in place, not taken: skip the whole frame.
+            buf.advance(HEADER_LEN + len);
         }
     }
 }
@@ -363,7 +364,7 @@ fn dispatch_pending<H: Handler>(core: &mut Core, handler: &mut H) {
                 // place, see `deliver_frames`); handled all the same.
                 let len = message.len();
                 let mut buf = BytesMut::from(message);
-                handler.on_message(cx, id, Message::new(&mut buf, len));
+                handler.on_message(cx, id, Message::new(&mut buf, 0, len));
             }
             Event::Disconnected { reason } => handler.on_disconnected(cx, id, &reason),
             Event::Reconnecting {

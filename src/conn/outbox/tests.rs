@@ -290,3 +290,26 @@ fn a_queued_ping_is_known_until_its_last_byte_is_written() {
     o.clear();
     assert!(!o.ping_queued());
 }
+
+#[test]
+fn a_framed_push_puts_the_same_bytes_on_the_wire_as_a_payload_push() {
+    let (mut by_payload, mut by_frame) = (Outbox::default(), Outbox::default());
+    let mut rng = Rng::new(7);
+    for i in 0..500u32 {
+        let len = rng.below_inclusive(super::COPY_MAX as u64) as usize;
+        let payload = vec![i as u8; len];
+        by_payload.push_slice(&payload);
+        let mut frame = codec::data_header(len).to_vec();
+        frame.extend_from_slice(&payload);
+        by_frame.push_framed(&frame);
+        if i % 97 == 0 {
+            // Control frames cut in alike.
+            codec::encode_pong(u64::from(i), by_payload.ctrl());
+            codec::encode_pong(u64::from(i), by_frame.ctrl());
+        }
+    }
+    assert_eq!(by_payload.len(), by_frame.len());
+    let wire = drain(&mut by_frame, || 333);
+    assert_eq!(wire, drain(&mut by_payload, || 333));
+    assert_eq!(decode_all(&wire).len(), 500 + 6);
+}
