@@ -109,18 +109,40 @@ impl Connection {
         Some(len)
     }
 
+    /// [`poll_input`](Self::poll_input) for a driver that walks a read's
+    /// messages without consuming each from `buf`: the next frame starts at
+    /// `*pos` (the bytes before it are done with). On `Some(len)` the DATA
+    /// frame is at `buf[*pos..]`, its payload `HEADER_LEN` bytes in; the
+    /// caller moves `*pos` past it (or consumes `buf` up to its end and
+    /// sets `*pos` to 0) before calling again. Anything but a whole DATA
+    /// frame first consumes the done bytes (`*pos` becomes 0) and goes the
+    /// general way. Saves the reactor an `advance` per message.
+    #[inline]
+    pub(crate) fn poll_input_at(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        pos: &mut usize,
+        events: &mut Vec<Event>,
+    ) -> Option<usize> {
+        // The common case first: a whole DATA frame on an established link.
+        if let Some(len) = self.take_data(buf.get(*pos..).unwrap_or_default()) {
+            return Some(len);
+        }
+        buf.advance(mem::take(pos));
+        self.poll_input_framed(now, buf, events)
+    }
+
     /// [`poll_input`](Self::poll_input) without removing the DATA frame's
     /// header: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`, and the
     /// caller consumes the whole frame (`HEADER_LEN + len` bytes) before
-    /// calling again. Saves the reactor one `advance` per message.
-    #[inline]
-    pub(crate) fn poll_input_framed(
+    /// calling again.
+    fn poll_input_framed(
         &mut self,
         now: Instant,
         buf: &mut BytesMut,
         events: &mut Vec<Event>,
     ) -> Option<usize> {
-        // The common case first: a whole DATA frame on an established link.
         match self.take_data(buf) {
             Some(len) => Some(len),
             None => self.poll_input_slow(now, buf, events),

@@ -634,19 +634,20 @@ impl Core {
         head
     }
 
-    /// The next message in `buf` for connection `idx`: its id and the
-    /// payload length; the message's frame is at the front of `buf`, its
-    /// payload after the `HEADER_LEN` header bytes (see
-    /// [`Connection::poll_input`]). Events the frames before it produced
-    /// are queued for the handler first.
+    /// The next message in `buf` for connection `idx`, its frame starting
+    /// at `*pos`: its id and the payload length (see
+    /// [`Connection::poll_input_at`]). Events the frames before it
+    /// produced are queued for the handler first.
+    #[inline]
     pub(super) fn next_message(
         &mut self,
         idx: usize,
         buf: &mut BytesMut,
+        pos: &mut usize,
     ) -> Option<(ConnId, usize)> {
         let now = self.now;
         let slot = self.slots.get_mut(idx)?;
-        let next = slot.conn.poll_input_framed(now, buf, &mut self.scratch);
+        let next = slot.conn.poll_input_at(now, buf, pos, &mut self.scratch);
         let id = slot.id;
         self.collect(idx);
         next.map(|len| (id, len))

@@ -49,7 +49,9 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// The payload is the `len` bytes of `buf` from `start` on.
+    /// The payload is the `len` bytes of `buf` from `start` on. When
+    /// `start` is `HEADER_LEN` or more, the `HEADER_LEN` bytes before it
+    /// must be the payload's DATA header (see [`frame`](Self::frame)).
     #[inline]
     pub(super) fn new(buf: &'a mut BytesMut, start: usize, len: usize) -> Message<'a> {
         debug_assert!(start + len <= buf.len());
@@ -62,17 +64,15 @@ impl<'a> Message<'a> {
         &self.buf[self.start..self.start + self.len]
     }
 
-    /// The whole DATA frame the payload came in, header included, when
-    /// the header is still in front of it in the read buffer (every
-    /// message read from a socket); forwarding it copies these bytes as
+    /// The whole DATA frame the payload came in, header included: the
+    /// `HEADER_LEN` bytes in front of the payload in the read buffer
+    /// (every message read from a socket has them; one handed over from
+    /// an event does not, `start` 0). Forwarding it copies these bytes as
     /// they are.
     #[inline]
     pub(super) fn frame(&self) -> Option<&[u8]> {
-        if self.start == HEADER_LEN {
-            self.buf.get(..HEADER_LEN + self.len)
-        } else {
-            None
-        }
+        let at = self.start.checked_sub(HEADER_LEN)?;
+        self.buf.get(at..self.start + self.len)
     }
 
     /// Takes the payload as [`Bytes`] without copying it. (The bytes before

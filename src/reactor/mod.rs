@@ -46,7 +46,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
@@ -308,17 +308,24 @@ fn deliver_read<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, chunk:
 }
 
 fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf: &mut BytesMut) {
-    while let Some((id, len)) = core.next_message(idx, buf) {
+    // Where the next frame starts: messages read in place are stepped
+    // over, not consumed one by one.
+    let mut pos = 0;
+    while let Some((id, len)) = core.next_message(idx, buf, &mut pos) {
         // Events of the frames before this one (a handshake) go first.
         dispatch(core, handler);
         let before = buf.len();
         let cx = &mut Context { core: &mut *core };
-        handler.on_message(cx, id, Message::new(buf, HEADER_LEN, len));
+        handler.on_message(cx, id, Message::new(buf, pos + HEADER_LEN, len));
         if buf.len() == before {
-            // Read in place, not taken: skip the whole frame.
-            buf.advance(HEADER_LEN + len);
+            // Read in place, not taken: step over the whole frame.
+            pos += HEADER_LEN + len;
+        } else {
+            // Taken: `buf` now starts after the message.
+            pos = 0;
         }
     }
+    debug_assert_eq!(pos, 0, "the last call consumed the frames stepped over");
 }
 
 /// Hands queued events to the handler, then services the connections the
