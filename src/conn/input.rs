@@ -133,22 +133,6 @@ impl Connection {
         self.poll_input_framed(now, buf, events)
     }
 
-    /// [`poll_input`](Self::poll_input) without removing the DATA frame's
-    /// header: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`, and the
-    /// caller consumes the whole frame (`HEADER_LEN + len` bytes) before
-    /// calling again.
-    fn poll_input_framed(
-        &mut self,
-        now: Instant,
-        buf: &mut BytesMut,
-        events: &mut Vec<Event>,
-    ) -> Option<usize> {
-        match self.take_data(buf) {
-            Some(len) => Some(len),
-            None => self.poll_input_slow(now, buf, events),
-        }
-    }
-
     /// The payload length of the whole DATA frame at the front of `buf` on
     /// an established link, counted as received; `None` otherwise.
     #[inline]
@@ -162,10 +146,13 @@ impl Connection {
         Some(len)
     }
 
-    /// Everything but a whole DATA frame on an established link: control
-    /// frames, DATA before the handshake, incomplete or invalid frames.
+    /// [`poll_input`](Self::poll_input) without removing the DATA frame's
+    /// header: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`, and the
+    /// caller consumes the whole frame (`HEADER_LEN + len` bytes) before
+    /// calling again. Out of line: the reactor's common case, a whole DATA
+    /// frame, is taken by [`poll_input_at`](Self::poll_input_at) before it.
     #[inline(never)]
-    fn poll_input_slow(
+    fn poll_input_framed(
         &mut self,
         now: Instant,
         buf: &mut BytesMut,
