@@ -110,33 +110,34 @@ impl Connection {
     }
 
     /// [`poll_input`](Self::poll_input) for a driver that walks a read's
-    /// messages without consuming each from `buf`: the next frame starts at
-    /// `*pos` (the bytes before it are done with). On `Some(len)` the DATA
-    /// frame is at `buf[*pos..]`, its payload `HEADER_LEN` bytes in; the
-    /// caller moves `*pos` past it (or consumes `buf` up to its end and
-    /// sets `*pos` to 0) before calling again. Anything but a whole DATA
-    /// frame first consumes the done bytes (`*pos` becomes 0) and goes the
-    /// general way. Saves the reactor an `advance` per message.
-    #[inline]
-    pub(crate) fn poll_input_at(
+    /// messages without consuming each from `buf`, in two steps. The next
+    /// frame starts at `pos` (the bytes before it are done with): first
+    /// [`take_data`](Self::take_data) on `buf[pos..]` — `Some(len)` for a
+    /// whole DATA frame there, its payload `HEADER_LEN` bytes in, which the
+    /// caller steps over (or consumes, with the bytes before it) — and only
+    /// when that says `None`, this: it consumes the `pos` done bytes and
+    /// processes what follows the general way (control frames, errors, an
+    /// incomplete frame), returning as [`poll_input_framed`] does, the
+    /// frame then at the front of `buf`.
+    ///
+    /// [`poll_input_framed`]: Self::poll_input_framed
+    pub(crate) fn poll_input_after(
         &mut self,
         now: Instant,
         buf: &mut BytesMut,
-        pos: &mut usize,
+        pos: usize,
         events: &mut Vec<Event>,
     ) -> Option<usize> {
-        // The common case first: a whole DATA frame on an established link.
-        if let Some(len) = self.take_data(buf.get(*pos..).unwrap_or_default()) {
-            return Some(len);
-        }
-        buf.advance(mem::take(pos));
+        buf.advance(pos);
         self.poll_input_framed(now, buf, events)
     }
 
     /// The payload length of the whole DATA frame at the front of `buf` on
-    /// an established link, counted as received; `None` otherwise.
+    /// an established link, counted as received; `None` otherwise (nothing
+    /// is consumed either way). The one check a stream of messages pays
+    /// per frame.
     #[inline]
-    fn take_data(&mut self, buf: &[u8]) -> Option<usize> {
+    pub(crate) fn take_data(&mut self, buf: &[u8]) -> Option<usize> {
         if self.state != State::Established {
             return None;
         }

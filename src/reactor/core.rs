@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::mem;
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -635,9 +636,10 @@ impl Core {
     }
 
     /// The next message in `buf` for connection `idx`, its frame starting
-    /// at `*pos`: its id and the payload length (see
-    /// [`Connection::poll_input_at`]). Events the frames before it
-    /// produced are queued for the handler first.
+    /// at `*pos`: its id and the payload length, the frame then at `*pos`
+    /// (see [`Connection::take_data`] and [`Connection::poll_input_after`]).
+    /// Events the frames before it produced are queued for the handler
+    /// first.
     #[inline]
     pub(super) fn next_message(
         &mut self,
@@ -645,9 +647,28 @@ impl Core {
         buf: &mut BytesMut,
         pos: &mut usize,
     ) -> Option<(ConnId, usize)> {
+        let slot = self.slots.get_mut(idx)?;
+        match slot.conn.take_data(buf.get(*pos..).unwrap_or_default()) {
+            Some(len) => Some((slot.id, len)),
+            None => self.next_message_slow(idx, buf, pos),
+        }
+    }
+
+    /// [`next_message`](Self::next_message) past a whole DATA frame: the
+    /// bytes before `*pos` are consumed (`*pos` becomes 0) and the rest is
+    /// processed the general way.
+    #[inline(never)]
+    fn next_message_slow(
+        &mut self,
+        idx: usize,
+        buf: &mut BytesMut,
+        pos: &mut usize,
+    ) -> Option<(ConnId, usize)> {
         let now = self.now;
         let slot = self.slots.get_mut(idx)?;
-        let next = slot.conn.poll_input_at(now, buf, pos, &mut self.scratch);
+        let next = slot
+            .conn
+            .poll_input_after(now, buf, mem::take(pos), &mut self.scratch);
         let id = slot.id;
         self.collect(idx);
         next.map(|len| (id, len))
