@@ -181,11 +181,10 @@ struct Queue {
     /// Bytes of `ctrl` up to the end of our queued PING; 0 when none is
     /// queued (or it is written). Always at most `ctrl.len()`.
     ping_end: usize,
-    /// DATA in order; the front segment may be partly written.
+    /// DATA in order; the front segment may be partly written. (A packed
+    /// run's buffer comes from, and goes back to, the thread's [`runs`]
+    /// once written: a steady stream of small messages allocates nothing.)
     data: VecDeque<Segment>,
-    /// A written packed run's buffer, kept for the next one (so a steady
-    /// stream of small messages allocates nothing).
-    spare: BytesMut,
     /// Bytes of `data.front()` already written (header included).
     head_sent: usize,
     /// Frames that must follow all queued DATA (a graceful CLOSE).
@@ -256,7 +255,7 @@ impl Queue {
                 }
             }
         }
-        let mut run = std::mem::take(&mut self.spare);
+        let mut run = runs::take();
         run.reserve(if in_flight { need } else { PACK_MAX });
         write(&mut run);
         self.data.push_back(Segment::Packed(run));
@@ -358,11 +357,8 @@ impl Queue {
         self.head_sent += take;
         self.data_bytes -= take;
         if take == left {
-            if let Some(Segment::Packed(mut run)) = self.data.pop_front() {
-                if self.spare.capacity() == 0 {
-                    run.clear();
-                    self.spare = run;
-                }
+            if let Some(Segment::Packed(run)) = self.data.pop_front() {
+                runs::give(run);
             }
             self.head_sent = 0;
         }
@@ -402,5 +398,6 @@ impl<'a> Gather<'a, '_> {
     }
 }
 
+mod runs;
 #[cfg(test)]
 mod tests;

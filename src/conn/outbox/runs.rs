@@ -1,0 +1,57 @@
+//! The packed runs written out, kept on the reactor's thread for whichever
+//! connection packs small messages next.
+//!
+//! A run is the buffer small DATA frames are copied into (up to 16 KiB).
+//! Once written out it is handed here rather than kept by its connection,
+//! so the next batch of answers — usually another connection's, in the
+//! same reactor turn — is packed into memory that is still in the CPU's
+//! cache, and an idle connection holds no run at all. It keeps one run
+//! (`KEPT`), and never panics: if the thread's pool cannot be
+//! reached (the thread is exiting) a run is simply allocated or dropped.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Runs kept per thread at most; the rest are freed. A reactor's turn
+/// needs one at a time (each connection's answers are written before the
+/// next connection is read); a connection whose socket did not take all
+/// its output holds its own run until it drains. Keeping more would hold
+/// memory for connections that may never send again, and would break the
+/// per-connection heap bound the fuzz harness checks (it counts the
+/// thread's run with the connection's own, as it counted the run each
+/// connection used to keep).
+const KEPT: usize = 1;
+
+thread_local! {
+    static RUNS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A run to pack into: the one written out last on this thread, or a new,
+/// empty one.
+#[inline]
+pub(super) fn take() -> BytesMut {
+    RUNS.try_with(|runs| runs.try_borrow_mut().ok().and_then(|mut r| r.pop()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Hands back a run that is written out, emptied, for the next [`take`].
+#[inline]
+pub(super) fn give(mut run: BytesMut) {
+    run.clear();
+    let _ = RUNS.try_with(|runs| {
+        if let Ok(mut runs) = runs.try_borrow_mut() {
+            if runs.len() < KEPT {
+                runs.push(run);
+            }
+        }
+    });
+}
+
+/// Runs kept on this thread now.
+#[cfg(test)]
+pub(super) fn kept() -> usize {
+    RUNS.with(|runs| runs.borrow().len())
+}
