@@ -151,7 +151,7 @@ impl Connection {
     /// header: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`, and the
     /// caller consumes the whole frame (`HEADER_LEN + len` bytes) before
     /// calling again. Out of line: the reactor's common case, a whole DATA
-    /// frame, is taken by [`poll_input_at`](Self::poll_input_at) before it.
+    /// frame, is taken by [`take_data`](Self::take_data) before it.
     #[inline(never)]
     fn poll_input_framed(
         &mut self,

@@ -76,7 +76,8 @@ impl<'a> Message<'a> {
     }
 
     /// Takes the payload as [`Bytes`] without copying it. (The bytes before
-    /// it in the read buffer, its frame's header, are consumed with it.)
+    /// it in the read buffer — its frame's header, and frames already
+    /// handled — are consumed with it.)
     #[inline]
     pub fn into_bytes(self) -> Bytes {
         if self.len == 0 {
