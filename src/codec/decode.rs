@@ -140,22 +140,14 @@ impl Decoder {
     /// is consumed: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`.
     ///
     /// The one check a stream of messages pays per frame: a driver that
-    /// hands payloads over in place skips the header and the payload with
-    /// a single `advance` afterwards.
+    /// hands payloads over in place steps over the whole frame afterwards.
+    /// The header is validated by the same code as every other decode.
     #[inline]
     pub fn complete_data(&self, buf: &[u8]) -> Option<usize> {
-        let header: [u8; HEADER_LEN] = buf.get(..HEADER_LEN)?.try_into().ok()?;
-        if header[4] != Kind::Data as u8 {
-            return None;
+        match self.header(buf) {
+            Ok(Some((Kind::Data, total))) if buf.len() >= total => Some(total - HEADER_LEN),
+            _ => None,
         }
-        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-        // `length` counts the kind byte: 1 for an empty payload; 0 is an
-        // error the general path reports.
-        let payload_len = usize::try_from(length.checked_sub(1)?).ok()?;
-        if payload_len > self.max_frame || buf.len() - HEADER_LEN < payload_len {
-            return None;
-        }
-        Some(payload_len)
     }
 
     /// The total wire length (header + payload) of the frame at the front
