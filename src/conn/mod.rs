@@ -301,6 +301,7 @@ impl Connection {
     /// at most [`COPY_MAX`] bytes — as received (a message forwarded as it
     /// came off the wire): one copy into the output instead of encoding
     /// the header and copying the payload. Refused as by [`send`](Self::send).
+    #[inline]
     pub(crate) fn send_framed(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.may_send(frame.len().saturating_sub(HEADER_LEN))?;
         self.outbox.push_framed(frame);
@@ -346,6 +347,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn may_send(&self, len: usize) -> Result<(), SendError> {
         if self.state != State::Established {
             return Err(SendError::NotConnected);
@@ -428,6 +430,15 @@ impl Connection {
     /// write, then report the count with [`advance_transmit`](Self::advance_transmit).
     pub fn transmit<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         self.outbox.chunks(dst)
+    }
+
+    /// All pending output when it is one contiguous slice, to write with
+    /// one plain `send` (then [`advance_transmit`](Self::advance_transmit));
+    /// `None` when it is not (use [`transmit`](Self::transmit)) or when
+    /// nothing is pending.
+    #[inline]
+    pub(crate) fn transmit_contiguous(&self) -> Option<&[u8]> {
+        self.outbox.contiguous()
     }
 
     /// Moves all pending output into `dst` (for tests and simple drivers

@@ -59,11 +59,13 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    #[inline]
     fn queue(&mut self) -> &mut Queue {
         self.queue.get_or_insert_with(Box::default)
     }
 
     /// Unsent bytes in total.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.queue.as_ref().map_or(0, |q| q.len())
     }
@@ -124,6 +126,7 @@ impl Outbox {
     /// Queues a copy of one whole DATA frame, header included, whose
     /// payload is at most [`COPY_MAX`] bytes: it goes into the packed run
     /// with a single copy.
+    #[inline]
     pub(crate) fn push_framed(&mut self, frame: &[u8]) {
         debug_assert!(frame.len() >= HEADER_LEN && frame.len() - HEADER_LEN <= COPY_MAX);
         self.queue().push_framed(frame);
@@ -147,6 +150,25 @@ impl Outbox {
     /// does not allocate per message.) True if there was memory to free.
     pub(crate) fn release_idle_memory(&mut self) -> bool {
         self.is_empty() && self.queue.take().is_some()
+    }
+
+    /// All unsent output, when it is one contiguous slice (the usual case:
+    /// small messages packed into one run, or control frames alone);
+    /// `None` when it is not, or when nothing is queued.
+    #[inline]
+    pub(crate) fn contiguous(&self) -> Option<&[u8]> {
+        let q = self.queue.as_ref()?;
+        if !q.tail.is_empty() {
+            return None;
+        }
+        match (q.ctrl.is_empty(), q.data.len()) {
+            (false, 0) => Some(&q.ctrl),
+            (true, 1) => match q.data.front() {
+                Some(Segment::Packed(run)) => run.get(q.head_sent..),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Fills `dst` with the slices to write next, in wire order, and returns
@@ -246,7 +268,7 @@ impl Queue {
         // While control frames wait for the run on the wire to reach a
         // frame boundary, that run is not extended: a frame queued now goes
         // after them. (The new run reserves only what it needs: this is rare.)
-        let in_flight = self.data.len() == 1 && self.head_sent > 0 && !self.ctrl.is_empty();
+        let in_flight = self.head_sent > 0 && !self.ctrl.is_empty() && self.data.len() == 1;
         if !in_flight {
             if let Some(Segment::Packed(run)) = self.data.back_mut() {
                 if run.len() + need <= PACK_MAX {
@@ -255,6 +277,13 @@ impl Queue {
                 }
             }
         }
+        self.pack_new(need, in_flight, write);
+    }
+
+    /// [`pack`](Self::pack) into a new run (out of line: once per run).
+    #[cold]
+    #[inline(never)]
+    fn pack_new(&mut self, need: usize, in_flight: bool, write: impl FnOnce(&mut BytesMut)) {
         let mut run = runs::take();
         run.reserve(if in_flight { need } else { PACK_MAX });
         write(&mut run);

@@ -163,6 +163,7 @@ impl Core {
         self.queue_on(id, |conn| conn.send_slice(message))
     }
 
+    #[inline]
     pub(super) fn send_framed(&mut self, id: ConnId, frame: &[u8]) -> Result<(), SendError> {
         self.queue_on(id, |conn| conn.send_framed(frame))
     }
@@ -489,6 +490,14 @@ impl Core {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
+        if let (Some((_, current)), Some(at)) = (slot.timer, next) {
+            if at >= current {
+                // Filed early enough already (the usual case: traffic only
+                // pushes deadlines back). Filing rounds up, so `at` would
+                // not move the entry; it is found when the entry fires.
+                return;
+            }
+        }
         let grain = slot.conn.config().timer_grain();
         let want = next.map(|at| self.wheel.coarsen(at, grain));
         match (slot.timer, want) {

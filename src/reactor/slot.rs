@@ -50,14 +50,12 @@ impl Slot {
             return;
         }
         while self.conn.pending_output() > 0 {
-            let written = {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                match self.conn.transmit(&mut iov) {
-                    // One slice (the usual case: small messages are packed
-                    // into runs): `send` costs the kernel less than `writev`.
-                    1 => stream.write(&iov[0]),
-                    n => stream.write_vectored(&iov[..n]),
-                }
+            // One slice (the usual case: small messages are packed into
+            // runs): `send` costs the kernel less than `writev`, and no
+            // slice array is filled.
+            let written = match self.conn.transmit_contiguous() {
+                Some(bytes) => stream.write(bytes),
+                None => write_gathered(stream, &self.conn),
             };
             match written {
                 Ok(0) => {
@@ -113,6 +111,17 @@ impl Slot {
                 let _ = registry.deregister(&mut stream);
             }
         }
+    }
+}
+
+/// Writes the connection's pending output, in several slices, with one
+/// vectored write.
+#[inline(never)]
+fn write_gathered(stream: &mut TcpStream, conn: &Connection) -> io::Result<usize> {
+    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+    match conn.transmit(&mut iov) {
+        1 => stream.write(&iov[0]),
+        n => stream.write_vectored(&iov[..n]),
     }
 }
 

@@ -329,3 +329,83 @@ fn a_framed_push_puts_the_same_bytes_on_the_wire_as_a_payload_push() {
     assert_eq!(wire, drain(&mut by_payload, || 333));
     assert_eq!(decode_all(&wire).len(), 500 + 6);
 }
+
+/// Everything `chunks` gives, concatenated (the array is large enough for
+/// every queue these tests build).
+fn gathered(o: &Outbox) -> Vec<u8> {
+    let mut iov = [IoSlice::new(&[]); 64];
+    let n = o.chunks(&mut iov);
+    assert!(n < iov.len(), "array too small for the test");
+    iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
+}
+
+#[test]
+fn contiguous_output_is_all_of_it_in_one_slice() {
+    let mut o = Outbox::default();
+    assert_eq!(o.contiguous(), None, "nothing queued");
+    // Small messages: one packed run.
+    o.push_slice(b"abc");
+    o.push_slice(b"de");
+    assert_eq!(o.contiguous(), Some(&gathered(&o)[..]));
+    // Partly written: the rest of the run.
+    o.advance(3);
+    assert_eq!(o.contiguous(), Some(&gathered(&o)[..]));
+    drain(&mut o, || usize::MAX);
+    // Control frames alone.
+    codec::encode_pong(7, o.ctrl());
+    assert_eq!(o.contiguous(), Some(&gathered(&o)[..]));
+    // Control frames and data: two places, so not contiguous.
+    o.push_slice(b"x");
+    assert_eq!(o.contiguous(), None);
+    drain(&mut o, || usize::MAX);
+    // A large message: header and payload are two slices.
+    o.push_data(Bytes::from(vec![1u8; 2000]));
+    assert_eq!(o.contiguous(), None);
+}
+
+#[test]
+fn contiguous_output_agrees_with_chunks_in_random_interleavings() {
+    let mut some = 0;
+    for seed in 0..300 {
+        let mut rng = Rng::new(seed);
+        let mut o = Outbox::default();
+        let mut wire = Vec::new();
+        let mut closed = false;
+        for round in 0..40u64 {
+            match rng.below_inclusive(6) {
+                // A tail frame (a CLOSE) ends what may be queued.
+                _ if closed => {}
+                0..=2 => {
+                    let len = rng.below_inclusive(30) as usize;
+                    o.push_slice(&vec![round as u8; len]);
+                }
+                3 => o.push_data(Bytes::from(vec![round as u8; 1100])),
+                4 => codec::encode_pong(round, o.ctrl()),
+                5 if round % 7 == 0 => {
+                    codec::encode_pong(round, o.tail());
+                    closed = true;
+                }
+                _ => {
+                    let pending = gathered(&o);
+                    let take = (rng.below_inclusive(50) as usize).min(pending.len());
+                    wire.extend_from_slice(&pending[..take]);
+                    o.advance(take);
+                }
+            }
+            if closed {
+                let pending = gathered(&o);
+                let take = (rng.below_inclusive(50) as usize).min(pending.len());
+                wire.extend_from_slice(&pending[..take]);
+                o.advance(take);
+            }
+            if let Some(all) = o.contiguous() {
+                some += 1;
+                assert_eq!(all, &gathered(&o)[..], "seed {seed} round {round}");
+                assert_eq!(all.len(), o.len(), "seed {seed} round {round}");
+            }
+        }
+        wire.extend(drain(&mut o, || 9));
+        decode_all(&wire);
+    }
+    assert!(some > 300, "contiguous output seen only {some} times");
+}
