@@ -309,6 +309,32 @@ impl Connection {
         Ok(())
     }
 
+    /// Lends the driver the packed run at the back of the output, to append
+    /// whole small DATA frames to directly while it answers this
+    /// connection's input (the reactor's reply run): the run, how many
+    /// bytes may be appended (its cap and `max_outbound` both counted), and
+    /// the largest payload allowed. Frames appended within those limits
+    /// are exactly what [`send`](Self::send) would accept. `None` unless
+    /// established with such a run open. Nothing else may touch the output
+    /// until [`return_run`](Self::return_run).
+    pub(crate) fn lend_run(&mut self) -> Option<(BytesMut, usize, usize)> {
+        if self.state != State::Established {
+            return None;
+        }
+        let (run, room) = self.outbox.take_open_run()?;
+        let queued = self.outbox.len() + run.len();
+        let room = room.min(self.config.max_outbound.saturating_sub(queued));
+        let max_payload = self.config.max_frame.min(COPY_MAX);
+        Some((run, room, max_payload))
+    }
+
+    /// Takes back a run lent by [`lend_run`](Self::lend_run), with
+    /// `messages` frames appended to it since.
+    pub(crate) fn return_run(&mut self, run: BytesMut, messages: u64) {
+        self.outbox.put_back_run(run);
+        self.stats.messages_sent += messages;
+    }
+
     /// Bookkeeping for every message queued: the count, and the trim timer
     /// that frees the output buffers once the connection stops sending.
     #[inline]

@@ -152,6 +152,39 @@ impl Outbox {
         self.is_empty() && self.queue.take().is_some()
     }
 
+    /// Takes the packed run at the back out of the queue if a small frame
+    /// queued now would be appended to it, with the room it has left under
+    /// its cap. Its bytes count in no [`len`](Self::len) until
+    /// [`put_back_run`](Self::put_back_run) returns it.
+    pub(crate) fn take_open_run(&mut self) -> Option<(BytesMut, usize)> {
+        let q = self.queue.as_mut()?;
+        let room = PACK_MAX.saturating_sub(q.open_run()?.len());
+        match q.data.pop_back() {
+            Some(Segment::Packed(run)) => {
+                q.data_bytes -= run.len();
+                Some((run, room))
+            }
+            other => {
+                // `open_run` said the back is a packed run.
+                debug_assert!(other.is_none(), "open run vanished");
+                q.data.extend(other);
+                None
+            }
+        }
+    }
+
+    /// Puts back at the end of the queue a run taken with
+    /// [`take_open_run`](Self::take_open_run) (grown by whole frames since).
+    pub(crate) fn put_back_run(&mut self, run: BytesMut) {
+        if run.is_empty() {
+            runs::give(run);
+            return;
+        }
+        let q = self.queue();
+        q.data_bytes += run.len();
+        q.data.push_back(Segment::Packed(run));
+    }
+
     /// All unsent output, when it is one contiguous slice (the usual case:
     /// small messages packed into one run, or control frames alone);
     /// `None` when it is not, or when nothing is queued.
@@ -268,24 +301,41 @@ impl Queue {
         // While control frames wait for the run on the wire to reach a
         // frame boundary, that run is not extended: a frame queued now goes
         // after them. (The new run reserves only what it needs: this is rare.)
-        let in_flight = self.head_sent > 0 && !self.ctrl.is_empty() && self.data.len() == 1;
-        if !in_flight {
-            if let Some(Segment::Packed(run)) = self.data.back_mut() {
-                if run.len() + need <= PACK_MAX {
-                    write(run);
-                    return;
-                }
+        if let Some(run) = self.open_run() {
+            if run.len() + need <= PACK_MAX {
+                write(run);
+                return;
             }
         }
-        self.pack_new(need, in_flight, write);
+        self.pack_new(need, write);
+    }
+
+    /// True while control frames wait for the run partly on the wire to
+    /// reach a frame boundary: that run must not be extended.
+    #[inline]
+    fn run_in_flight(&self) -> bool {
+        self.head_sent > 0 && !self.ctrl.is_empty() && self.data.len() == 1
+    }
+
+    /// The packed run at the back, if frames may be appended to it (room
+    /// aside): not one on the wire with control frames waiting.
+    #[inline]
+    fn open_run(&mut self) -> Option<&mut BytesMut> {
+        if self.run_in_flight() {
+            return None;
+        }
+        match self.data.back_mut() {
+            Some(Segment::Packed(run)) => Some(run),
+            _ => None,
+        }
     }
 
     /// [`pack`](Self::pack) into a new run (out of line: once per run).
     #[cold]
     #[inline(never)]
-    fn pack_new(&mut self, need: usize, in_flight: bool, write: impl FnOnce(&mut BytesMut)) {
+    fn pack_new(&mut self, need: usize, write: impl FnOnce(&mut BytesMut)) {
         let mut run = runs::take();
-        run.reserve(if in_flight { need } else { PACK_MAX });
+        run.reserve(if self.run_in_flight() { need } else { PACK_MAX });
         write(&mut run);
         self.data.push_back(Segment::Packed(run));
     }

@@ -20,6 +20,7 @@ use mio::{Interest, Poll, Token};
 use slab::Slab;
 use socket2::SockRef;
 
+use super::reply::ReplyRun;
 use super::slot::Slot;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
@@ -106,6 +107,10 @@ pub(crate) struct Core {
     pub(super) shutdown: Option<Instant>,
     /// Accepted connections beyond this are refused with CLOSE 1008.
     pub(super) max_connections: usize,
+    /// The connection whose read is being delivered to the handler.
+    pub(super) reading: Option<ConnId>,
+    /// Its output run, lent while the handler answers it (see [`ReplyRun`]).
+    pub(super) reply: Option<ReplyRun>,
 }
 
 impl Core {
@@ -142,6 +147,8 @@ impl Core {
             seed,
             shutdown: None,
             max_connections: usize::MAX,
+            reading: None,
+            reply: None,
         })
     }
 
@@ -163,7 +170,9 @@ impl Core {
         self.queue_on(id, |conn| conn.send_slice(message))
     }
 
-    #[inline]
+    /// (Out of line: the handler's answers to the connection being read
+    /// take the reply run instead, see `Context::forward`.)
+    #[inline(never)]
     pub(super) fn send_framed(&mut self, id: ConnId, frame: &[u8]) -> Result<(), SendError> {
         self.queue_on(id, |conn| conn.send_framed(frame))
     }
@@ -176,6 +185,7 @@ impl Core {
         id: ConnId,
         queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
+        self.settle_reply();
         let idx = id.index as usize;
         let slot = match self.slots.get_mut(idx) {
             Some(slot) if slot.id == id => slot,
@@ -186,10 +196,37 @@ impl Core {
             slot.dirty = true;
             self.dirty.push(idx);
         }
+        if self.reading == Some(id) {
+            // Answering the connection being read: its next small answers
+            // go straight into its run.
+            if let Some((run, room, max_payload)) = slot.conn.lend_run() {
+                self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
+            }
+        }
         Ok(())
     }
 
+    /// Returns the lent reply run, if any, to its connection. Runs before
+    /// anything else touches a connection's output or input.
+    #[inline]
+    pub(super) fn settle_reply(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            self.return_reply(reply);
+        }
+    }
+
+    #[inline(never)]
+    fn return_reply(&mut self, reply: ReplyRun) {
+        match self.slots.get_mut(reply.idx) {
+            Some(slot) if slot.id == reply.id => slot.conn.return_run(reply.run, reply.messages),
+            // Not reachable: a slot is only freed after a service, which
+            // settles first. The frames go the way of the connection's.
+            _ => debug!("{}: reply run of a freed slot dropped", reply.id),
+        }
+    }
+
     pub(super) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.settle_reply();
         let Some(idx) = self.slot_index(id) else {
             return false;
         };
@@ -260,6 +297,11 @@ impl Core {
         let slot = self.slots.get(self.slot_index(id)?)?;
         let conn = &slot.conn;
         let s = conn.stats();
+        // What the handler queued into the lent reply run counts.
+        let (lent_messages, lent_bytes) = match &self.reply {
+            Some(r) if r.id == id => (r.messages, r.run.len()),
+            _ => (0, 0),
+        };
         Some(ConnStats {
             role: conn.role(),
             state: conn.state(),
@@ -269,7 +311,7 @@ impl Core {
             pings_sent: s.pings_sent,
             pongs_received: s.pongs_received,
             pings_received: s.pings_received,
-            messages_sent: s.messages_sent,
+            messages_sent: s.messages_sent + lent_messages,
             messages_received: s.messages_received,
             bytes_received: s.bytes_received,
             since_last_recv: conn
@@ -280,7 +322,7 @@ impl Core {
             reconnect_in: conn
                 .timer(crate::conn::Timer::Reconnect)
                 .map(|t| t.saturating_duration_since(self.now)),
-            pending_output: conn.pending_output(),
+            pending_output: conn.pending_output() + lent_bytes,
             session_id: conn.session_id(),
         })
     }
@@ -393,6 +435,7 @@ impl Core {
     /// output, carries out its socket actions, adjusts readiness interest,
     /// re-files its timer, and frees the slot once it is closed.
     pub(super) fn service(&mut self, idx: usize) {
+        self.settle_reply();
         let now = self.now;
         // Each pass either acts or stops; a connection asks for at most a
         // close and a connect per state change, so a few passes suffice.
@@ -673,6 +716,9 @@ impl Core {
         buf: &mut BytesMut,
         pos: &mut usize,
     ) -> Option<(ConnId, usize)> {
+        // Input other than a plain message may answer (a PONG) or end the
+        // connection: its output must be whole first.
+        self.settle_reply();
         let now = self.now;
         let slot = self.slots.get_mut(idx)?;
         let next = slot

@@ -122,6 +122,12 @@ impl Context<'_> {
     /// echoing or answering a [`Message`] this way allocates nothing.
     #[inline]
     pub fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
+        // An answer to the connection being read goes into its lent run.
+        if let Some(reply) = self.core.reply.as_mut() {
+            if reply.push_payload(id, message) {
+                return Ok(());
+            }
+        }
         self.core.send_slice(id, message)
     }
 
@@ -135,12 +141,28 @@ impl Context<'_> {
         if message.len() <= crate::conn::COPY_MAX {
             match message.frame() {
                 // As it came in: header and payload in one copy.
-                Some(frame) => self.core.send_framed(id, frame),
+                Some(frame) => {
+                    // An answer to the connection being read goes into
+                    // its lent run.
+                    if let Some(reply) = self.core.reply.as_mut() {
+                        if reply.push_frame(id, frame) {
+                            return Ok(());
+                        }
+                    }
+                    self.core.send_framed(id, frame)
+                }
                 None => self.core.send_slice(id, &message),
             }
         } else {
-            self.core.send(id, message.into_bytes())
+            self.forward_shared(id, message)
         }
+    }
+
+    /// [`forward`](Self::forward) of a large message: shared, not copied.
+    /// (Out of line, so the small messages' path stays short.)
+    #[inline(never)]
+    fn forward_shared(&mut self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
+        self.core.send(id, message.into_bytes())
     }
 
     /// Closes connection `id`: queued messages are flushed, then CLOSE

@@ -38,6 +38,7 @@ mod core;
 mod handler;
 mod id;
 mod message;
+mod reply;
 mod slot;
 mod stats;
 
@@ -299,12 +300,17 @@ fn deliver_read<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, chunk:
     if chunk.is_empty() {
         return;
     }
+    // Answers to this connection may go into its lent reply run until
+    // the read is delivered.
+    core.reading = core.slots.get(idx).map(|slot| slot.id);
     if let Some(mut head) = core.begin_input(idx, chunk) {
         deliver_frames(core, handler, idx, &mut head);
         core.end_input(idx, &mut head);
     }
     deliver_frames(core, handler, idx, chunk);
     core.end_input(idx, chunk);
+    core.settle_reply();
+    core.reading = None;
 }
 
 fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf: &mut BytesMut) {

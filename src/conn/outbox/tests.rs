@@ -409,3 +409,40 @@ fn contiguous_output_agrees_with_chunks_in_random_interleavings() {
     }
     assert!(some > 300, "contiguous output seen only {some} times");
 }
+
+#[test]
+fn a_lent_run_comes_back_in_place_and_only_an_open_one_is_lent() {
+    let mut o = Outbox::default();
+    assert!(o.take_open_run().is_none(), "nothing queued");
+    o.push_slice(b"one");
+    let (mut run, room) = o.take_open_run().expect("the run at the back");
+    assert_eq!(room, super::PACK_MAX - run.len());
+    assert_eq!(o.len(), 0, "lent bytes are not counted");
+    run.extend_from_slice(&codec::data_header(3));
+    run.extend_from_slice(b"two");
+    o.put_back_run(run);
+    o.push_slice(b"three");
+    let frames = decode_all(&drain(&mut o, || 4));
+    let want: Vec<Frame> = [&b"one"[..], b"two", b"three"]
+        .iter()
+        .map(|p| Frame::Data(Bytes::copy_from_slice(p)))
+        .collect();
+    assert_eq!(frames, want);
+
+    // A large message at the back: no run to lend.
+    o.push_data(Bytes::from(vec![7u8; 2000]));
+    assert!(o.take_open_run().is_none());
+    drain(&mut o, || usize::MAX);
+    // A run partly written with a control frame waiting: not extendable.
+    o.push_slice(b"abc");
+    o.advance(2);
+    codec::encode_pong(1, o.ctrl());
+    assert!(o.take_open_run().is_none(), "the run on the wire stays");
+    let mut wire = b"\0\0".to_vec(); // the two bytes written above
+    wire.extend(drain(&mut o, || 3));
+    wire[..2].copy_from_slice(&codec::data_header(3)[..2]);
+    assert_eq!(
+        decode_all(&wire),
+        [Frame::Data(Bytes::from_static(b"abc")), Frame::Pong(1)]
+    );
+}
