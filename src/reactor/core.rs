@@ -533,35 +533,31 @@ impl Core {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
-        if let (Some((_, current)), Some(at)) = (slot.timer, next) {
-            if at >= current {
-                // Filed early enough already (the usual case: traffic only
-                // pushes deadlines back). Filing rounds up, so `at` would
-                // not move the entry; it is found when the entry fires.
-                return;
-            }
-        }
         let grain = slot.conn.config().timer_grain();
-        let want = next.map(|at| self.wheel.coarsen(at, grain));
-        match (slot.timer, want) {
+        match (slot.timer, next) {
             (None, None) => {}
             (Some((key, _)), None) => {
                 self.wheel.cancel(key);
                 slot.timer = None;
             }
             (None, Some(at)) => {
-                let key = self.wheel.insert(at, Target::Conn(slot.id));
+                let key = self
+                    .wheel
+                    .insert(self.wheel.coarsen(at, grain), Target::Conn(slot.id));
                 slot.timer = Some((key, at));
             }
-            (Some((key, current)), Some(at)) => {
-                if at < current {
-                    if self.wheel.reset(key, at) {
-                        slot.timer = Some((key, at));
-                    } else {
-                        let key = self.wheel.insert(at, Target::Conn(slot.id));
-                        slot.timer = Some((key, at));
-                    }
+            // No earlier than the deadline filed (the usual case: traffic
+            // only pushes deadlines back): the entry stays, and when it
+            // fires the connection finds nothing due and is filed again.
+            // (Filing rounds up to the grid, which keeps this order.)
+            (Some((_, filed)), Some(at)) if at >= filed => {}
+            (Some((key, filed)), Some(at)) => {
+                let want = self.wheel.coarsen(at, grain);
+                let mut key = key;
+                if want < self.wheel.coarsen(filed, grain) && !self.wheel.reset(key, want) {
+                    key = self.wheel.insert(want, Target::Conn(slot.id));
                 }
+                slot.timer = Some((key, at));
             }
         }
     }
@@ -827,8 +823,10 @@ impl Core {
                     };
                     let slot = &mut self.slots[idx];
                     match slot.timer {
-                        Some((k, at)) if k == key => {
-                            let late = now.saturating_duration_since(at);
+                        Some((k, filed)) if k == key => {
+                            let grain = slot.conn.config().timer_grain();
+                            let due = self.wheel.coarsen(filed, grain);
+                            let late = now.saturating_duration_since(due);
                             lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
                             slot.timer = None;
                         }

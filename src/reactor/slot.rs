@@ -28,7 +28,9 @@ pub(super) struct Slot {
     pub(super) stream: Option<TcpStream>,
     /// The interest registered with the poll, if the stream is registered.
     pub(super) interest: Option<Interest>,
-    /// The wheel entry and the instant it fires, if any.
+    /// The wheel entry, if any, and the deadline it was filed for (the
+    /// entry's own instant is that deadline rounded up to the timer grid,
+    /// `Wheel::coarsen`).
     pub(super) timer: Option<(TimerKey, Instant)>,
     /// Listed in the reactor's dirty list.
     pub(super) dirty: bool,
