@@ -687,8 +687,8 @@ impl Core {
     /// at `*pos`: its id and the payload length, the frame then at `*pos`
     /// (see [`Connection::take_data`] and [`Connection::poll_input_after`]).
     /// Events the frames before it produced are queued for the handler
-    /// first.
-    #[inline]
+    /// first. (Always inlined: it runs once per message, in the read loop.)
+    #[inline(always)]
     pub(super) fn next_message(
         &mut self,
         idx: usize,
@@ -696,8 +696,12 @@ impl Core {
         pos: &mut usize,
     ) -> Option<(ConnId, usize)> {
         let slot = self.slots.get_mut(idx)?;
-        match slot.conn.take_data(buf.get(*pos..).unwrap_or_default()) {
+        let rest = buf.get(*pos..).unwrap_or_default();
+        match slot.conn.take_data(rest) {
             Some(len) => Some((slot.id, len)),
+            // The read ended on a frame boundary (the usual end): nothing
+            // left to decode; the caller consumes what it stepped over.
+            None if rest.is_empty() => None,
             None => self.next_message_slow(idx, buf, pos),
         }
     }

@@ -331,8 +331,8 @@ fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf:
             pos = 0;
         }
     }
-    // The last call consumed the frames stepped over, unless the slot was
-    // gone (it never is mid-read; the bytes are done with either way).
+    // Consume the frames stepped over since the last call that consumed
+    // (all of them when the read ended on a frame boundary).
     buf.advance(pos);
 }
 
