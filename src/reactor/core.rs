@@ -533,7 +533,6 @@ impl Core {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
-        let grain = slot.conn.config().timer_grain();
         match (slot.timer, next) {
             (None, None) => {}
             (Some((key, _)), None) => {
@@ -541,6 +540,7 @@ impl Core {
                 slot.timer = None;
             }
             (None, Some(at)) => {
+                let grain = slot.conn.config().timer_grain();
                 let key = self
                     .wheel
                     .insert(self.wheel.coarsen(at, grain), Target::Conn(slot.id));
@@ -552,6 +552,7 @@ impl Core {
             // (Filing rounds up to the grid, which keeps this order.)
             (Some((_, filed)), Some(at)) if at >= filed => {}
             (Some((key, filed)), Some(at)) => {
+                let grain = slot.conn.config().timer_grain();
                 let want = self.wheel.coarsen(at, grain);
                 let mut key = key;
                 if want < self.wheel.coarsen(filed, grain) && !self.wheel.reset(key, want) {
