@@ -28,6 +28,14 @@
 //!   fires). The background timers sit in a 60 s window one year ahead, so
 //!   the clock never reaches them and every op fires exactly one timer.
 //!
+//! - `insert_cancel/1M paired` (printed after criterion's cases, not a
+//!   criterion case): the wheel and the heap at 1 M timed in alternating
+//!   batches of 100 000 `insert_cancel`s, 40 M each, and the ratio of the
+//!   total times. Criterion times the cases one after the other, and on a
+//!   shared VM the machine's speed can change between them; interleaving
+//!   gives both the same machine. `cargo bench --bench wheel -- paired`
+//!   runs only this.
+//!
 //! Both structures are driven by the same generic code (the [`Timers`]
 //! trait, monomorphised, no dynamic dispatch) with the same PRNG seed, so
 //! they see identical deadline sequences, and both round deadlines up and
@@ -68,9 +76,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use tether::wheel::{TimerKey, Wheel};
 
 /// Background sizes, with the label used in benchmark ids.
@@ -495,6 +501,73 @@ fn insert_expire(c: &mut Criterion) {
     bench_op(c, Op::InsertExpire);
 }
 
+// ----- the paired run: wheel and heap interleaved ---------------------------
+
+/// Operations per timed batch of the paired run (about 1.3 ms of the
+/// wheel's at 1 M, 2 ms of the heap's outside its compactions).
+const PAIRED_BATCH: u64 = 100_000;
+/// Batches of each structure in the paired run: 40 M operations, about
+/// 40 of the heap's compactions (one per million cancels), so that where
+/// the run starts in the heap's compaction cycle moves the total by ~2 %.
+const PAIRED_ROUNDS: usize = 400;
+
+/// Times one batch of `insert_cancel` on `f`.
+fn batch<S: Timers>(f: &mut Fixture<S>, ops: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..ops {
+        f.insert_cancel();
+    }
+    start.elapsed()
+}
+
+/// `insert_cancel` at 1 M for the wheel and the heap side by side: short
+/// batches of each, alternated (their order swapped every round), so that
+/// both are timed on the same machine. Criterion times one case after the
+/// other, seconds apart, and on this VM the speed of the whole machine
+/// changes between such stretches (see docs/BENCHMARKS.md), which moves
+/// the ratio of two cases more than either structure does. The ratio is
+/// of the total times: the heap's cost is mostly its periodic compaction,
+/// which a median of batches would leave out.
+fn paired_insert_cancel(rounds: usize, ops: u64) {
+    let (n, label) = SIZES[SIZES.len() - 1];
+    let origin = Instant::now();
+    let mut wheel = Fixture::new(
+        Wheel::with_capacity(origin, n + 1),
+        origin,
+        n,
+        Duration::ZERO,
+    );
+    let mut heap = Fixture::new(
+        HeapTimers::with_capacity(origin, n + 1),
+        origin,
+        n,
+        Duration::ZERO,
+    );
+    // Warm both up (caches, page faults).
+    batch(&mut wheel, ops);
+    batch(&mut heap, ops);
+    let (mut wheel_time, mut heap_time) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            wheel_time += batch(&mut wheel, ops);
+            heap_time += batch(&mut heap, ops);
+        } else {
+            heap_time += batch(&mut heap, ops);
+            wheel_time += batch(&mut wheel, ops);
+        }
+    }
+    wheel.check();
+    heap.check();
+    let total = (rounds as u64 * ops) as f64;
+    let wheel_ns = wheel_time.as_nanos() as f64 / total;
+    let heap_ns = heap_time.as_nanos() as f64 / total;
+    println!(
+        "insert_cancel/{label} paired ({rounds} alternating batches of {ops} ops each): \
+         wheel {wheel_ns:.1} ns, heap {heap_ns:.1} ns per op; heap/wheel {:.2}x",
+        heap_ns / wheel_ns
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -502,4 +575,44 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = insert_cancel, insert_expire
 }
-criterion_main!(benches);
+
+/// The benchmark filter among criterion's arguments, if any: the first
+/// argument that is neither an option nor an option's value.
+fn filter(args: &[String]) -> Option<&str> {
+    /// Criterion's options that take no value.
+    const FLAGS: [&str; 9] = [
+        "--bench",
+        "--noplot",
+        "--list",
+        "--exact",
+        "--quiet",
+        "--verbose",
+        "--discard-baseline",
+        "--quick",
+        "--test",
+    ];
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if !arg.starts_with('-') {
+            return Some(arg);
+        }
+        if arg.starts_with("--") && !arg.contains('=') && !FLAGS.contains(&arg.as_str()) {
+            args.next(); // the option's value
+        }
+    }
+    None
+}
+
+fn main() {
+    benches();
+    // The paired run: under `cargo bench` with no filter or one that names
+    // it; `cargo test --benches` runs it once, small, as a smoke test.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let benching = args.iter().any(|a| a == "--bench");
+    if !benching {
+        paired_insert_cancel(2, 1_000);
+    } else if filter(&args).map_or(true, |f| "insert_cancel/paired".contains(f)) {
+        paired_insert_cancel(PAIRED_ROUNDS, PAIRED_BATCH);
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
