@@ -38,14 +38,16 @@ pub(super) struct Slots {
     levels: [Level; LEVELS],
     /// The slab indices of each bucket's entries, in no particular order.
     /// An entry records its position here, so removal is a `swap_remove`.
-    lists: Box<[Vec<u32>; BUCKETS]>,
+    /// Inline (9 KiB), not boxed: an insert reaches its bucket's header
+    /// without loading a pointer first.
+    lists: [Vec<u32>; BUCKETS],
 }
 
 impl Slots {
     pub(super) fn new() -> Self {
         Slots {
             levels: std::array::from_fn(Level::new),
-            lists: Box::new(std::array::from_fn(|_| Vec::new())),
+            lists: std::array::from_fn(|_| Vec::new()),
         }
     }
 
