@@ -1,14 +1,16 @@
 //! The reply run: the output run of the connection being read, lent to the
 //! reactor while the handler answers that connection's messages.
 //!
-//! Answering a request is the common case (an echo, a response): every
-//! small answer to the connection whose read is being delivered is copied
-//! straight into this run, with no slab lookup, state check or queue walk
-//! per message; the checks `send` makes were made once, when the run was
-//! lent, and are kept as a byte budget (`room`) and a payload limit. The
-//! run goes back to its connection's queue, with the count of messages,
-//! before anything else touches that connection: any other send or close,
-//! input that is not a plain DATA frame, and the end of the read.
+//! Answering a request is the common case (an echo, a response): once the
+//! first answer of a read has gone through the connection's queue, every
+//! further small answer to the connection whose read is being delivered
+//! is copied straight into this run, with no slab lookup, state check or
+//! queue walk per message; the checks `send` makes were made once, when
+//! the run was lent, and are kept as a byte budget (`room`) and a payload
+//! limit. The run goes back to its connection's queue, with the count of
+//! messages, before anything else touches that connection: any other send
+//! or close, input that is not a plain DATA frame, a service of the
+//! connection, and the end of the read.
 //!
 //! It never decides what may be sent: it only holds bytes `send` would
 //! have accepted, in the order `send` would have queued them.
