@@ -109,12 +109,23 @@ impl Context<'_> {
         self.core.now
     }
 
-    /// Queues `message` on connection `id` without copying it (`Bytes`,
-    /// `Vec<u8>`, `&'static [u8]`, `String`, …). It is written before the
-    /// reactor polls again.
+    /// Queues `message` on connection `id` (`Bytes`, `Vec<u8>`,
+    /// `&'static [u8]`, `String`, …). A large one is queued without
+    /// copying; a small one (up to 1 KiB) is copied into the connection's
+    /// packed output, as by [`send_slice`](Self::send_slice). It is written
+    /// before the reactor polls again.
     #[inline]
     pub fn send(&mut self, id: ConnId, message: impl Into<Bytes>) -> Result<(), SendError> {
-        self.core.send(id, message.into())
+        let message = message.into();
+        // A small answer to the connection being read goes into its lent
+        // run, as `send_slice` does: the queue would copy it all the same,
+        // and going there would return the run and lend it again.
+        if let Some(reply) = self.core.reply.as_mut() {
+            if reply.push_payload(id, &message) {
+                return Ok(());
+            }
+        }
+        self.core.send(id, message)
     }
 
     /// Queues a copy of `message` on connection `id`. A small message
