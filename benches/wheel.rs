@@ -34,7 +34,12 @@
 //!   total times. Criterion times the cases one after the other, and on a
 //!   shared VM the machine's speed can change between them; interleaving
 //!   gives both the same machine. `cargo bench --bench wheel -- paired`
-//!   runs only this.
+//!   runs only this. It runs twice: with the deadlines as `Instant`s
+//!   (each insert converts one to a tick with std's arithmetic, two
+//!   calls that cannot be inlined and cost the same in both structures:
+//!   about 40 % of the wheel's op) and as ticks converted before the
+//!   clock starts (`Wheel::insert_tick`, which tether's reactor files
+//!   with): the structures' own costs.
 //!
 //! Both structures are driven by the same generic code (the [`Timers`]
 //! trait, monomorphised, no dynamic dispatch) with the same PRNG seed, so
@@ -121,6 +126,10 @@ impl Spread for SplitMix64 {
 trait Timers {
     type Key: Copy;
     fn insert(&mut self, deadline: Instant, value: u64) -> Self::Key;
+    /// `insert` with the deadline already in whole milliseconds after the
+    /// shared origin, rounded up (what both structures turn an `Instant`
+    /// into first).
+    fn insert_tick(&mut self, tick: u64, value: u64) -> Self::Key;
     fn cancel(&mut self, key: Self::Key) -> Option<u64>;
     fn poll(&mut self, now: Instant) -> Option<u64>;
     fn len(&self) -> usize;
@@ -132,6 +141,11 @@ impl Timers for Wheel<u64> {
     #[inline]
     fn insert(&mut self, deadline: Instant, value: u64) -> TimerKey {
         Wheel::insert(self, deadline, value)
+    }
+
+    #[inline]
+    fn insert_tick(&mut self, tick: u64, value: u64) -> TimerKey {
+        Wheel::insert_tick(self, tick, value)
     }
 
     #[inline]
@@ -211,7 +225,11 @@ impl<T> HeapTimers<T> {
 
     #[inline]
     fn insert(&mut self, deadline: Instant, value: T) -> HeapKey {
-        let tick = self.deadline_tick(deadline);
+        self.insert_tick(self.deadline_tick(deadline), value)
+    }
+
+    #[inline]
+    fn insert_tick(&mut self, tick: u64, value: T) -> HeapKey {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize].value = Some(value);
@@ -292,6 +310,11 @@ impl Timers for HeapTimers<u64> {
     }
 
     #[inline]
+    fn insert_tick(&mut self, tick: u64, value: u64) -> HeapKey {
+        HeapTimers::insert_tick(self, tick, value)
+    }
+
+    #[inline]
     fn cancel(&mut self, key: HeapKey) -> Option<u64> {
         HeapTimers::cancel(self, key)
     }
@@ -338,17 +361,29 @@ impl NoTimers {
 
     #[inline]
     fn tick(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.origin);
-        since.as_secs() * 1000 + u64::from(since.subsec_nanos().div_ceil(1_000_000))
+        ceil_ms_after(self.origin, at)
     }
+}
+
+/// `at` in whole milliseconds after `origin`, rounded up: the tick both
+/// structures file a deadline at.
+#[inline]
+fn ceil_ms_after(origin: Instant, at: Instant) -> u64 {
+    let since = at.saturating_duration_since(origin);
+    since.as_secs() * 1000 + u64::from(since.subsec_nanos().div_ceil(1_000_000))
 }
 
 impl Timers for NoTimers {
     type Key = u64;
 
     #[inline]
-    fn insert(&mut self, deadline: Instant, _value: u64) -> u64 {
-        let tick = black_box(self.tick(deadline));
+    fn insert(&mut self, deadline: Instant, value: u64) -> u64 {
+        self.insert_tick(self.tick(deadline), value)
+    }
+
+    #[inline]
+    fn insert_tick(&mut self, tick: u64, _value: u64) -> u64 {
+        let tick = black_box(tick);
         if self.filled < self.background {
             self.filled += 1;
         } else {
@@ -390,6 +425,8 @@ struct Fixture<S> {
     now: Instant,
     /// `now` + a random duration in the window, `DRAWN` of them.
     deadlines: Vec<Instant>,
+    /// The same deadlines in ticks, for `insert_cancel_tick`.
+    ticks: Vec<u64>,
     next_id: u64,
     background: usize,
 }
@@ -401,11 +438,16 @@ impl<S: Timers> Fixture<S> {
         for id in 0..n as u64 {
             timers.insert(origin + offset + rng.in_spread(), id);
         }
-        let deadlines = (0..DRAWN).map(|_| origin + rng.in_spread()).collect();
+        let deadlines: Vec<Instant> = (0..DRAWN).map(|_| origin + rng.in_spread()).collect();
+        let ticks = deadlines
+            .iter()
+            .map(|&d| ceil_ms_after(origin, d))
+            .collect();
         Fixture {
             timers,
             now: origin,
             deadlines,
+            ticks,
             next_id: n as u64,
             background: n,
         }
@@ -417,6 +459,17 @@ impl<S: Timers> Fixture<S> {
     fn insert_cancel(&mut self) {
         let deadline = self.deadlines[self.next_id as usize % DRAWN];
         let key = self.timers.insert(deadline, self.next_id);
+        self.next_id += 1;
+        black_box(self.timers.cancel(black_box(key)));
+    }
+
+    /// [`insert_cancel`](Self::insert_cancel) with the deadline given in
+    /// ticks: the structure's own work, without std's `Instant`
+    /// arithmetic.
+    #[inline]
+    fn insert_cancel_tick(&mut self) {
+        let tick = self.ticks[self.next_id as usize % DRAWN];
+        let key = self.timers.insert_tick(tick, self.next_id);
         self.next_id += 1;
         black_box(self.timers.cancel(black_box(key)));
     }
@@ -511,11 +564,21 @@ const PAIRED_BATCH: u64 = 100_000;
 /// the run starts in the heap's compaction cycle moves the total by ~2 %.
 const PAIRED_ROUNDS: usize = 400;
 
-/// Times one batch of `insert_cancel` on `f`.
-fn batch<S: Timers>(f: &mut Fixture<S>, ops: u64) -> Duration {
+/// How the paired run hands deadlines to the structures.
+#[derive(Clone, Copy, Debug)]
+enum Given {
+    /// As `Instant`s: each insert converts with std's arithmetic.
+    Instants,
+    /// As ticks, converted before the clock starts.
+    Ticks,
+}
+
+/// Times one batch of `insert_cancel` (or `insert_cancel_tick`) on `f`.
+fn batch<S: Timers>(f: &mut Fixture<S>, ops: u64, given: Given) -> Duration {
     let start = Instant::now();
-    for _ in 0..ops {
-        f.insert_cancel();
+    match given {
+        Given::Instants => (0..ops).for_each(|_| f.insert_cancel()),
+        Given::Ticks => (0..ops).for_each(|_| f.insert_cancel_tick()),
     }
     start.elapsed()
 }
@@ -528,7 +591,7 @@ fn batch<S: Timers>(f: &mut Fixture<S>, ops: u64) -> Duration {
 /// the ratio of two cases more than either structure does. The ratio is
 /// of the total times: the heap's cost is mostly its periodic compaction,
 /// which a median of batches would leave out.
-fn paired_insert_cancel(rounds: usize, ops: u64) {
+fn paired_insert_cancel(rounds: usize, ops: u64, given: Given) {
     let (n, label) = SIZES[SIZES.len() - 1];
     let origin = Instant::now();
     let mut wheel = Fixture::new(
@@ -544,16 +607,16 @@ fn paired_insert_cancel(rounds: usize, ops: u64) {
         Duration::ZERO,
     );
     // Warm both up (caches, page faults).
-    batch(&mut wheel, ops);
-    batch(&mut heap, ops);
+    batch(&mut wheel, ops, given);
+    batch(&mut heap, ops, given);
     let (mut wheel_time, mut heap_time) = (Duration::ZERO, Duration::ZERO);
     for round in 0..rounds {
         if round % 2 == 0 {
-            wheel_time += batch(&mut wheel, ops);
-            heap_time += batch(&mut heap, ops);
+            wheel_time += batch(&mut wheel, ops, given);
+            heap_time += batch(&mut heap, ops, given);
         } else {
-            heap_time += batch(&mut heap, ops);
-            wheel_time += batch(&mut wheel, ops);
+            heap_time += batch(&mut heap, ops, given);
+            wheel_time += batch(&mut wheel, ops, given);
         }
     }
     wheel.check();
@@ -562,8 +625,12 @@ fn paired_insert_cancel(rounds: usize, ops: u64) {
     let wheel_ns = wheel_time.as_nanos() as f64 / total;
     let heap_ns = heap_time.as_nanos() as f64 / total;
     println!(
-        "insert_cancel/{label} paired ({rounds} alternating batches of {ops} ops each): \
-         wheel {wheel_ns:.1} ns, heap {heap_ns:.1} ns per op; heap/wheel {:.2}x",
+        "insert_cancel/{label} paired, deadlines as {} ({rounds} alternating batches of {ops} \
+         ops each): wheel {wheel_ns:.1} ns, heap {heap_ns:.1} ns per op; heap/wheel {:.2}x",
+        match given {
+            Given::Instants => "Instants",
+            Given::Ticks => "ticks",
+        },
         heap_ns / wheel_ns
     );
 }
@@ -609,10 +676,12 @@ fn main() {
     // it; `cargo test --benches` runs it once, small, as a smoke test.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let benching = args.iter().any(|a| a == "--bench");
-    if !benching {
-        paired_insert_cancel(2, 1_000);
-    } else if filter(&args).map_or(true, |f| "insert_cancel/paired".contains(f)) {
-        paired_insert_cancel(PAIRED_ROUNDS, PAIRED_BATCH);
+    for given in [Given::Instants, Given::Ticks] {
+        if !benching {
+            paired_insert_cancel(2, 1_000, given);
+        } else if filter(&args).map_or(true, |f| "insert_cancel/paired".contains(f)) {
+            paired_insert_cancel(PAIRED_ROUNDS, PAIRED_BATCH, given);
+        }
     }
     Criterion::default().configure_from_args().final_summary();
 }

@@ -541,9 +541,9 @@ impl Core {
             }
             (None, Some(at)) => {
                 let grain = slot.conn.config().timer_grain();
-                let key = self
-                    .wheel
-                    .insert(self.wheel.coarsen(at, grain), Target::Conn(slot.id));
+                // In ticks: one clock conversion for the filing.
+                let tick = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
+                let key = self.wheel.insert_tick(tick, Target::Conn(slot.id));
                 slot.timer = Some((key, at));
             }
             // No earlier than the deadline filed (the usual case: traffic
@@ -553,10 +553,13 @@ impl Core {
             (Some((_, filed)), Some(at)) if at >= filed => {}
             (Some((key, filed)), Some(at)) => {
                 let grain = slot.conn.config().timer_grain();
-                let want = self.wheel.coarsen(at, grain);
+                let want = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
+                let was = self
+                    .wheel
+                    .coarsen_tick(self.wheel.deadline_tick(filed), grain);
                 let mut key = key;
-                if want < self.wheel.coarsen(filed, grain) && !self.wheel.reset(key, want) {
-                    key = self.wheel.insert(want, Target::Conn(slot.id));
+                if want < was && !self.wheel.reset_tick(key, want) {
+                    key = self.wheel.insert_tick(want, Target::Conn(slot.id));
                 }
                 slot.timer = Some((key, at));
             }

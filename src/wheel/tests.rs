@@ -987,3 +987,95 @@ fn coarsen_rounds_up_to_the_grid_and_never_earlier() {
     let far = origin + Duration::from_secs(400 * 365 * 86_400 * 100);
     assert_eq!(w.coarsen(far, grid), far);
 }
+
+#[test]
+fn the_tick_api_files_as_the_instant_api_does() {
+    // Two wheels fed the same random deadlines, one as instants and one
+    // as ticks (with resets and cancels): they fire the same values at
+    // the same polls and agree on every next expiration.
+    let origin = Instant::now();
+    let mut by_instant: Wheel<u64> = Wheel::new(origin);
+    let mut by_tick: Wheel<u64> = Wheel::new(origin);
+    let mut rng = Rng::new(41);
+    let mut keys = Vec::new();
+    let mut now = 0;
+    for value in 0..20_000u64 {
+        let deadline = at_ns(
+            origin,
+            (now + range(&mut rng, 0, 10 * MIN)) * NS_PER_MS + range(&mut rng, 0, NS_PER_MS),
+        );
+        let tick = by_tick.deadline_tick(deadline);
+        assert_eq!(tick, ceil_ms((deadline - origin).as_nanos() as u64));
+        keys.push((
+            by_instant.insert(deadline, value),
+            by_tick.insert_tick(tick, value),
+        ));
+        match rng.below_inclusive(9) {
+            0 => {
+                let (a, b) = keys.swap_remove(rng.below_inclusive(keys.len() as u64 - 1) as usize);
+                assert_eq!(by_instant.cancel(a), by_tick.cancel(b));
+            }
+            1 => {
+                let (a, b) = keys[rng.below_inclusive(keys.len() as u64 - 1) as usize];
+                let to = at_ns(origin, (now + range(&mut rng, 0, MIN)) * NS_PER_MS + 1);
+                assert_eq!(
+                    by_instant.reset(a, to),
+                    by_tick.reset_tick(b, by_tick.deadline_tick(to))
+                );
+            }
+            2 => {
+                now += range(&mut rng, 0, 5 * SEC);
+                let a: Vec<u64> = by_instant
+                    .advance(at(origin, now))
+                    .map(|(_, v)| v)
+                    .collect();
+                let b: Vec<u64> = by_tick.advance(at(origin, now)).map(|(_, v)| v).collect();
+                assert_eq!(a, b, "fired at {now} ms");
+            }
+            _ => {}
+        }
+        assert_eq!(by_instant.next_expiration(), by_tick.next_expiration());
+    }
+    check_invariants(&by_tick);
+    assert_eq!(by_instant.len(), by_tick.len());
+}
+
+#[test]
+fn a_tick_beyond_the_cap_is_the_cap_and_never_fires() {
+    let origin = Instant::now();
+    let mut w: Wheel<&str> = Wheel::new(origin);
+    let never = w.insert_tick(u64::MAX, "never");
+    let soon = w.insert_tick(5, "soon");
+    assert_eq!(w.deadline(soon), Some(at(origin, 5)));
+    assert_eq!(w.deadline(never), w.instant_at(MAX_TICK));
+    let far = origin + Duration::from_secs(20_000 * 365 * 86_400);
+    let fired: Vec<_> = w.advance(far).map(|(_, v)| v).collect();
+    assert_eq!(fired, ["soon"]);
+    assert_eq!(w.get(never), Some(&"never"));
+    // Reset beyond the cap: still pending, still never due.
+    assert!(w.reset_tick(never, u64::MAX - 1));
+    assert_eq!(w.advance(far).count(), 0);
+    assert!(!w.reset_tick(soon, 1), "a fired timer's key is stale");
+    check_invariants(&w);
+}
+
+#[test]
+fn coarsen_tick_is_coarsen_in_ticks() {
+    let origin = Instant::now();
+    let w: Wheel<u32> = Wheel::new(origin);
+    let mut rng = Rng::new(6);
+    for _ in 0..10_000 {
+        let deadline = at_ns(origin, range(&mut rng, 0, 100_000_000_000));
+        let grain = Duration::from_micros(range(&mut rng, 0, 200_000));
+        assert_eq!(
+            w.deadline_tick(w.coarsen(deadline, grain)),
+            w.coarsen_tick(w.deadline_tick(deadline), grain),
+        );
+    }
+    // Rounding that would pass the cap keeps the tick; the cap stays.
+    let grid = Duration::from_millis(1 << 20);
+    assert_eq!(w.coarsen_tick(MAX_TICK - 1, grid), MAX_TICK - 1);
+    assert_eq!(w.coarsen_tick(MAX_TICK, grid), MAX_TICK);
+    assert_eq!(w.coarsen_tick(u64::MAX, grid), MAX_TICK);
+    assert_eq!(w.coarsen_tick(17, Duration::from_millis(16)), 32);
+}
