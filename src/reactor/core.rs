@@ -21,7 +21,7 @@ use slab::Slab;
 use socket2::SockRef;
 
 use super::reply::ReplyRun;
-use super::slot::Slot;
+use super::slot::{Filed, Slot};
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
 use crate::conn::{Connection, Event, SendError, State};
@@ -99,6 +99,9 @@ pub(crate) struct Core {
     commands: Receiver<Command>,
     pub(super) commands_left: bool,
     pub(super) now: Instant,
+    /// `now` in wheel ticks (rounded up), set with it by
+    /// [`set_now`](Self::set_now).
+    now_tick: u64,
     stats: ReactorStats,
     generation: u32,
     next_session: u64,
@@ -141,6 +144,7 @@ impl Core {
             commands,
             commands_left: false,
             now,
+            now_tick: 0,
             stats: ReactorStats::default(),
             generation: 0,
             next_session: seed | 1,
@@ -515,11 +519,25 @@ impl Core {
         }
     }
 
+    /// Reads the clock: `now` for everything this turn does.
+    #[inline]
+    pub(super) fn set_now(&mut self) {
+        self.now = Instant::now();
+        self.now_tick = self.wheel.deadline_tick(self.now);
+    }
+
     /// Keeps one wheel entry per connection at (or just after) its earliest
-    /// deadline. A deadline that only moved later leaves the entry alone:
-    /// it fires early, the connection finds nothing due, and it is re-filed
-    /// then (lazy reset). Entries are filed on a grid (see [`Config::timer_grain`])
+    /// deadline. Entries are filed on a grid (see [`Config::timer_grain`])
     /// so that the deadlines of many connections share wake-ups.
+    ///
+    /// A deadline that moved later (traffic pushes the idle deadline on
+    /// every read) re-files the entry at once the first time after a
+    /// filing, and after that only once the clock is 7/8 of the way to the
+    /// entry; before that it leaves the entry alone, at the cost of a
+    /// compare. So a busy connection costs the wheel one re-file per
+    /// interval, made while its slot is in cache, and an idle one whose
+    /// peer pings (its deadline moves once per interval, just before it
+    /// would come due) none that fire early and find nothing due.
     fn sync_timer(&mut self, idx: usize) {
         let Some(next) = self.slots.get(idx).map(|slot| slot.conn.poll_timeout()) else {
             return;
@@ -533,35 +551,47 @@ impl Core {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
+        let now_tick = self.now_tick;
         match (slot.timer, next) {
             (None, None) => {}
-            (Some((key, _)), None) => {
-                self.wheel.cancel(key);
+            (Some(filed), None) => {
+                self.wheel.cancel(filed.key);
                 slot.timer = None;
             }
-            (None, Some(at)) => {
+            // Moved later (or not at all) and not yet near the entry: the
+            // entry stays; if it comes due first, the connection finds
+            // nothing due and is filed again. (Filing rounds up to the
+            // grid, which keeps this order.) The usual case on a busy link.
+            (Some(filed), Some(at)) if at >= filed.deadline && now_tick < filed.refile_from => {}
+            (filed, Some(at)) => {
                 let grain = slot.conn.config().timer_grain();
                 // In ticks: one clock conversion for the filing.
-                let tick = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
-                let key = self.wheel.insert_tick(tick, Target::Conn(slot.id));
-                slot.timer = Some((key, at));
-            }
-            // No earlier than the deadline filed (the usual case: traffic
-            // only pushes deadlines back): the entry stays, and when it
-            // fires the connection finds nothing due and is filed again.
-            // (Filing rounds up to the grid, which keeps this order.)
-            (Some((_, filed)), Some(at)) if at >= filed => {}
-            (Some((key, filed)), Some(at)) => {
-                let grain = slot.conn.config().timer_grain();
                 let want = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
-                let was = self
-                    .wheel
-                    .coarsen_tick(self.wheel.deadline_tick(filed), grain);
-                let mut key = key;
-                if want < was && !self.wheel.reset_tick(key, want) {
-                    key = self.wheel.insert_tick(want, Target::Conn(slot.id));
-                }
-                slot.timer = Some((key, at));
+                let target = Target::Conn(slot.id);
+                let (key, refile_from) = match filed {
+                    None => (self.wheel.insert_tick(want, target), now_tick),
+                    Some(filed) => {
+                        let key = if self.wheel.tick(filed.key) == Some(want)
+                            || self.wheel.reset_tick(filed.key, want)
+                        {
+                            filed.key
+                        } else {
+                            self.wheel.insert_tick(want, target)
+                        };
+                        let refile_from = if at >= filed.deadline {
+                            // Ticks stay below 2^48: no overflow.
+                            now_tick + want.saturating_sub(now_tick) / 8 * 7
+                        } else {
+                            now_tick
+                        };
+                        (key, refile_from)
+                    }
+                };
+                slot.timer = Some(Filed {
+                    key,
+                    deadline: at,
+                    refile_from,
+                });
             }
         }
     }
@@ -580,8 +610,8 @@ impl Core {
         }
         let mut slot = self.slots.remove(idx);
         slot.drop_stream(self.poll.registry());
-        if let Some((key, _)) = slot.timer {
-            self.wheel.cancel(key);
+        if let Some(filed) = slot.timer {
+            self.wheel.cancel(filed.key);
         }
         debug!("{} {}: released", slot.id, slot.addr);
         let cap = self.slots.capacity();
@@ -831,9 +861,9 @@ impl Core {
                     };
                     let slot = &mut self.slots[idx];
                     match slot.timer {
-                        Some((k, filed)) if k == key => {
+                        Some(filed) if filed.key == key => {
                             let grain = slot.conn.config().timer_grain();
-                            let due = self.wheel.coarsen(filed, grain);
+                            let due = self.wheel.coarsen(filed.deadline, grain);
                             let late = now.saturating_duration_since(due);
                             lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
                             slot.timer = None;
@@ -843,8 +873,10 @@ impl Core {
                     let next = slot.conn.poll_timeout();
                     if next.is_some_and(|at| at > now) {
                         // The lazy entry of a deadline that moved later
-                        // (traffic came): nothing is due, only re-file it.
-                        // The common case for a busy idle connection.
+                        // (traffic came) and was not re-filed on the way
+                        // (see `file_timer`): nothing is due, only re-file
+                        // it.
+                        self.stats.early_timers += 1;
                         self.file_timer(idx, next);
                         continue;
                     }

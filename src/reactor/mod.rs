@@ -122,7 +122,7 @@ impl Reactor {
 
     /// The full callback API (send, close, dial, …) outside a callback.
     pub fn context(&mut self) -> Context<'_> {
-        self.core.now = Instant::now();
+        self.core.set_now();
         Context {
             core: &mut self.core,
         }
@@ -181,7 +181,7 @@ impl Reactor {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        self.core.now = Instant::now();
+        self.core.set_now();
         self.core.count_turn();
 
         let mut backlog = mem::take(&mut self.core.backlog_spare);

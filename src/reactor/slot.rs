@@ -28,14 +28,25 @@ pub(super) struct Slot {
     pub(super) stream: Option<TcpStream>,
     /// The interest registered with the poll, if the stream is registered.
     pub(super) interest: Option<Interest>,
-    /// The wheel entry, if any, and the deadline it was filed for (the
-    /// entry's own instant is that deadline rounded up to the timer grid,
-    /// `Wheel::coarsen`).
-    pub(super) timer: Option<(TimerKey, Instant)>,
+    /// The wheel entry, if any.
+    pub(super) timer: Option<Filed>,
     /// Listed in the reactor's dirty list.
     pub(super) dirty: bool,
     /// Disconnects already counted in the reactor's close stats.
     pub(super) counted_disconnects: u32,
+}
+
+/// A connection's wheel entry and when traffic may move it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Filed {
+    pub(super) key: TimerKey,
+    /// The deadline it was filed for (the entry's own tick is this
+    /// deadline rounded up to the timer grid, `Wheel::coarsen_tick`).
+    pub(super) deadline: Instant,
+    /// The reactor's clock tick from which a later deadline re-files the
+    /// entry at once; before it, a later deadline leaves the entry to fire
+    /// early and be re-filed then (see `Core::file_timer`).
+    pub(super) refile_from: u64,
 }
 
 impl Slot {

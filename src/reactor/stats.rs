@@ -94,6 +94,11 @@ pub struct ReactorStats {
     pub max_lag: Duration,
     /// Turns of the loop so far.
     pub turns: u64,
+    /// Wheel entries that came due and found nothing due on their
+    /// connection, because traffic had moved its deadline later since
+    /// the entry was filed (each costs a look at the connection and a
+    /// re-file; the reactor re-files on the way instead where it can).
+    pub early_timers: u64,
 }
 
 /// A snapshot of one connection.

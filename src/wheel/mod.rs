@@ -341,6 +341,12 @@ impl<T> Wheel<T> {
             .map(|e| &mut e.value)
     }
 
+    /// The tick a pending timer is filed at (see
+    /// [`deadline_tick`](Self::deadline_tick)); `None` for a stale key.
+    pub fn tick(&self, key: TimerKey) -> Option<u64> {
+        self.entry(key).map(|e| e.tick)
+    }
+
     /// The deadline of a pending timer, rounded up to its millisecond tick;
     /// `None` for a stale key.
     pub fn deadline(&self, key: TimerKey) -> Option<Instant> {

@@ -1048,6 +1048,7 @@ fn a_tick_beyond_the_cap_is_the_cap_and_never_fires() {
     let soon = w.insert_tick(5, "soon");
     assert_eq!(w.deadline(soon), Some(at(origin, 5)));
     assert_eq!(w.deadline(never), w.instant_at(MAX_TICK));
+    assert_eq!((w.tick(soon), w.tick(never)), (Some(5), Some(MAX_TICK)));
     let far = origin + Duration::from_secs(20_000 * 365 * 86_400);
     let fired: Vec<_> = w.advance(far).map(|(_, v)| v).collect();
     assert_eq!(fired, ["soon"]);
@@ -1056,6 +1057,8 @@ fn a_tick_beyond_the_cap_is_the_cap_and_never_fires() {
     assert!(w.reset_tick(never, u64::MAX - 1));
     assert_eq!(w.advance(far).count(), 0);
     assert!(!w.reset_tick(soon, 1), "a fired timer's key is stale");
+    assert_eq!(w.tick(soon), None);
+    assert_eq!(w.tick(never), Some(MAX_TICK));
     check_invariants(&w);
 }
 
