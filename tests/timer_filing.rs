@@ -70,7 +70,7 @@ fn a_peer_pinging_every_interval_never_wakes_the_server_early() {
 fn a_busy_connection_is_refiled_on_the_way_not_woken_early() {
     // A message every 10 ms for 12 intervals: the idle deadline moves on
     // every read. Left alone, the entry came due early about once per
-    // interval; re-filed once 7/8 of the way there, it never does.
+    // interval; re-filed once 3/4 of the way there, it never does.
     init_logs();
     let server = echo_server(config(I, T), None);
     let mut raw = welcomed(server.addr.expect("bound"));

@@ -61,7 +61,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     #[inline]
     fn queue(&mut self) -> &mut Queue {
-        self.queue.get_or_insert_with(Box::default)
+        self.queue.get_or_insert_with(spare::take)
     }
 
     /// Unsent bytes in total.
@@ -149,7 +149,16 @@ impl Outbox {
     /// holds no output buffers. (An active one keeps its queue, so sending
     /// does not allocate per message.) True if there was memory to free.
     pub(crate) fn release_idle_memory(&mut self) -> bool {
-        self.is_empty() && self.queue.take().is_some()
+        if !self.is_empty() {
+            return false;
+        }
+        match self.queue.take() {
+            Some(queue) => {
+                spare::give(queue);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes the packed run at the back out of the queue if a small frame
@@ -216,13 +225,19 @@ impl Outbox {
     /// [`chunks`]: Outbox::chunks
     pub(crate) fn advance(&mut self, n: usize) {
         if let Some(q) = self.queue.as_mut() {
-            q.advance(n);
+            let ctrl_sent = q.advance(n);
             // A queue that only ever carried control frames (a heartbeat)
-            // is freed as soon as they are out; one that carries messages
-            // is kept until the connection goes idle, so sending does not
-            // allocate per message.
+            // is given up as soon as they are out, to the thread's spare
+            // (see `spare`); one that carries messages is kept until the
+            // connection goes idle, so sending does not allocate per
+            // message, but its control buffer is freed: control frames
+            // are rare (one heartbeat per interval).
             if q.len() == 0 && q.data.capacity() == 0 {
-                self.queue = None;
+                if let Some(queue) = self.queue.take() {
+                    spare::give(queue);
+                }
+            } else if ctrl_sent {
+                q.ctrl = BytesMut::new();
             }
         }
     }
@@ -405,18 +420,16 @@ impl Queue {
     /// were written.
     ///
     /// [`chunks`]: Queue::chunks
-    fn advance(&mut self, mut n: usize) {
+    ///
+    /// Returns true when this emptied the control buffer.
+    fn advance(&mut self, mut n: usize) -> bool {
         if self.head_sent > 0 {
             n = self.advance_head(n);
         }
         let take = n.min(self.ctrl.len());
         self.ctrl.advance(take);
         self.ping_end = self.ping_end.saturating_sub(take);
-        if take > 0 && self.ctrl.is_empty() {
-            // Control frames are rare (one heartbeat per interval): free
-            // the buffer rather than keep it on every idle connection.
-            self.ctrl = BytesMut::new();
-        }
+        let ctrl_sent = take > 0 && self.ctrl.is_empty();
         n -= take;
         while n > 0 && !self.data.is_empty() {
             n = self.advance_head(n);
@@ -424,6 +437,7 @@ impl Queue {
         let take = n.min(self.tail.len());
         self.tail.advance(take);
         debug_assert_eq!(n, take, "advanced past the queued output");
+        ctrl_sent
     }
 
     /// Advances the front DATA frame by up to `n` bytes; returns the rest.
@@ -478,5 +492,6 @@ impl<'a> Gather<'a, '_> {
 }
 
 mod runs;
+mod spare;
 #[cfg(test)]
 mod tests;

@@ -532,7 +532,7 @@ impl Core {
     ///
     /// A deadline that moved later (traffic pushes the idle deadline on
     /// every read) re-files the entry at once the first time after a
-    /// filing, and after that only once the clock is 7/8 of the way to the
+    /// filing, and after that only once the clock is 3/4 of the way to the
     /// entry; before that it leaves the entry alone, at the cost of a
     /// compare. So a busy connection costs the wheel one re-file per
     /// interval, made while its slot is in cache, and an idle one whose
@@ -580,7 +580,7 @@ impl Core {
                         };
                         let refile_from = if at >= filed.deadline {
                             // Ticks stay below 2^48: no overflow.
-                            now_tick + want.saturating_sub(now_tick) / 8 * 7
+                            now_tick + want.saturating_sub(now_tick) / 4 * 3
                         } else {
                             now_tick
                         };

@@ -2,7 +2,7 @@ use std::io::IoSlice;
 
 use bytes::{BufMut, Bytes};
 
-use super::Outbox;
+use super::{spare, Outbox};
 use crate::codec::{self, Decoder, Frame};
 use crate::rng::Rng;
 
@@ -265,6 +265,83 @@ fn a_drained_control_buffer_holds_no_memory() {
     assert!(ctrl_capacity(&o) > 0);
     drain(&mut o, || 5);
     assert_eq!(ctrl_capacity(&o), 0);
+}
+
+#[test]
+fn a_control_buffer_drained_while_messages_stay_queued_is_freed() {
+    // The queue is kept (it carries a message), its control buffer not.
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![7u8; 2000]));
+    o.ctrl().reserve(200);
+    codec::encode_pong(1, o.ctrl());
+    // Only the PONG's 13 bytes go out: the large frame stays queued.
+    let mut iov = [IoSlice::new(&[]); 4];
+    assert!(o.chunks(&mut iov) >= 2);
+    assert_eq!(iov[0].len(), 13);
+    o.advance(13);
+    let queue = o.queue.as_ref().expect("messages queued");
+    assert_eq!(queue.ctrl.capacity(), 0);
+    assert_eq!(o.len(), 2005);
+}
+
+/// The address the next PONG's bytes are written from, for an outbox
+/// that queues only that PONG and drains it.
+fn pong_address(nonce: u64) -> usize {
+    let mut o = Outbox::default();
+    codec::encode_pong(nonce, o.ctrl());
+    let mut iov = [IoSlice::new(&[]); 4];
+    assert_eq!(o.chunks(&mut iov), 1);
+    let at = iov[0].as_ptr() as usize;
+    assert_eq!(decode_all(&drain(&mut o, || 4)), vec![Frame::Pong(nonce)]);
+    assert!(o.is_unallocated(), "a heartbeat-only queue is given up");
+    at
+}
+
+#[test]
+fn heartbeat_answers_reuse_the_threads_spare_queue() {
+    // Connections answering PINGs one after the other (as a reactor does)
+    // all write from the same control buffer: no allocation per answer,
+    // and none of them keeps a queue.
+    let first = pong_address(1);
+    assert!(spare::kept());
+    for nonce in 2..10 {
+        assert_eq!(pong_address(nonce), first, "PONG {nonce} allocated anew");
+    }
+    // Taken while in use, back afterwards.
+    let mut o = Outbox::default();
+    codec::encode_ping(3, o.ctrl());
+    assert!(!spare::kept());
+    drain(&mut o, || usize::MAX);
+    assert!(spare::kept());
+}
+
+#[test]
+fn the_spare_queue_keeps_no_data_buffers_and_no_large_control_buffer() {
+    // A queue that carried messages and a CLOSE, freed by the idle trim.
+    let mut o = Outbox::default();
+    o.push_slice(&[1u8; 500]);
+    o.push_data(Bytes::from(vec![2u8; 5000]));
+    codec::encode_close(crate::error::CloseCode::NORMAL, "bye", o.tail());
+    drain(&mut o, || 700);
+    assert!(o.release_idle_memory());
+    let q = spare::take();
+    assert_eq!(
+        (q.data.capacity(), q.tail.capacity(), q.len()),
+        (0, 0, 0),
+        "the spare holds only a control buffer"
+    );
+    // A burst of control frames: its large buffer is not kept.
+    let mut o = Outbox::default();
+    for nonce in 0..100 {
+        codec::encode_pong(nonce, o.ctrl());
+    }
+    drain(&mut o, || usize::MAX);
+    assert!(spare::take().ctrl.capacity() <= 256);
+    // A queue with bytes still in it is never kept.
+    let mut q = spare::take();
+    codec::encode_pong(1, &mut q.ctrl);
+    spare::give(q);
+    assert!(!spare::kept());
 }
 
 #[test]
