@@ -49,11 +49,24 @@ impl Shared {
         self.notified.store(false, Ordering::Release);
     }
 
-    pub(crate) fn set_reactor_thread(&self) {
+    /// Records `id` as the thread running the reactor.
+    pub(crate) fn set_reactor_thread(&self, id: ThreadId) {
         if let Ok(mut t) = self.reactor_thread.lock() {
-            *t = Some(thread::current().id());
+            *t = Some(id);
         }
     }
+}
+
+thread_local! {
+    static THIS_THREAD: ThreadId = thread::current().id();
+}
+
+/// The calling thread's id, read from a thread-local copy: no lock and no
+/// reference count touched, so the reactor can check it every turn.
+pub(crate) fn this_thread() -> ThreadId {
+    THIS_THREAD
+        .try_with(|id| *id)
+        .unwrap_or_else(|_| thread::current().id())
 }
 
 /// Why a [`Handle`] call did not reach the reactor.

@@ -180,3 +180,72 @@ fn a_send_through_reactor_context_goes_out_on_the_next_poll() {
     );
     server.stop();
 }
+
+/// Reports its first link up, then calls the blocking `Handle::dial`
+/// from inside `on_message`: that must be refused (the reactor would wait
+/// on itself), not deadlock.
+struct DialsFromCallback {
+    handle: tether::Handle,
+    target: std::net::SocketAddr,
+    up: std::sync::mpsc::Sender<tether::ConnId>,
+    result: Option<Result<tether::ConnId, HandleError>>,
+}
+
+impl tether::Handler for DialsFromCallback {
+    fn on_connected(
+        &mut self,
+        _cx: &mut tether::Context<'_>,
+        id: tether::ConnId,
+        _peer: &tether::PeerInfo,
+    ) {
+        let _ = self.up.send(id);
+    }
+
+    fn on_message(
+        &mut self,
+        cx: &mut tether::Context<'_>,
+        _id: tether::ConnId,
+        _message: tether::Message<'_>,
+    ) {
+        if self.result.is_none() {
+            self.result = Some(self.handle.dial(self.target));
+            cx.shutdown();
+        }
+    }
+}
+
+#[test]
+fn a_blocking_dial_is_refused_on_whichever_thread_runs_the_reactor() {
+    init_logs();
+    let server = echo_server(config(300, 300), None);
+    let addr = server.addr.expect("bound");
+    let mut reactor = tether::Reactor::with_config(config(300, 300)).expect("reactor");
+    let handle = reactor.handle();
+    let (up, first_up) = std::sync::mpsc::channel();
+    let mut handler = DialsFromCallback {
+        handle: handle.clone(),
+        target: addr,
+        up,
+        result: None,
+    };
+    // A few turns on this thread: it is the reactor's thread now.
+    for _ in 0..3 {
+        reactor.poll_once(&mut handler, Some(ms(1))).expect("turn");
+    }
+    // Then the reactor moves to another thread.
+    let runner = std::thread::spawn(move || {
+        reactor.dial(addr);
+        reactor.run(&mut handler).expect("run");
+        handler.result
+    });
+    let link = first_up.recv_timeout(ms(5000)).expect("link up");
+    // This thread no longer runs the reactor: its blocking dial goes
+    // through.
+    let from_here = handle.dial(addr);
+    assert!(from_here.is_ok(), "{from_here:?}");
+    // The runner's own callback may not block on itself.
+    handle.send(link, &b"ping"[..]).expect("send");
+    let inside = runner.join().expect("runner thread");
+    assert_eq!(inside, Some(Err(HandleError::OnReactorThread)));
+    drop(server);
+}

@@ -110,6 +110,8 @@ pub(crate) struct Core {
     pub(super) shutdown: Option<Instant>,
     /// Accepted connections beyond this are refused with CLOSE 1008.
     pub(super) max_connections: usize,
+    /// The thread last published as the reactor's (see `Reactor::turn`).
+    pub(super) reactor_thread: Option<std::thread::ThreadId>,
     /// The connection whose read is being delivered to the handler.
     pub(super) reading: Option<ConnId>,
     /// Its output run, lent while the handler answers it (see [`ReplyRun`]).
@@ -145,6 +147,7 @@ impl Core {
             commands_left: false,
             now,
             now_tick: 0,
+            reactor_thread: None,
             stats: ReactorStats::default(),
             generation: 0,
             next_session: seed | 1,

@@ -174,7 +174,13 @@ impl Reactor {
         handler: &mut H,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
-        self.core.shared.set_reactor_thread();
+        // Published for `Handle::dial`'s same-thread check; the lock is
+        // taken only when the reactor runs on a new thread.
+        let this = crate::handle::this_thread();
+        if self.core.reactor_thread != Some(this) {
+            self.core.shared.set_reactor_thread(this);
+            self.core.reactor_thread = Some(this);
+        }
         let timeout = self.poll_timeout(timeout);
         match self.core.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
