@@ -41,13 +41,21 @@ pub(super) struct Slots {
     /// Inline (9 KiB), not boxed: an insert reaches its bucket's header
     /// without loading a pointer first.
     lists: [Vec<u32>; BUCKETS],
+    /// The wheel's last scan for the next slot to process (see
+    /// `Wheel::next_slot`), kept until an occupancy bit changes: `None`
+    /// when unknown, `Some(None)` when no slot is occupied.
+    next: Option<Option<NextSlot>>,
 }
+
+/// The next slot to process: `(level, slot, start tick)`.
+pub(super) type NextSlot = (usize, usize, u64);
 
 impl Slots {
     pub(super) fn new() -> Self {
         Slots {
             levels: std::array::from_fn(Level::new),
             lists: std::array::from_fn(|_| Vec::new()),
+            next: None,
         }
     }
 
@@ -146,9 +154,24 @@ impl Slots {
         }
     }
 
-    /// Sets (`occupied`) or clears `bucket`'s occupancy bit.
+    /// The scan result kept by [`keep_next`](Self::keep_next), unless an
+    /// occupancy bit has changed since.
+    #[inline]
+    pub(super) fn kept_next(&self) -> Option<Option<NextSlot>> {
+        self.next
+    }
+
+    /// Keeps a scan result until the next occupancy change.
+    #[inline]
+    pub(super) fn keep_next(&mut self, next: Option<NextSlot>) {
+        self.next = Some(next);
+    }
+
+    /// Sets (`occupied`) or clears `bucket`'s occupancy bit, and forgets
+    /// the kept scan result.
     #[inline]
     fn mark(&mut self, bucket: usize, occupied: bool) {
+        self.next = None;
         // `% LEVELS` keeps the index in range without a bounds check.
         let level = &mut self.levels[bucket / SLOTS % LEVELS];
         let bit = 1 << (bucket % SLOTS);

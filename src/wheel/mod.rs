@@ -416,7 +416,7 @@ impl<T> Wheel<T> {
             if self.due_head != NONE {
                 return self.pop_due();
             }
-            match self.next_slot() {
+            match self.next_slot_kept() {
                 Some((level, slot, start)) if start <= now => {
                     self.elapsed = start;
                     self.cascade(level::bucket(level, slot));
@@ -587,7 +587,33 @@ impl<T> Wheel<T> {
     /// The earliest slot to process over all levels: `(level, slot, start)`.
     /// (A lower level's slots always start before a higher level's, as in
     /// tokio; taking the minimum does not rely on it.)
+    ///
+    /// The scan over the six levels is kept (by [`poll`](Self::poll))
+    /// until an occupancy bit changes: while none does, the answer found
+    /// at an earlier `elapsed` stands for any later one before its start
+    /// (each level's answer is the earliest start after `elapsed` of its
+    /// occupied slots, and none of those starts lies between the two), so
+    /// a reactor turn that filed nothing new costs no scan. (Since a due
+    /// slot is cascaded, which changes its bit, the start check only
+    /// guards that reasoning.)
+    #[inline]
     fn next_slot(&self) -> Option<(usize, usize, u64)> {
+        match self.slots.kept_next() {
+            Some(None) => None,
+            Some(Some(next)) if self.elapsed < next.2 => Some(next),
+            _ => self.scan_next_slot(),
+        }
+    }
+
+    /// [`next_slot`](Self::next_slot), keeping a fresh scan's result.
+    #[inline]
+    fn next_slot_kept(&mut self) -> Option<(usize, usize, u64)> {
+        let next = self.next_slot();
+        self.slots.keep_next(next);
+        next
+    }
+
+    fn scan_next_slot(&self) -> Option<(usize, usize, u64)> {
         let mut best: Option<(usize, usize, u64)> = None;
         for (n, level) in self.slots.levels().iter().enumerate() {
             if let Some((slot, start)) = level.next_expiration(self.elapsed) {

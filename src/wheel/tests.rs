@@ -37,6 +37,8 @@ fn range(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
 /// slot's next start, slot capacities bounded by their lengths, due timers
 /// sorted and due.
 fn check_invariants<T>(w: &Wheel<T>) {
+    // The kept scan result is the one a fresh scan finds.
+    assert_eq!(w.next_slot(), w.scan_next_slot(), "kept next slot is stale");
     let mut seen = HashSet::new();
     for n in 0..LEVELS {
         let level = w.slots.level(n);
