@@ -932,3 +932,6 @@ fn entropy() -> u64 {
     let stack = &nanos as *const u64 as usize as u64;
     nanos ^ pid.rotate_left(32) ^ stack.rotate_left(17)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The reactor's timer filing with an injected clock: `Core::file_timer`
+//! driven by hand-set instants, no socket and no wait.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A reactor core holding one socketless server connection; its index.
+fn core_with_one_connection() -> (Core, usize) {
+    let config = Config::builder()
+        .heartbeat(ms(1000), ms(1000))
+        .build()
+        .expect("valid config");
+    let mut core = Core::new(config).expect("core");
+    let conn = Connection::server(core.config.clone(), core.now, 1, 1);
+    let addr = "127.0.0.1:9".parse().expect("addr");
+    let id = core.insert(conn, addr, None);
+    (core, id.index as usize)
+}
+
+/// Sets the clock as a reactor turn does.
+fn set_clock(core: &mut Core, now: Instant) {
+    core.now = now;
+    core.now_tick = core.wheel.deadline_tick(now);
+}
+
+/// The tick the connection's entry is filed at, and the deadline it was
+/// filed for.
+fn filed(core: &Core, idx: usize) -> Option<(u64, Instant)> {
+    let f = core.slots[idx].timer?;
+    Some((core.wheel.tick(f.key).expect("live entry"), f.deadline))
+}
+
+/// The tick a deadline is filed at, on the connection's grid.
+fn grid_tick(core: &Core, idx: usize, at: Instant) -> u64 {
+    let grain = core.slots[idx].conn.config().timer_grain();
+    core.wheel.coarsen_tick(core.wheel.deadline_tick(at), grain)
+}
+
+#[test]
+fn a_later_deadline_moves_the_entry_first_at_once_then_from_three_quarters_of_the_way() {
+    let (mut core, idx) = core_with_one_connection();
+    let t0 = core.now;
+    let at = |n: u64| t0 + ms(n);
+
+    set_clock(&mut core, at(0));
+    core.file_timer(idx, Some(at(1000)));
+    assert_eq!(
+        filed(&core, idx),
+        Some((grid_tick(&core, idx, at(1000)), at(1000)))
+    );
+
+    // The first move after a filing (the PONG after our PING, the
+    // peer's PING on the quiet side): re-filed on the spot.
+    set_clock(&mut core, at(10));
+    core.file_timer(idx, Some(at(1010)));
+    let first = grid_tick(&core, idx, at(1010));
+    assert_eq!(filed(&core, idx), Some((first, at(1010))));
+
+    // Busy traffic before 3/4 of the way: the entry stays, untouched.
+    for now in [20, 300, 700] {
+        set_clock(&mut core, at(now));
+        core.file_timer(idx, Some(at(now + 1000)));
+        assert_eq!(filed(&core, idx), Some((first, at(1010))), "at {now} ms");
+    }
+
+    // From 3/4 of the way (10 + 3/4 of the ~1 s to the entry): moved.
+    set_clock(&mut core, at(800));
+    core.file_timer(idx, Some(at(1800)));
+    let second = grid_tick(&core, idx, at(1800));
+    assert!(second > first);
+    assert_eq!(filed(&core, idx), Some((second, at(1800))));
+    assert_eq!(core.wheel.len(), 1, "one entry per connection");
+
+    // An earlier deadline is filed at once, and the next later one moves
+    // the entry at once too.
+    set_clock(&mut core, at(810));
+    core.file_timer(idx, Some(at(900)));
+    assert_eq!(
+        filed(&core, idx),
+        Some((grid_tick(&core, idx, at(900)), at(900)))
+    );
+    set_clock(&mut core, at(811));
+    core.file_timer(idx, Some(at(2000)));
+    assert_eq!(
+        filed(&core, idx),
+        Some((grid_tick(&core, idx, at(2000)), at(2000)))
+    );
+
+    // No deadline: the entry goes.
+    core.file_timer(idx, None);
+    assert_eq!(filed(&core, idx), None);
+    assert_eq!(core.wheel.len(), 0);
+}
+
+#[test]
+fn an_entry_left_in_place_never_fires_after_the_deadline_it_stands_for() {
+    // Whatever the moves, the entry's tick is never later than the
+    // connection's current deadline on the grid: left in place it fires
+    // early (and is re-filed), never late.
+    let (mut core, idx) = core_with_one_connection();
+    let t0 = core.now;
+    let mut rng = crate::rng::Rng::new(9);
+    let mut now = 0;
+    let mut deadline = 1000;
+    for _ in 0..5_000 {
+        now += rng.below_inclusive(40);
+        deadline = match rng.below_inclusive(9) {
+            0 => now + rng.below_inclusive(300),                  // earlier
+            1..=7 => deadline.max(now) + rng.below_inclusive(60), // pushed later
+            _ => deadline,
+        };
+        set_clock(&mut core, t0 + ms(now));
+        core.file_timer(idx, Some(t0 + ms(deadline)));
+        let (tick, _) = filed(&core, idx).expect("filed");
+        assert!(
+            tick <= grid_tick(&core, idx, t0 + ms(deadline)),
+            "entry at {tick} ms after a deadline at {deadline} ms (now {now} ms)"
+        );
+    }
+}
