@@ -525,8 +525,14 @@ impl Core {
     /// Reads the clock: `now` for everything this turn does.
     #[inline]
     pub(super) fn set_now(&mut self) {
-        self.now = Instant::now();
-        self.now_tick = self.wheel.deadline_tick(self.now);
+        self.set_clock(Instant::now());
+    }
+
+    /// Sets `now` (and its tick) to `now`: the clock read, or a test's.
+    #[inline]
+    fn set_clock(&mut self, now: Instant) {
+        self.now = now;
+        self.now_tick = self.wheel.deadline_tick(now);
     }
 
     /// Keeps one wheel entry per connection at (or just after) its earliest

@@ -22,17 +22,24 @@ fn core_with_one_connection() -> (Core, usize) {
     (core, id.index as usize)
 }
 
-/// Sets the clock as a reactor turn does.
-fn set_clock(core: &mut Core, now: Instant) {
-    core.now = now;
-    core.now_tick = core.wheel.deadline_tick(now);
-}
-
 /// The tick the connection's entry is filed at, and the deadline it was
 /// filed for.
 fn filed(core: &Core, idx: usize) -> Option<(u64, Instant)> {
     let f = core.slots[idx].timer?;
     Some((core.wheel.tick(f.key).expect("live entry"), f.deadline))
+}
+
+/// Sets the clock to `now`, files `deadline` as the connection's earliest,
+/// and returns what is filed then.
+fn file_at(
+    core: &mut Core,
+    idx: usize,
+    now: Instant,
+    deadline: Option<Instant>,
+) -> Option<(u64, Instant)> {
+    core.set_clock(now);
+    core.file_timer(idx, deadline);
+    filed(core, idx)
 }
 
 /// The tick a deadline is filed at, on the connection's grid.
@@ -47,49 +54,46 @@ fn a_later_deadline_moves_the_entry_first_at_once_then_from_three_quarters_of_th
     let t0 = core.now;
     let at = |n: u64| t0 + ms(n);
 
-    set_clock(&mut core, at(0));
-    core.file_timer(idx, Some(at(1000)));
     assert_eq!(
-        filed(&core, idx),
+        file_at(&mut core, idx, at(0), Some(at(1000))),
         Some((grid_tick(&core, idx, at(1000)), at(1000)))
     );
 
     // The first move after a filing (the PONG after our PING, the
     // peer's PING on the quiet side): re-filed on the spot.
-    set_clock(&mut core, at(10));
-    core.file_timer(idx, Some(at(1010)));
     let first = grid_tick(&core, idx, at(1010));
-    assert_eq!(filed(&core, idx), Some((first, at(1010))));
+    assert_eq!(
+        file_at(&mut core, idx, at(10), Some(at(1010))),
+        Some((first, at(1010)))
+    );
 
     // Busy traffic before 3/4 of the way: the entry stays, untouched.
     for now in [20, 300, 700] {
-        set_clock(&mut core, at(now));
-        core.file_timer(idx, Some(at(now + 1000)));
-        assert_eq!(filed(&core, idx), Some((first, at(1010))), "at {now} ms");
+        assert_eq!(
+            file_at(&mut core, idx, at(now), Some(at(now + 1000))),
+            Some((first, at(1010))),
+            "at {now} ms"
+        );
     }
 
     // From 3/4 of the way (10 + 3/4 of the ~1 s to the entry): moved.
-    set_clock(&mut core, at(800));
-    core.file_timer(idx, Some(at(1800)));
     let second = grid_tick(&core, idx, at(1800));
     assert!(second > first);
-    assert_eq!(filed(&core, idx), Some((second, at(1800))));
+    assert_eq!(
+        file_at(&mut core, idx, at(800), Some(at(1800))),
+        Some((second, at(1800)))
+    );
     assert_eq!(core.wheel.len(), 1, "one entry per connection");
 
     // An earlier deadline is filed at once, and the next later one moves
     // the entry at once too.
-    set_clock(&mut core, at(810));
-    core.file_timer(idx, Some(at(900)));
-    assert_eq!(
-        filed(&core, idx),
-        Some((grid_tick(&core, idx, at(900)), at(900)))
-    );
-    set_clock(&mut core, at(811));
-    core.file_timer(idx, Some(at(2000)));
-    assert_eq!(
-        filed(&core, idx),
-        Some((grid_tick(&core, idx, at(2000)), at(2000)))
-    );
+    for (now, deadline) in [(810, 900), (811, 2000)] {
+        assert_eq!(
+            file_at(&mut core, idx, at(now), Some(at(deadline))),
+            Some((grid_tick(&core, idx, at(deadline)), at(deadline))),
+            "at {now} ms"
+        );
+    }
 
     // No deadline: the entry goes.
     core.file_timer(idx, None);
@@ -114,9 +118,8 @@ fn an_entry_left_in_place_never_fires_after_the_deadline_it_stands_for() {
             1..=7 => deadline.max(now) + rng.below_inclusive(60), // pushed later
             _ => deadline,
         };
-        set_clock(&mut core, t0 + ms(now));
-        core.file_timer(idx, Some(t0 + ms(deadline)));
-        let (tick, _) = filed(&core, idx).expect("filed");
+        let (tick, _) =
+            file_at(&mut core, idx, t0 + ms(now), Some(t0 + ms(deadline))).expect("filed");
         assert!(
             tick <= grid_tick(&core, idx, t0 + ms(deadline)),
             "entry at {tick} ms after a deadline at {deadline} ms (now {now} ms)"
