@@ -140,31 +140,11 @@ pub fn run(opts: Opts) -> io::Result<()> {
     let server_rss_base = opts.server_pid.and_then(procfs::rss_kib);
     let mut gen = Gen::new(opts.clone());
     let start = gen.snapshot(t0);
-
-    // Connect phase.
-    let deadline = t0 + CONNECT_DEADLINE;
-    let mut turns = 0u64;
-    while gen.ready + gen.failed_early < opts.conns {
-        if Instant::now() >= deadline || turns >= MAX_TURNS {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("only {} of {} connections ready", gen.ready, opts.conns),
-            ));
-        }
-        if let Some(e) = gen.first_error.take() {
-            return Err(io::Error::other(e));
-        }
-        gen.open_more(&poll)?;
-        turn(&mut gen, &mut poll, &mut events, Duration::from_millis(10))?;
-        turns += 1;
-    }
+    gen.connect_all(&mut poll, &mut events)?;
     let connected = gen.snapshot(Instant::now());
     let server_rss_connected = opts.server_pid.and_then(procfs::rss_kib);
 
     let mut out = String::from("RESULT");
-    let field = |out: &mut String, k: &str, v: &dyn std::fmt::Display| {
-        let _ = write!(out, " {k}={v}");
-    };
     field(&mut out, "conns", &opts.conns);
     field(&mut out, "connect_secs", &secs(connected.at - start.at));
     field(
@@ -192,29 +172,8 @@ pub fn run(opts: Opts) -> io::Result<()> {
             gen.run_until(&mut poll, &mut events, a.at + opts.duration)?;
             gen.recording = false;
             let b = gen.snapshot(Instant::now());
-            let c = b.counters;
-            field(&mut out, "secs", &secs(b.at - a.at));
-            field(&mut out, "msgs", &(c.msgs - a.counters.msgs));
-            field(&mut out, "bytes", &(c.bytes - a.counters.bytes));
-            field(&mut out, "srv_cpu", &(b.server_cpu - a.server_cpu));
-            field(
-                &mut out,
-                "srv_cpu_stat",
-                &(b.server_cpu_stat - a.server_cpu_stat),
-            );
-            field(&mut out, "cli_cpu", &(b.client_cpu - a.client_cpu));
-            field(&mut out, "other_cpu", &other_cpu(&a, &b));
-            if !gen.rtts.is_empty() {
-                gen.rtts.sort_unstable();
-                let pct = |q: f64| {
-                    let i = ((gen.rtts.len() as f64 * q) as usize).min(gen.rtts.len() - 1);
-                    f64::from(gen.rtts[i]) / 1000.0
-                };
-                field(&mut out, "samples", &gen.rtts.len());
-                field(&mut out, "p50_us", &pct(0.50));
-                field(&mut out, "p99_us", &pct(0.99));
-                field(&mut out, "p999_us", &pct(0.999));
-            }
+            Window::between(&a, &b).write(&mut out);
+            write_percentiles(&mut out, &mut gen.rtts);
         }
         Mode::Idle => {
             let a = gen.snapshot(Instant::now());
@@ -256,6 +215,165 @@ pub fn run(opts: Opts) -> io::Result<()> {
         eprintln!("load generator: {e}");
     }
     Ok(())
+}
+
+/// Latency against several servers at once, interleaved: one connection
+/// to each, window 1, driven one server at a time in blocks of `block`
+/// (round-robin, the first block on the first target), so that every
+/// server is measured across the whole run and drift of the machine over
+/// seconds or minutes (it moves every server's round trip by 10-25 %
+/// here) falls on all of them alike. Each block ends by waiting for its
+/// last echo, so no two servers ever have a message in flight at once.
+/// Warm-up blocks are not recorded. Prints one `RESULT target=<k> ...`
+/// line per target, in order, with the fields of an echo run.
+pub fn run_interleaved(
+    opts: Opts,
+    targets: &[(SocketAddr, Option<u32>)],
+    block: Duration,
+) -> io::Result<()> {
+    struct Target {
+        gen: Gen,
+        poll: Poll,
+        window: Window,
+    }
+    let mut events = Events::with_capacity(64);
+    let mut all = Vec::new();
+    for &(addr, server_pid) in targets {
+        let opts = Opts {
+            addr,
+            server_pid,
+            mode: Mode::Echo,
+            conns: 1,
+            window: 1,
+            ..opts.clone()
+        };
+        let mut target = Target {
+            gen: Gen::new(opts),
+            poll: Poll::new()?,
+            window: Window::default(),
+        };
+        target.gen.connect_all(&mut target.poll, &mut events)?;
+        all.push(target);
+    }
+    if all.is_empty() {
+        return Err(io::Error::other("no targets"));
+    }
+    let start = Instant::now();
+    let warm_end = start + opts.warmup;
+    let end = warm_end + opts.duration * all.len() as u32;
+    let mut blocks = 0usize;
+    while Instant::now() < end && blocks < 1_000_000 {
+        let recording = Instant::now() >= warm_end;
+        let k = blocks % all.len();
+        blocks += 1;
+        let t = &mut all[k];
+        let a = t.gen.snapshot(Instant::now());
+        t.gen.echo = true;
+        t.gen.recording = recording;
+        t.gen.refill_and_send(&t.poll, 0);
+        let block_end = (Instant::now() + block).min(if recording { end } else { warm_end });
+        t.gen.run_until(&mut t.poll, &mut events, block_end)?;
+        // The block's last message: waited for, then nothing in flight.
+        t.gen.echo = false;
+        let give_up = Instant::now() + Duration::from_secs(1);
+        while t.gen.conns[0].outstanding > 0 && t.gen.conns[0].phase == Phase::Ready {
+            let now = Instant::now();
+            if now >= give_up {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("target {k}: no echo within 1 s"),
+                ));
+            }
+            turn(&mut t.gen, &mut t.poll, &mut events, give_up - now)?;
+        }
+        t.gen.recording = false;
+        if let Some(e) = t.gen.first_error.take() {
+            return Err(io::Error::other(format!("target {k}: {e}")));
+        }
+        if recording {
+            let b = t.gen.snapshot(Instant::now());
+            t.window.add(&Window::between(&a, &b));
+        }
+    }
+    let mut stdout = io::stdout().lock();
+    for (k, t) in all.iter_mut().enumerate() {
+        let mut out = format!("RESULT target={k}");
+        t.window.write(&mut out);
+        write_percentiles(&mut out, &mut t.gen.rtts);
+        field(&mut out, "blocks", &blocks);
+        field(&mut out, "errors", &t.gen.counters.errors);
+        field(&mut out, "closed", &t.gen.counters.closed);
+        writeln!(stdout, "{out}")?;
+    }
+    stdout.flush()
+}
+
+/// What one measured window (or the sum of several) counted.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    secs: f64,
+    msgs: u64,
+    bytes: u64,
+    srv_cpu: f64,
+    srv_cpu_stat: f64,
+    cli_cpu: f64,
+    other_cpu: f64,
+}
+
+impl Window {
+    fn between(a: &Snapshot, b: &Snapshot) -> Window {
+        Window {
+            secs: secs(b.at - a.at),
+            msgs: b.counters.msgs - a.counters.msgs,
+            bytes: b.counters.bytes - a.counters.bytes,
+            srv_cpu: b.server_cpu - a.server_cpu,
+            srv_cpu_stat: b.server_cpu_stat - a.server_cpu_stat,
+            cli_cpu: b.client_cpu - a.client_cpu,
+            other_cpu: other_cpu(a, b),
+        }
+    }
+
+    fn add(&mut self, w: &Window) {
+        self.secs += w.secs;
+        self.msgs += w.msgs;
+        self.bytes += w.bytes;
+        self.srv_cpu += w.srv_cpu;
+        self.srv_cpu_stat += w.srv_cpu_stat;
+        self.cli_cpu += w.cli_cpu;
+        self.other_cpu += w.other_cpu;
+    }
+
+    /// The fields of an echo run's `RESULT` line.
+    fn write(&self, out: &mut String) {
+        field(out, "secs", &self.secs);
+        field(out, "msgs", &self.msgs);
+        field(out, "bytes", &self.bytes);
+        field(out, "srv_cpu", &self.srv_cpu);
+        field(out, "srv_cpu_stat", &self.srv_cpu_stat);
+        field(out, "cli_cpu", &self.cli_cpu);
+        field(out, "other_cpu", &self.other_cpu);
+    }
+}
+
+/// The round-trip percentiles of `rtts` (nanoseconds), if any.
+fn write_percentiles(out: &mut String, rtts: &mut [u32]) {
+    if rtts.is_empty() {
+        return;
+    }
+    rtts.sort_unstable();
+    let pct = |q: f64| {
+        let i = ((rtts.len() as f64 * q) as usize).min(rtts.len() - 1);
+        f64::from(rtts[i]) / 1000.0
+    };
+    field(out, "samples", &rtts.len());
+    field(out, "p50_us", &pct(0.50));
+    field(out, "p99_us", &pct(0.99));
+    field(out, "p999_us", &pct(0.999));
+}
+
+/// Appends ` key=value` to a `RESULT` line.
+fn field(out: &mut String, k: &str, v: &dyn std::fmt::Display) {
+    let _ = write!(out, " {k}={v}");
 }
 
 /// CPU time used by everything but the server and this generator between
@@ -340,6 +458,31 @@ impl Gen {
             failed_early: 0,
             first_error: None,
         }
+    }
+
+    /// Opens every connection and waits for its WELCOME (the connect
+    /// phase), at most `inflight` at a time.
+    fn connect_all(&mut self, poll: &mut Poll, events: &mut Events) -> io::Result<()> {
+        let deadline = Instant::now() + CONNECT_DEADLINE;
+        let mut turns = 0u64;
+        while self.ready + self.failed_early < self.opts.conns {
+            if Instant::now() >= deadline || turns >= MAX_TURNS {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "only {} of {} connections ready",
+                        self.ready, self.opts.conns
+                    ),
+                ));
+            }
+            if let Some(e) = self.first_error.take() {
+                return Err(io::Error::other(e));
+            }
+            self.open_more(poll)?;
+            turn(self, poll, events, Duration::from_millis(10))?;
+            turns += 1;
+        }
+        Ok(())
     }
 
     fn snapshot(&self, at: Instant) -> Snapshot {

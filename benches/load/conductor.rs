@@ -250,7 +250,64 @@ impl Ctx {
         drop(server);
         Ok(parse_result(&line))
     }
+
+    /// One run of the generator against a fresh server of each of `imps`
+    /// at once, interleaved (see `client::run_interleaved`): the results
+    /// in the order of `imps`.
+    fn interleaved(
+        &self,
+        imps: &[&str],
+        extra: &[String],
+        budget: Duration,
+    ) -> Result<Vec<BTreeMap<String, f64>>, String> {
+        let mut servers = Vec::new();
+        let mut addrs = Vec::new();
+        for imp in imps {
+            let (server, port) = self.server(imp, "127.0.0.1:0", 1000)?;
+            addrs.push(format!("127.0.0.1:{port}"));
+            servers.push(server);
+        }
+        let pids: Vec<String> = servers.iter().map(|s| s.pid().to_string()).collect();
+        let mut args = vec![
+            "--role".to_owned(),
+            "client".to_owned(),
+            "--connect".to_owned(),
+            addrs.join(","),
+            "--server-pid".to_owned(),
+            pids.join(","),
+        ];
+        args.extend_from_slice(extra);
+        let mut client = Proc::spawn("load generator", &args, self.pin.map(|p| p.1))?;
+        let mut results = Vec::new();
+        for k in 0..imps.len() {
+            let line = client.line("RESULT", budget + Duration::from_secs(120))?;
+            let values = parse_result(&line);
+            if values.get("target") != Some(&(k as f64)) {
+                return Err(format!("interleaved run: result {k} out of order: {line}"));
+            }
+            results.push(values);
+        }
+        drop(client);
+        drop(servers);
+        Ok(results)
+    }
 }
+
+/// The latency workload, interleaved: window 1, 64 B, every server
+/// driven in turn in blocks of [`INTERLEAVE_BLOCK_MS`], `duration_ms`
+/// each in all.
+fn interleaved_args(plan: &Plan) -> Vec<String> {
+    let mut args = echo_args(plan, 1, 1, 64);
+    args[1] = "interleaved".to_owned();
+    args.push("--block-ms".to_owned());
+    args.push(INTERLEAVE_BLOCK_MS.to_string());
+    args
+}
+
+/// Block length of the interleaved latency run: long enough that each
+/// block is ~1 500 round trips of one server in its steady state, short
+/// enough that the machine does not drift within a cycle of three.
+const INTERLEAVE_BLOCK_MS: u64 = 100;
 
 fn echo_args(plan: &Plan, conns: usize, window: u32, size: usize) -> Vec<String> {
     [
@@ -396,6 +453,42 @@ pub fn bench(args: &Args) -> Result<(), String> {
                     values: result.unwrap_or_default(),
                     secs: t.elapsed().as_secs_f64(),
                 });
+            }
+        }
+        if plan.wants("latency") {
+            // The same latency workload with all three servers up at once
+            // and measured in alternating 100 ms blocks: the machine's
+            // drift between runs falls on all three alike.
+            let key = "latency 1x1x64B interleaved";
+            let order: Vec<&str> = (0..IMPLS.len())
+                .map(|k| IMPLS[(k + round) % IMPLS.len()])
+                .collect();
+            let budget =
+                Duration::from_millis(plan.warmup_ms + plan.duration_ms * IMPLS.len() as u64);
+            let t = Instant::now();
+            match ctx.interleaved(&order, &interleaved_args(&plan), budget) {
+                Ok(results) => {
+                    let secs = t.elapsed().as_secs_f64();
+                    for (imp, values) in order.iter().zip(results) {
+                        eprintln!(
+                            "[{:>5.0}s] round {} {:<22} {:<6} {}",
+                            started.elapsed().as_secs_f64(),
+                            round + 1,
+                            key,
+                            imp,
+                            report::brief("latency", &values)
+                        );
+                        runs.push(Run {
+                            key: key.to_owned(),
+                            family: "latency",
+                            imp: (*imp).to_owned(),
+                            round,
+                            values,
+                            secs,
+                        });
+                    }
+                }
+                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
             }
         }
         if plan.wants("redial") {
@@ -546,8 +639,31 @@ pub fn smoke() -> Result<(), String> {
             return Err(format!("{imp}: heartbeat smoke run failed: {v:?}"));
         }
     }
+    // The interleaved latency run: all three at once, in short blocks.
+    let interleaved = [
+        "--mode",
+        "interleaved",
+        "--size",
+        "64",
+        "--warmup-ms",
+        "50",
+        "--duration-ms",
+        "150",
+        "--block-ms",
+        "20",
+    ]
+    .map(String::from);
+    let results = ctx.interleaved(&IMPLS, &interleaved, Duration::from_secs(5))?;
+    for (imp, v) in IMPLS.iter().zip(&results) {
+        let (samples, errors) = (v.get("samples"), v.get("errors"));
+        if !samples.is_some_and(|&m| m > 0.0) || errors != Some(&0.0) {
+            return Err(format!(
+                "{imp}: interleaved latency smoke run failed: {v:?}"
+            ));
+        }
+    }
     println!(
-        "load bench smoke test: tether, tokio and mio servers echo and answer PINGs ({:.1} s; \
+        "load bench smoke test: tether, tokio and mio servers echo, answer PINGs and run interleaved ({:.1} s; \
          `cargo bench --bench load` runs the benchmark)",
         started.elapsed().as_secs_f64(),
     );

@@ -166,10 +166,48 @@ fn generate(args: &Args) -> Result<(), String> {
     let mode = match args.value("mode") {
         Some("echo") | None => client::Mode::Echo,
         Some("idle") => client::Mode::Idle,
+        // Several servers, window 1, interleaved: `--connect` and
+        // `--server-pid` take comma-separated lists.
+        Some("interleaved") => return generate_interleaved(args),
         Some(other) => return Err(format!("unknown --mode {other}")),
     };
-    let opts = client::Opts {
-        addr: args.required("connect")?,
+    let opts = client_opts(args, mode, args.required("connect")?)?;
+    if opts.size < 8 && opts.mode == client::Mode::Echo {
+        return Err("--size must be at least 8 (the sequence number)".into());
+    }
+    client::run(opts).map_err(|e| format!("load generator: {e}"))
+}
+
+fn generate_interleaved(args: &Args) -> Result<(), String> {
+    let list = |name: &str| -> Vec<String> {
+        args.value(name)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let addrs = list("connect");
+    let pids = list("server-pid");
+    let mut targets = Vec::new();
+    for (k, addr) in addrs.iter().enumerate() {
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("invalid address '{addr}' in --connect"))?;
+        targets.push((addr, pids.get(k).and_then(|p| p.parse().ok())));
+    }
+    let first = targets.first().ok_or("--connect needs an address")?.0;
+    let opts = client_opts(args, client::Mode::Echo, first)?;
+    if opts.size < 8 {
+        return Err("--size must be at least 8 (the sequence number)".into());
+    }
+    let block = Duration::from_millis(args.get("block-ms", 100)?.max(1));
+    client::run_interleaved(opts, &targets, block).map_err(|e| format!("load generator: {e}"))
+}
+
+fn client_opts(args: &Args, mode: client::Mode, addr: SocketAddr) -> Result<client::Opts, String> {
+    Ok(client::Opts {
+        addr,
         server_pid: args.value("server-pid").and_then(|p| p.parse().ok()),
         mode,
         conns: args.get("conns", 1)?,
@@ -179,11 +217,7 @@ fn generate(args: &Args) -> Result<(), String> {
         duration: Duration::from_millis(args.get("duration-ms", 2000)?),
         inflight: args.get("inflight", 500)?,
         ping_period: Duration::from_millis(args.get("ping-ms", 1000)?),
-    };
-    if opts.size < 8 && opts.mode == client::Mode::Echo {
-        return Err("--size must be at least 8 (the sequence number)".into());
-    }
-    client::run(opts).map_err(|e| format!("load generator: {e}"))
+    })
 }
 
 fn redial_clients(args: &Args) -> Result<(), String> {
