@@ -99,8 +99,8 @@ pub(crate) struct Core {
     commands: Receiver<Command>,
     pub(super) commands_left: bool,
     pub(super) now: Instant,
-    /// `now` in wheel ticks (rounded up), set with it by
-    /// [`set_now`](Self::set_now).
+    /// `now` in wheel ticks (rounded down, as the wheel polls), set with
+    /// it by [`set_now`](Self::set_now).
     now_tick: u64,
     stats: ReactorStats,
     generation: u32,
@@ -532,7 +532,7 @@ impl Core {
     #[inline]
     fn set_clock(&mut self, now: Instant) {
         self.now = now;
-        self.now_tick = self.wheel.deadline_tick(now);
+        self.now_tick = self.wheel.now_tick(now);
     }
 
     /// Keeps one wheel entry per connection at (or just after) its earliest
@@ -857,7 +857,7 @@ impl Core {
     pub(super) fn fire_timers(&mut self) {
         let now = self.now;
         self.expired.clear();
-        while let Some(entry) = self.wheel.poll(now) {
+        while let Some(entry) = self.wheel.poll_tick(self.now_tick) {
             self.expired.push(entry);
         }
         let mut lag = None;

@@ -238,17 +238,23 @@ impl Reactor {
         {
             return Some(Duration::ZERO);
         }
+        let next = core.wheel.next_expiration_tick();
+        if next.is_none() && core.shutdown.is_none() {
+            return requested;
+        }
         let now = Instant::now();
         let mut timeout = requested;
-        let mut limit = |until: Instant| {
-            let d = until.saturating_duration_since(now);
-            timeout = Some(timeout.map_or(d, |t| t.min(d)));
-        };
-        if let Some(next) = core.wheel.next_expiration() {
-            limit(next);
+        let mut limit = |d: Duration| timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        if let Some(next) = next {
+            // In whole ticks, with no clock arithmetic beyond the tick of
+            // `now`: epoll waits whole milliseconds and mio rounds a
+            // timeout up to the next one, which gives this same wait.
+            limit(Duration::from_millis(
+                next.saturating_sub(core.wheel.now_tick(now)),
+            ));
         }
         if let Some(deadline) = core.shutdown {
-            limit(deadline);
+            limit(deadline.saturating_duration_since(now));
         }
         timeout
     }

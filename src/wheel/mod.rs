@@ -394,11 +394,16 @@ impl<T> Wheel<T> {
     /// It may also be in the past, when timers are already due. Cheap: a
     /// bitmask scan of each level, no walk over the timers.
     pub fn next_expiration(&self) -> Option<Instant> {
-        let tick = match self.tick_of(self.due_head) {
-            Some(first_due) => first_due,
-            None => self.next_slot()?.2,
-        };
-        self.instant_at(tick)
+        self.instant_at(self.next_expiration_tick()?)
+    }
+
+    /// [`next_expiration`](Self::next_expiration) in ticks: whole
+    /// milliseconds after the origin, no clock arithmetic.
+    pub fn next_expiration_tick(&self) -> Option<u64> {
+        match self.tick_of(self.due_head) {
+            Some(first_due) => Some(first_due),
+            None => Some(self.next_slot()?.2),
+        }
     }
 
     /// Removes and returns one timer whose deadline is at or before `now`,
@@ -411,7 +416,14 @@ impl<T> Wheel<T> {
     /// that previous one: time does not go backwards, and nothing fires
     /// early.
     pub fn poll(&mut self, now: Instant) -> Option<(TimerKey, T)> {
-        let now = self.clock_tick(now).max(self.elapsed);
+        self.poll_tick(self.now_tick(now))
+    }
+
+    /// [`poll`](Self::poll) with the clock already in ticks
+    /// ([`now_tick`](Self::now_tick)): for a caller that reads the clock
+    /// once and polls several times, or files in ticks too.
+    pub fn poll_tick(&mut self, now_tick: u64) -> Option<(TimerKey, T)> {
+        let now = now_tick.min(MAX_TICK - 1).max(self.elapsed);
         loop {
             if self.due_head != NONE {
                 return self.pop_due();
@@ -468,10 +480,12 @@ impl<T> Wheel<T> {
         secs * 1000 + u64::from((since.subsec_nanos() + 999_999) / 1_000_000)
     }
 
-    /// `now` in ticks: `floor((now - origin) / 1 ms)`, 0 before the origin,
-    /// capped below [`MAX_TICK`].
+    /// The clock `now` in ticks, as [`poll`](Self::poll) reads it: whole
+    /// milliseconds after the origin, rounded down
+    /// (`floor((now - origin) / 1 ms)`), 0 before the origin, capped below
+    /// 2^48. A timer filed at tick `t` is due once this reaches `t`.
     #[inline]
-    fn clock_tick(&self, now: Instant) -> u64 {
+    pub fn now_tick(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin);
         let ms = since
             .as_secs()
