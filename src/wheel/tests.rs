@@ -127,7 +127,12 @@ fn deadline_rounds_up_and_clock_rounds_down() {
     let k = w.insert(at_ns(origin, 1_500_000), "a"); // 1.5 ms -> tick 2
     assert_eq!(w.deadline(k), Some(at(origin, 2)));
     assert_eq!(w.next_expiration(), Some(at(origin, 2)));
+    assert_eq!(w.next_expiration_tick(), Some(2));
+    assert_eq!(w.now_tick(at_ns(origin, 1_999_999)), 1);
+    assert_eq!(w.now_tick(at(origin, 2)), 2);
+    assert_eq!(w.now_tick(origin - Duration::from_millis(5)), 0);
     assert_eq!(w.poll(at(origin, 1)), None);
+    assert_eq!(w.poll_tick(1), None);
     assert_eq!(w.poll(at_ns(origin, 1_999_999)), None, "floor(1.99 ms) = 1");
     assert_eq!(w.poll(at(origin, 2)), Some((k, "a")));
     let exact = w.insert(at(origin, 7), "b");
@@ -906,7 +911,14 @@ fn run_model(seed: u64, ops: usize) {
             _ => {
                 for _ in 0..rng.below_inclusive(3) {
                     let min_due = m.earliest().filter(|&t| t <= m.now);
-                    match w.poll(at_ns(origin, clock_ns)) {
+                    let now = at_ns(origin, clock_ns);
+                    // Through the Instant API or in ticks: the same.
+                    let polled = if rng.below_inclusive(1) == 0 {
+                        w.poll(now)
+                    } else {
+                        w.poll_tick(w.now_tick(now))
+                    };
+                    match polled {
                         Some((key, id)) => {
                             let (want_key, tick) = m.live[&id];
                             assert_eq!(key, want_key, "op {op}");
@@ -933,6 +945,11 @@ fn run_model(seed: u64, ops: usize) {
                 assert!(next <= at(origin, tick), "op {op}: next expiration late")
             }
             (got, want) => panic!("op {op}: next_expiration {got:?}, earliest tick {want:?}"),
+        }
+        match (w.next_expiration_tick(), m.earliest()) {
+            (None, None) => {}
+            (Some(next), Some(tick)) => assert!(next <= tick, "op {op}: next tick late"),
+            (got, want) => panic!("op {op}: next_expiration_tick {got:?}, earliest {want:?}"),
         }
         if let Some((id, key)) = m.pick(&mut rng) {
             assert_eq!(w.get(key), Some(&id));
