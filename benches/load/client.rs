@@ -217,15 +217,16 @@ pub fn run(opts: Opts) -> io::Result<()> {
     Ok(())
 }
 
-/// Latency against several servers at once, interleaved: one connection
-/// to each, window 1, driven one server at a time in blocks of `block`
-/// (round-robin, the first block on the first target), so that every
-/// server is measured across the whole run and drift of the machine over
-/// seconds or minutes (it moves every server's round trip by 10-25 %
-/// here) falls on all of them alike. Each block ends by waiting for its
-/// last echo, so no two servers ever have a message in flight at once.
-/// Warm-up blocks are not recorded. Prints one `RESULT target=<k> ...`
-/// line per target, in order, with the fields of an echo run.
+/// An echo run against several servers at once, interleaved: `conns`
+/// connections to each (window `window`, as in an echo run), driven one
+/// server at a time in blocks of `block` (round-robin, the first block on
+/// the first target), so that every server is measured across the whole
+/// run and drift of the machine over seconds or minutes (it moves every
+/// server's round trip by 10-25 % here) falls on all of them alike. Each
+/// block ends by waiting for its last echoes, so no two servers ever have
+/// messages in flight at once. Warm-up blocks are not recorded. Prints
+/// one `RESULT target=<k> ...` line per target, in order, with the fields
+/// of an echo run (round-trip percentiles with window 1).
 pub fn run_interleaved(
     opts: Opts,
     targets: &[(SocketAddr, Option<u32>)],
@@ -236,15 +237,13 @@ pub fn run_interleaved(
         poll: Poll,
         window: Window,
     }
-    let mut events = Events::with_capacity(64);
+    let mut events = Events::with_capacity(1024);
     let mut all = Vec::new();
     for &(addr, server_pid) in targets {
         let opts = Opts {
             addr,
             server_pid,
             mode: Mode::Echo,
-            conns: 1,
-            window: 1,
             ..opts.clone()
         };
         let mut target = Target {
@@ -270,18 +269,25 @@ pub fn run_interleaved(
         let a = t.gen.snapshot(Instant::now());
         t.gen.echo = true;
         t.gen.recording = recording;
-        t.gen.refill_and_send(&t.poll, 0);
+        for idx in 0..t.gen.conns.len() {
+            t.gen.refill_and_send(&t.poll, idx);
+        }
         let block_end = (Instant::now() + block).min(if recording { end } else { warm_end });
         t.gen.run_until(&mut t.poll, &mut events, block_end)?;
-        // The block's last message: waited for, then nothing in flight.
+        // The block's last messages: waited for, then nothing in flight.
         t.gen.echo = false;
         let give_up = Instant::now() + Duration::from_secs(1);
-        while t.gen.conns[0].outstanding > 0 && t.gen.conns[0].phase == Phase::Ready {
+        while t
+            .gen
+            .conns
+            .iter()
+            .any(|c| c.outstanding > 0 && c.phase == Phase::Ready)
+        {
             let now = Instant::now();
             if now >= give_up {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("target {k}: no echo within 1 s"),
+                    format!("target {k}: echoes missing after 1 s"),
                 ));
             }
             turn(&mut t.gen, &mut t.poll, &mut events, give_up - now)?;

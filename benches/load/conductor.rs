@@ -293,21 +293,48 @@ impl Ctx {
     }
 }
 
-/// The latency workload, interleaved: window 1, 64 B, every server
-/// driven in turn in blocks of [`INTERLEAVE_BLOCK_MS`], `duration_ms`
-/// each in all.
-fn interleaved_args(plan: &Plan) -> Vec<String> {
-    let mut args = echo_args(plan, 1, 1, 64);
+/// An echo workload, interleaved: every server driven in turn in blocks
+/// of [`INTERLEAVE_BLOCK_MS`], `duration_ms` each in all.
+fn interleaved_args(plan: &Plan, conns: usize, window: u32, size: usize) -> Vec<String> {
+    let mut args = echo_args(plan, conns, window, size);
     args[1] = "interleaved".to_owned();
     args.push("--block-ms".to_owned());
     args.push(INTERLEAVE_BLOCK_MS.to_string());
     args
 }
 
-/// Block length of the interleaved latency run: long enough that each
-/// block is ~1 500 round trips of one server in its steady state, short
-/// enough that the machine does not drift within a cycle of three.
+/// Block length of the interleaved runs: long enough that each block is
+/// ~1 500 round trips (latency) or ~200 000 messages (echo) of one
+/// server in its steady state, short enough that the machine does not
+/// drift within a cycle of three.
 const INTERLEAVE_BLOCK_MS: u64 = 100;
+
+/// The workloads also run interleaved (see [`Ctx::interleaved`]): the
+/// latency workload and the echo workload of the echo target.
+fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
+    let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms * IMPLS.len() as u64);
+    let mut jobs = Vec::new();
+    if plan.wants("latency") {
+        jobs.push(Job {
+            key: "latency 1x1x64B interleaved".into(),
+            family: "latency",
+            args: interleaved_args(plan, 1, 1, 64),
+            budget,
+        });
+    }
+    if plan.wants("echo") && plan.sweep.contains(&ECHO_TARGET_CONNS) {
+        jobs.push(Job {
+            key: format!("echo {ECHO_TARGET_CONNS}x{}x64B interleaved", plan.window),
+            family: "echo",
+            args: interleaved_args(plan, ECHO_TARGET_CONNS, plan.window, 64),
+            budget,
+        });
+    }
+    jobs
+}
+
+/// The connection count of the echo target (100 × 16 × 64 B).
+const ECHO_TARGET_CONNS: usize = 100;
 
 fn echo_args(plan: &Plan, conns: usize, window: u32, size: usize) -> Vec<String> {
     [
@@ -427,6 +454,7 @@ pub fn bench(args: &Args) -> Result<(), String> {
     );
     let started = Instant::now();
     let jobs = jobs(&plan);
+    let interleaved = interleaved_jobs(&plan);
     let mut runs: Vec<Run> = Vec::new();
     for round in 0..plan.rounds {
         for job in &jobs {
@@ -455,18 +483,15 @@ pub fn bench(args: &Args) -> Result<(), String> {
                 });
             }
         }
-        if plan.wants("latency") {
-            // The same latency workload with all three servers up at once
-            // and measured in alternating 100 ms blocks: the machine's
-            // drift between runs falls on all three alike.
-            let key = "latency 1x1x64B interleaved";
+        // The same workloads with all three servers up at once and
+        // measured in alternating 100 ms blocks: the machine's drift
+        // between runs falls on all three alike.
+        for job in &interleaved {
             let order: Vec<&str> = (0..IMPLS.len())
                 .map(|k| IMPLS[(k + round) % IMPLS.len()])
                 .collect();
-            let budget =
-                Duration::from_millis(plan.warmup_ms + plan.duration_ms * IMPLS.len() as u64);
             let t = Instant::now();
-            match ctx.interleaved(&order, &interleaved_args(&plan), budget) {
+            match ctx.interleaved(&order, &job.args, job.budget) {
                 Ok(results) => {
                     let secs = t.elapsed().as_secs_f64();
                     for (imp, values) in order.iter().zip(results) {
@@ -474,13 +499,13 @@ pub fn bench(args: &Args) -> Result<(), String> {
                             "[{:>5.0}s] round {} {:<22} {:<6} {}",
                             started.elapsed().as_secs_f64(),
                             round + 1,
-                            key,
+                            job.key,
                             imp,
-                            report::brief("latency", &values)
+                            report::brief(job.family, &values)
                         );
                         runs.push(Run {
-                            key: key.to_owned(),
-                            family: "latency",
+                            key: job.key.clone(),
+                            family: job.family,
                             imp: (*imp).to_owned(),
                             round,
                             values,
@@ -488,7 +513,7 @@ pub fn bench(args: &Args) -> Result<(), String> {
                         });
                     }
                 }
-                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
+                Err(e) => eprintln!("round {} {}: FAILED: {e}", round + 1, job.key),
             }
         }
         if plan.wants("redial") {
