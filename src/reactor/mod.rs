@@ -288,7 +288,8 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
         let mut budget = READ_BUDGET;
         loop {
             let (step, mut chunk) = core.read_once(idx, ready.drain);
-            deliver_read(core, handler, idx, &mut chunk);
+            let spent = deliver_read(core, handler, idx, &mut chunk);
+            core.reuse_read(spent);
             dispatch(core, handler);
             match step {
                 ReadStep::Done | ReadStep::Drained => break,
@@ -308,24 +309,43 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
 
 /// Feeds the bytes of one read to connection `idx`, handing each message
 /// to the handler as it is decoded, borrowed from the read buffer.
-fn deliver_read<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, chunk: &mut BytesMut) {
+/// Returns the bytes of `chunk` that were consumed in place (the frames
+/// after the last message the handler took), for
+/// [`Core::reuse_read`].
+fn deliver_read<H: Handler>(
+    core: &mut Core,
+    handler: &mut H,
+    idx: usize,
+    chunk: &mut BytesMut,
+) -> BytesMut {
     if chunk.is_empty() {
-        return;
+        return BytesMut::new();
     }
     // Answers to this connection may go into its lent reply run until
     // the read is delivered.
     core.reading = core.slots.get(idx).map(|slot| slot.id);
     if let Some(mut head) = core.begin_input(idx, chunk) {
-        deliver_frames(core, handler, idx, &mut head);
+        let stepped = deliver_frames(core, handler, idx, &mut head);
+        head.advance(stepped);
         core.end_input(idx, &mut head);
     }
-    deliver_frames(core, handler, idx, chunk);
+    let stepped = deliver_frames(core, handler, idx, chunk);
+    let spent = chunk.split_to(stepped);
     core.end_input(idx, chunk);
     core.settle_reply();
     core.reading = None;
+    spent
 }
 
-fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf: &mut BytesMut) {
+/// Hands the messages of `buf` to the handler. Returns how many bytes at
+/// the front of `buf` it stepped over (whole frames read in place, after
+/// the last message the handler took): the caller consumes them.
+fn deliver_frames<H: Handler>(
+    core: &mut Core,
+    handler: &mut H,
+    idx: usize,
+    buf: &mut BytesMut,
+) -> usize {
     // Where the next frame starts: messages read in place are stepped
     // over, not consumed one by one.
     let mut pos = 0;
@@ -343,9 +363,9 @@ fn deliver_frames<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, buf:
             pos = 0;
         }
     }
-    // Consume the frames stepped over since the last call that consumed
-    // (all of them when the read ended on a frame boundary).
-    buf.advance(pos);
+    // The frames stepped over since the last call that consumed (all of
+    // them when the read ended on a frame boundary).
+    pos
 }
 
 /// Hands queued events to the handler, then services the connections the

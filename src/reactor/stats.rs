@@ -99,6 +99,12 @@ pub struct ReactorStats {
     /// the entry was filed (each costs a look at the connection and a
     /// re-file; the reactor re-files on the way instead where it can).
     pub early_timers: u64,
+    /// Times the reactor's shared read buffer was given fresh, zeroed
+    /// memory (64 KiB): at the first read, and whenever reads have moved
+    /// through it because something keeps their bytes (messages taken as
+    /// `Bytes`, partial frames). Reads handled in place give their memory
+    /// back, so a stream of such reads fills it once.
+    pub read_buffer_fills: u64,
 }
 
 /// A snapshot of one connection.
