@@ -330,7 +330,16 @@ fn deliver_read<H: Handler>(
         core.end_input(idx, &mut head);
     }
     let stepped = deliver_frames(core, handler, idx, chunk);
-    let spent = chunk.split_to(stepped);
+    let spent = if stepped == chunk.len() {
+        // Ended on a frame boundary: the whole (rest of the) read, moved
+        // out as it is (no split, no reference count touched).
+        mem::take(chunk)
+    } else {
+        // A partial frame follows (`end_input` copies it out): nothing is
+        // given back.
+        chunk.advance(stepped);
+        BytesMut::new()
+    };
     core.end_input(idx, chunk);
     core.settle_reply();
     core.reading = None;
