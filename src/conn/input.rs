@@ -270,6 +270,7 @@ impl Connection {
                     self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
                 } else {
                     codec::encode_pong(nonce, self.outbox.ctrl());
+                    self.redraw_ping_jitter();
                 }
             }
             (_, _, Frame::Pong(nonce)) => {

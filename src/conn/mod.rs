@@ -661,6 +661,25 @@ impl Connection {
         self.timers.set_stamp(Timer::WriteIdle, due);
     }
 
+    /// A PING was received (and answered): this side's own next PING is
+    /// due one interval and a jitter after it, and the jitter is drawn
+    /// afresh here, as the pinging side draws after each PING it sends.
+    /// So every exchange on an idle link is a new draw on both sides, and
+    /// either may ping next (and sample the round trip); a side that drew
+    /// only after its own PINGs kept its first draw while the peer pinged
+    /// first, and with a high one never pinged again.
+    fn redraw_ping_jitter(&mut self) {
+        let Some(hb) = self.config.heartbeat else {
+            return;
+        };
+        if self.state != State::Established {
+            return;
+        }
+        self.ping_jitter_ms = self.next_jitter_ms();
+        let due = self.last_recv.after(hb.interval + self.ping_jitter());
+        self.timers.set_stamp(Timer::Idle, due);
+    }
+
     /// The idle timer fired: a whole interval (and the jitter) of silence.
     fn on_idle(&mut self, now: Instant) {
         let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv()) else {

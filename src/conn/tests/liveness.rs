@@ -146,6 +146,26 @@ fn two_idle_peers_settle_into_one_exchange_per_interval() {
 }
 
 #[test]
+fn both_sides_of_an_idle_link_take_turns_pinging() {
+    // Which side pings next is decided by the two jitters; each side draws
+    // its own afresh whenever a PING passes (sent or received), so every
+    // exchange is a fresh draw and both sides sample the round trip. (A
+    // side that only drew after its own PINGs kept its first draw as long
+    // as the peer pinged first, and with a high first draw it never pinged
+    // again: an idle client that never learns its RTT.)
+    for seed in 0..24u64 {
+        let mut pair = Pair::connected(crate::Config { seed, ..config() });
+        pair.run_for(ms(60_000));
+        let (c, s) = (pair.client_pings().len(), pair.server_pings().len());
+        assert!(
+            c >= 15 && s >= 15,
+            "seed {seed}: client {c} and server {s} pings in 60 intervals"
+        );
+        assert!(pair.client.rtt().srtt().is_some(), "seed {seed}");
+    }
+}
+
+#[test]
 fn on_an_idle_link_only_the_side_that_pings_wakes_up() {
     // A received frame pushes the idle deadline out, and the PONG that
     // answers a PING stops the write-idle clock the PING started, so the
