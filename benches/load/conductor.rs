@@ -35,6 +35,8 @@ pub struct Plan {
     pub scale_conns: usize,
     pub scale_ms: u64,
     pub families: Vec<String>,
+    /// Run only the interleaved workloads (`--interleaved-only`).
+    pub interleaved_only: bool,
 }
 
 impl Plan {
@@ -56,6 +58,7 @@ impl Plan {
             scale_conns: SCALE_CONNS,
             scale_ms: 60_000,
             families: families_all(),
+            interleaved_only: false,
         }
     }
 
@@ -77,7 +80,9 @@ impl Plan {
     }
 
     fn wants(&self, family: &str) -> bool {
-        self.families.iter().any(|f| f == family)
+        // Only latency and echo have interleaved runs.
+        let runs = !self.interleaved_only || matches!(family, "latency" | "echo");
+        runs && self.families.iter().any(|f| f == family)
     }
 }
 
@@ -438,6 +443,7 @@ pub fn bench(args: &Args) -> Result<(), String> {
     if let Some(only) = args.value("only") {
         plan.families = only.split(',').map(|s| s.trim().to_owned()).collect();
     }
+    plan.interleaved_only = args.has("--interleaved-only");
     wire::self_check()?;
 
     let ctx = Ctx { pin: pinning() };
@@ -453,7 +459,11 @@ pub fn bench(args: &Args) -> Result<(), String> {
         report::out_dir().display()
     );
     let started = Instant::now();
-    let jobs = jobs(&plan);
+    let jobs = if plan.interleaved_only {
+        Vec::new()
+    } else {
+        jobs(&plan)
+    };
     let interleaved = interleaved_jobs(&plan);
     let mut runs: Vec<Run> = Vec::new();
     for round in 0..plan.rounds {
