@@ -12,7 +12,7 @@ use std::thread;
 use bytes::Bytes;
 use support::*;
 use tether::codec::Frame;
-use tether::{ConnId, Context, Handler, Message, Reactor};
+use tether::{ConnId, Context, Handler, Message};
 
 /// Counts allocations per thread, so the server thread's own count can be
 /// read without the client's.
@@ -72,12 +72,7 @@ impl Handler for CountingEcho {
 #[test]
 fn echoing_allocates_nothing_per_message_once_warm() {
     // Heartbeats far apart: this measures the message path only.
-    let mut reactor = Reactor::with_config(config(60_000, 60_000)).expect("reactor");
-    let l = reactor
-        .listen("127.0.0.1:0".parse().expect("addr"))
-        .expect("listen");
-    let addr = reactor.local_addr(l).expect("bound");
-    let handle = reactor.handle();
+    let (mut reactor, addr, handle) = listening(config(60_000, 60_000));
     let (report, reports) = mpsc::channel();
     let server = thread::spawn(move || {
         let mut h = CountingEcho {

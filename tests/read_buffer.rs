@@ -46,12 +46,7 @@ impl Handler for Keeper {
 /// (so every read on the server finishes a kept partial frame and ends in
 /// a new one).
 fn run(count: u64, keep_every: u64, split: bool) -> (Reactor, Keeper) {
-    let mut reactor = Reactor::with_config(config(60_000, 60_000)).expect("reactor");
-    let l = reactor
-        .listen("127.0.0.1:0".parse().expect("addr"))
-        .expect("listen");
-    let addr = reactor.local_addr(l).expect("bound");
-    let handle = reactor.handle();
+    let (mut reactor, addr, handle) = listening(config(60_000, 60_000));
     let server = thread::spawn(move || {
         let mut h = Keeper {
             keep_every,

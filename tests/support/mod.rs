@@ -20,6 +20,18 @@ pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// A reactor with `config` listening on a fresh loopback port: the
+/// reactor, the address it listens on, and its handle.
+pub fn listening(config: Config) -> (Reactor, SocketAddr, Handle) {
+    let mut reactor = Reactor::with_config(config).expect("reactor");
+    let l = reactor
+        .listen("127.0.0.1:0".parse().expect("addr"))
+        .expect("listen");
+    let addr = reactor.local_addr(l).expect("bound");
+    let handle = reactor.handle();
+    (reactor, addr, handle)
+}
+
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
