@@ -328,11 +328,31 @@ impl Connection {
         Some((run, room, max_payload))
     }
 
-    /// Takes back a run lent by [`lend_run`](Self::lend_run), with
-    /// `messages` frames appended to it since.
+    /// [`lend_run`](Self::lend_run) with no DATA queued: a fresh run from
+    /// the thread's pool, for the first answer of a read. `None` unless
+    /// established with no DATA (or closing frames) queued; queued control
+    /// frames stay ahead of it, as ahead of any unstarted DATA.
+    pub(crate) fn lend_fresh_run(&mut self) -> Option<(BytesMut, usize, usize)> {
+        if self.state != State::Established {
+            return None;
+        }
+        let (run, room) = self.outbox.take_fresh_run()?;
+        let room = room.min(self.config.max_outbound.saturating_sub(self.outbox.len()));
+        let max_payload = self.config.max_frame.min(COPY_MAX);
+        Some((run, room, max_payload))
+    }
+
+    /// Takes back a run lent by [`lend_run`](Self::lend_run) or
+    /// [`lend_fresh_run`](Self::lend_fresh_run), with `messages` frames
+    /// appended to it since.
     pub(crate) fn return_run(&mut self, run: BytesMut, messages: u64) {
         self.outbox.put_back_run(run);
-        self.stats.messages_sent += messages;
+        if messages > 0 {
+            // As `note_send` for each: counted, and the trim timer armed
+            // (a fresh run's first message did not pass `note_send`).
+            self.stats.messages_sent += messages - 1;
+            self.note_send();
+        }
     }
 
     /// Bookkeeping for every message queued: the count, and the trim timer

@@ -182,6 +182,22 @@ impl Outbox {
         }
     }
 
+    /// A fresh packed run from the thread's pool, with its room, when no
+    /// DATA and no closing frames are queued (so frames appended to it
+    /// follow nothing but control frames, which go first anyway); `None`
+    /// otherwise. Like a run from [`take_open_run`](Self::take_open_run),
+    /// it goes back with [`put_back_run`](Self::put_back_run).
+    pub(crate) fn take_fresh_run(&mut self) -> Option<(BytesMut, usize)> {
+        if let Some(q) = self.queue.as_ref() {
+            if !q.data.is_empty() || !q.tail.is_empty() {
+                return None;
+            }
+        }
+        let mut run = runs::take();
+        run.reserve(PACK_MAX);
+        Some((run, PACK_MAX))
+    }
+
     /// Puts back at the end of the queue a run taken with
     /// [`take_open_run`](Self::take_open_run) (grown by whole frames since).
     pub(crate) fn put_back_run(&mut self, run: BytesMut) {

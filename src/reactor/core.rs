@@ -213,6 +213,36 @@ impl Core {
         Ok(())
     }
 
+    /// The reply run for an answer to connection `id`: the lent one, or
+    /// — for the first answer of a read, to the connection being read,
+    /// with no DATA queued on it — a fresh run from the thread's pool,
+    /// lent at once (the queue would pack the answer into the same run
+    /// and lend it right after). `None` otherwise: the answer goes the
+    /// queue's way.
+    #[inline]
+    pub(super) fn reply_run(&mut self, id: ConnId) -> Option<&mut ReplyRun> {
+        if self.reply.is_none() && self.reading == Some(id) {
+            self.lend_fresh(id);
+        }
+        self.reply.as_mut()
+    }
+
+    #[inline(never)]
+    fn lend_fresh(&mut self, id: ConnId) {
+        let idx = id.index as usize;
+        let Some(slot) = self.slots.get_mut(idx).filter(|slot| slot.id == id) else {
+            return;
+        };
+        let Some((run, room, max_payload)) = slot.conn.lend_fresh_run() else {
+            return;
+        };
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+        self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
+    }
+
     /// Returns the lent reply run, if any, to its connection. Runs before
     /// anything else touches a connection's output or input.
     #[inline]
