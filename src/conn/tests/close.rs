@@ -1,9 +1,9 @@
 //! Closing: by the application, by the peer, and what may be sent.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{config, kinds, ms, Pair};
-use crate::codec::Frame;
+use crate::codec::{self, Frame};
 use crate::conn::{Action, Connection, Event, SendError, State};
 use crate::error::{CloseCode, DisconnectReason};
 
@@ -173,4 +173,39 @@ fn eof_and_io_errors_are_reported_as_such() {
         assert!(server.is_closed());
         assert_eq!(server.poll_timeout(), None);
     }
+}
+
+#[test]
+fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
+    // The reactor lends a fresh run for the first answer of a read; what it
+    // appends must leave as `send` would have queued it: in order, counted,
+    // and with the trim timer armed to free the buffers once idle.
+    let mut pair = Pair::connected(config());
+    let c = &mut pair.client;
+    assert_eq!(c.timer(crate::conn::Timer::Trim), None, "nothing sent yet");
+    let sent = c.stats().messages_sent;
+    let (mut run, room, max_payload) = c.lend_fresh_run().expect("established, nothing queued");
+    assert!(room >= 2 * 69 && max_payload >= 64, "{room} {max_payload}");
+    for byte in [1u8, 2] {
+        run.extend_from_slice(&codec::data_header(64));
+        run.extend_from_slice(&[byte; 64]);
+    }
+    c.return_run(run, 2);
+    assert_eq!(c.stats().messages_sent, sent + 2);
+    assert!(
+        c.timer(crate::conn::Timer::Trim).is_some(),
+        "trim timer armed"
+    );
+    // With DATA queued, a fresh run is refused (the open run is lent instead).
+    assert!(c.lend_fresh_run().is_none());
+    let mut wire = BytesMut::new();
+    c.transmit_into(&mut wire);
+    let d = codec::Decoder::new(1024);
+    for byte in [1u8, 2] {
+        match d.decode(&mut wire) {
+            Ok(Some(Frame::Data(p))) => assert_eq!(&p[..], &[byte; 64][..]),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(wire.is_empty());
 }
