@@ -1,9 +1,11 @@
 //! The reply run: the output run of the connection being read, lent to the
 //! reactor while the handler answers that connection's messages.
 //!
-//! Answering a request is the common case (an echo, a response): once the
-//! first answer of a read has gone through the connection's queue, every
-//! further small answer to the connection whose read is being delivered
+//! Answering a request is the common case (an echo, a response): from the
+//! first answer of a read on (a fresh run from the thread's pool when the
+//! connection has no DATA queued, else its open run once that answer has
+//! gone through the queue), every small answer to the connection whose
+//! read is being delivered
 //! is copied straight into this run, with no slab lookup, state check or
 //! queue walk per message; the checks `send` makes were made once, when
 //! the run was lent, and are kept as a byte budget (`room`) and a payload
