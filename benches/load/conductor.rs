@@ -321,7 +321,7 @@ fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
     let mut jobs = Vec::new();
     if plan.wants("latency") {
         jobs.push(Job {
-            key: "latency 1x1x64B interleaved".into(),
+            key: format!("latency 1x1x64B {}", report::INTERLEAVED),
             family: "latency",
             args: interleaved_args(plan, 1, 1, 64),
             budget,
@@ -329,7 +329,11 @@ fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
     }
     if plan.wants("echo") && plan.sweep.contains(&ECHO_TARGET_CONNS) {
         jobs.push(Job {
-            key: format!("echo {ECHO_TARGET_CONNS}x{}x64B interleaved", plan.window),
+            key: format!(
+                "echo {ECHO_TARGET_CONNS}x{}x64B {}",
+                plan.window,
+                report::INTERLEAVED
+            ),
             family: "echo",
             args: interleaved_args(plan, ECHO_TARGET_CONNS, plan.window, 64),
             budget,

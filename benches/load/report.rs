@@ -554,11 +554,7 @@ pub fn write_all(
         .filter(|(f, k)| *f == "echo" && k.starts_with("echo 100x"))
         .map(|(_, k)| k)
     {
-        let how = if k.contains("interleaved") {
-            " (interleaved)"
-        } else {
-            ""
-        };
+        let how = how_measured(k);
         target(
             &format!("echo 100×16×64 B{how}: messages per server CPU-s, tether/mio ≥ 0.95"),
             s.ratio(k, "msgs_per_cpu_s", "tether", "mio"),
@@ -576,16 +572,8 @@ pub fn write_all(
     }
     // Separate runs, then the interleaved run (all three servers up,
     // measured in alternating blocks).
-    for (k, how) in keys.iter().filter(|(f, _)| *f == "latency").map(|(_, k)| {
-        (
-            k,
-            if k.contains("interleaved") {
-                " (interleaved)"
-            } else {
-                ""
-            },
-        )
-    }) {
+    for k in keys.iter().filter(|(f, _)| *f == "latency").map(|(_, k)| k) {
+        let how = how_measured(k);
         target(
             &format!("1×1×64 B round trip p50{how}, tether/mio ≤ 1.05"),
             s.ratio(k, "p50_us", "tether", "mio"),
@@ -651,6 +639,26 @@ pub fn write_all(
     Ok(md)
 }
 
+/// Whether a workload's key names an interleaved run (see the
+/// conductor's `interleaved_jobs`, which ends such keys with
+/// [`INTERLEAVED`]).
+pub fn is_interleaved(key: &str) -> bool {
+    key.ends_with(INTERLEAVED)
+}
+
+/// The last word of an interleaved run's key.
+pub const INTERLEAVED: &str = "interleaved";
+
+/// " (interleaved)" for an interleaved run's key, "" otherwise: how a
+/// target line says which measurement it checks.
+fn how_measured(key: &str) -> &'static str {
+    if is_interleaved(key) {
+        " (interleaved)"
+    } else {
+        ""
+    }
+}
+
 fn csv(runs: &[Run]) -> String {
     let columns: BTreeSet<&str> = runs
         .iter()
@@ -709,7 +717,7 @@ fn chart(s: &Summary<'_>, keys: &[(&'static str, String)], machine: &Machine) ->
     let sweep: Vec<(f64, &String)> = keys
         .iter()
         // The sweep of separate runs (the interleaved run is in the table).
-        .filter(|(f, k)| *f == "echo" && !k.contains("interleaved"))
+        .filter(|(f, k)| *f == "echo" && !is_interleaved(k))
         .filter_map(|(_, k)| {
             let conns = k.split_whitespace().nth(1)?.split('x').next()?;
             Some((conns.parse::<f64>().ok()?, k))

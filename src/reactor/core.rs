@@ -236,10 +236,7 @@ impl Core {
         let Some((run, room, max_payload)) = slot.conn.lend_fresh_run() else {
             return;
         };
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(idx);
-        }
+        self.mark_dirty(idx);
         self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
     }
 
