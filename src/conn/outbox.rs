@@ -165,8 +165,15 @@ impl Outbox {
     /// queued now would be appended to it, with the room it has left under
     /// its cap. Its bytes count in no [`len`](Self::len) until
     /// [`put_back_run`](Self::put_back_run) returns it.
+    ///
+    /// A run partly on the wire is never lent: its written bytes belong to
+    /// the queue's head, which must stay in place while it is lent (frames
+    /// queued meanwhile go the queue's way, appended to it).
     pub(crate) fn take_open_run(&mut self) -> Option<(BytesMut, usize)> {
         let q = self.queue.as_mut()?;
+        if q.head_sent > 0 && q.data.len() == 1 {
+            return None;
+        }
         let room = PACK_MAX.saturating_sub(q.open_run()?.len());
         match q.data.pop_back() {
             Some(Segment::Packed(run)) => {

@@ -523,3 +523,28 @@ fn a_lent_run_comes_back_in_place_and_only_an_open_one_is_lent() {
         [Frame::Data(Bytes::from_static(b"abc")), Frame::Pong(1)]
     );
 }
+
+#[test]
+fn a_run_partly_on_the_wire_is_not_lent_and_keeps_its_count() {
+    let mut o = Outbox::default();
+    o.push_slice(b"abc");
+    o.advance(2);
+    let queued = o.len();
+    assert!(o.take_open_run().is_none(), "the head run is on the wire");
+    assert_eq!(o.len(), queued, "nothing taken out of the count");
+    // Frames queued meanwhile still follow it, in order.
+    o.push_slice(b"de");
+    let mut wire = b"\0\0".to_vec();
+    wire.extend(drain(&mut o, || 3));
+    wire[..2].copy_from_slice(&codec::data_header(3)[..2]);
+    assert_eq!(
+        decode_all(&wire),
+        [
+            Frame::Data(Bytes::from_static(b"abc")),
+            Frame::Data(Bytes::from_static(b"de"))
+        ]
+    );
+    // Once the head is written, the run at the back is lent again.
+    o.push_slice(b"f");
+    assert!(o.take_open_run().is_some());
+}
