@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
@@ -33,15 +33,38 @@ pub(crate) struct Shared {
     /// The thread currently running the reactor, to refuse a blocking
     /// `dial` from inside a callback.
     reactor_thread: Mutex<Option<ThreadId>>,
+    /// Bytes of messages sent through handles that the reactor has not
+    /// taken yet (each counted with its frame header).
+    queued: AtomicUsize,
+    /// The bound on `queued`: a send beyond it is refused at the call site.
+    limit: usize,
+    /// A send was refused since the reactor last reported room.
+    refused: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(waker: mio::Waker) -> Shared {
+    pub(crate) fn new(waker: mio::Waker, limit: usize) -> Shared {
         Shared {
             waker,
             notified: AtomicBool::new(false),
             reactor_thread: Mutex::new(None),
+            queued: AtomicUsize::new(0),
+            limit,
+            refused: AtomicBool::new(false),
         }
+    }
+
+    /// The reactor took a message of `len` payload bytes off the queue.
+    pub(crate) fn taken(&self, len: usize) {
+        self.queued.fetch_sub(queue_cost(len), Ordering::AcqRel);
+    }
+
+    /// True once after a refused send, when the queue has fallen to half
+    /// its bound or below (the reactor then tells the application).
+    pub(crate) fn take_drained(&self) -> bool {
+        self.refused.load(Ordering::Acquire)
+            && self.queued.load(Ordering::Acquire) <= self.limit / 2
+            && self.refused.swap(false, Ordering::AcqRel)
     }
 
     /// Called by the reactor before it drains the channel.
@@ -69,6 +92,12 @@ pub(crate) fn this_thread() -> ThreadId {
         .unwrap_or_else(|_| thread::current().id())
 }
 
+/// What one message costs in a handle's queue: its payload and its frame
+/// header.
+fn queue_cost(len: usize) -> usize {
+    len.saturating_add(crate::codec::HEADER_LEN)
+}
+
 /// Why a [`Handle`] call did not reach the reactor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -80,6 +109,13 @@ pub enum HandleError {
     ///
     /// [`Context`]: crate::Context
     OnReactorThread,
+    /// The handles' queue to the reactor holds as many bytes as it may
+    /// (the reactor's `max_outbound`): the message was not queued. The
+    /// reactor calls [`Handler::on_handle_drain`] once the queue has
+    /// room again.
+    ///
+    /// [`Handler::on_handle_drain`]: crate::Handler::on_handle_drain
+    Backpressure,
 }
 
 impl fmt::Display for HandleError {
@@ -89,6 +125,7 @@ impl fmt::Display for HandleError {
             HandleError::OnReactorThread => {
                 f.write_str("blocking handle call on the reactor thread; use the Context")
             }
+            HandleError::Backpressure => f.write_str("the handle queue is full: backpressure"),
         }
     }
 }
@@ -144,10 +181,35 @@ impl Handle {
         Ok(())
     }
 
-    /// Queues a message on `link` (errors such as backpressure are logged
-    /// by the reactor, as there is no one to return them to).
+    /// Queues a message on `link`, to be sent at the reactor's next turn.
+    ///
+    /// The handles of a reactor share one queue to it, bounded in bytes by
+    /// the reactor's `max_outbound` (each message counted with its 5-byte
+    /// header): a send beyond it fails here with
+    /// [`HandleError::Backpressure`] (a message is always taken while the
+    /// queue is empty), and [`Handler::on_handle_drain`] follows once
+    /// the queue has fallen to half or less. A message the reactor then
+    /// cannot queue on the link (not connected, too large, the link's own
+    /// output full) is handed back to [`Handler::on_undelivered`] with
+    /// [`UndeliveredCause::Refused`]; one the link drops later, with
+    /// [`UndeliveredCause::Dropped`]. Nothing is dropped silently.
+    ///
+    /// [`Handler::on_handle_drain`]: crate::Handler::on_handle_drain
+    /// [`Handler::on_undelivered`]: crate::Handler::on_undelivered
+    /// [`UndeliveredCause::Refused`]: crate::UndeliveredCause::Refused
+    /// [`UndeliveredCause::Dropped`]: crate::UndeliveredCause::Dropped
     pub fn send(&self, link: ConnId, message: impl Into<Bytes>) -> Result<(), HandleError> {
-        self.submit(Command::Send(link, message.into()))
+        let message = message.into();
+        let cost = queue_cost(message.len());
+        let before = self.shared.queued.fetch_add(cost, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(cost) > self.shared.limit {
+            self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
+            self.shared.refused.store(true, Ordering::Release);
+            return Err(HandleError::Backpressure);
+        }
+        self.submit(Command::Send(link, message)).inspect_err(|_| {
+            self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
+        })
     }
 
     /// Closes `link` with `code` and `reason`; a dialed link stops redialling.

@@ -88,7 +88,7 @@ mod rng;
 pub mod wheel;
 
 pub use config::Config;
-pub use conn::PeerInfo;
+pub use conn::{PeerInfo, SendError, UndeliveredCause};
 pub use error::{CloseCode, DisconnectReason};
 pub use handle::{Handle, HandleError};
 pub use reactor::{

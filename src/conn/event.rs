@@ -34,6 +34,22 @@ pub enum Event {
         /// What ended the previous attempt.
         reason: DisconnectReason,
     },
+    /// Messages that were accepted for sending but will not be, handed
+    /// back in the order they were sent: the socket ended (or the
+    /// connection failed) while they were queued or partly written.
+    /// Messages already written whole to the socket are not among them,
+    /// although the kernel may still have held some of them when the link
+    /// broke.
+    Undelivered {
+        /// The payloads, in send order.
+        messages: Vec<Bytes>,
+        /// Why they were not delivered.
+        cause: UndeliveredCause,
+    },
+    /// A send was refused with [`SendError::Backpressure`] and the queued
+    /// output has since fallen to half of `max_outbound` or below: there
+    /// is room again. Once per refusal.
+    Drained,
     /// Client: the backoff's `max_attempts` were used up; the connection is
     /// closed for good.
     GaveUp {
@@ -42,6 +58,29 @@ pub enum Event {
         /// What ended the last attempt.
         reason: DisconnectReason,
     },
+}
+
+/// Why messages were handed back undelivered (see
+/// [`Event::Undelivered`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UndeliveredCause {
+    /// The connection's socket ended, or the connection failed, before
+    /// they were completely written to it.
+    Dropped,
+    /// A send made through a `Handle` was refused on the reactor thread
+    /// (the connection was not established, the message too large, or its
+    /// output full).
+    Refused(SendError),
+}
+
+impl fmt::Display for UndeliveredCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UndeliveredCause::Dropped => f.write_str("the connection ended before they were sent"),
+            UndeliveredCause::Refused(e) => write!(f, "refused: {e}"),
+        }
+    }
 }
 
 /// What the peer announced in its handshake.
@@ -118,6 +157,8 @@ pub struct Stats {
     pub messages_received: u64,
     /// DATA frames queued for sending.
     pub messages_sent: u64,
+    /// Of those, the ones handed back undelivered ([`Event::Undelivered`]).
+    pub messages_undelivered: u64,
     /// Bytes received, all frames included.
     pub bytes_received: u64,
     /// Bytes written to the socket, all frames included.

@@ -76,7 +76,7 @@ use crate::config::Config;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::rng::Rng;
 
-pub use event::{Action, Event, PeerInfo, SendError, Stats};
+pub use event::{Action, Event, PeerInfo, SendError, Stats, UndeliveredCause};
 use outbox::Outbox;
 pub(crate) use outbox::COPY_MAX;
 pub use rtt::RttEstimator;
@@ -156,6 +156,9 @@ pub struct Connection {
     /// acknowledged our data and its receive window opened, so the peer is
     /// alive and reading even if its PONG is stuck behind our data.
     peer_drained: bool,
+    /// A send was refused with backpressure and no [`Event::Drained`]
+    /// has followed yet.
+    refused: bool,
     stats: Stats,
 }
 
@@ -206,6 +209,7 @@ impl Connection {
             stall_mark: 0,
             socket_full: false,
             peer_drained: false,
+            refused: false,
             stats: Stats::default(),
             config,
         }
@@ -252,7 +256,7 @@ impl Connection {
             State::Handshaking | State::Established => {
                 self.lose(now, DisconnectReason::PeerEof, events)
             }
-            State::Closing => self.close_socket(),
+            State::Closing => self.close_socket(events),
             _ => {}
         }
     }
@@ -264,7 +268,7 @@ impl Connection {
             State::Handshaking | State::Established => {
                 self.lose(now, DisconnectReason::Io(kind), events)
             }
-            State::Closing => self.close_socket(),
+            State::Closing => self.close_socket(events),
             _ => {}
         }
     }
@@ -394,7 +398,7 @@ impl Connection {
     }
 
     #[inline]
-    fn may_send(&self, len: usize) -> Result<(), SendError> {
+    fn may_send(&mut self, len: usize) -> Result<(), SendError> {
         if self.state != State::Established {
             return Err(SendError::NotConnected);
         }
@@ -405,9 +409,24 @@ impl Connection {
         let queued = self.outbox.len();
         let limit = self.config.max_outbound;
         if queued + HEADER_LEN + len > limit {
+            self.refused = true;
             return Err(SendError::Backpressure { queued, limit });
         }
         Ok(())
+    }
+
+    /// After output was written (see [`advance_transmit`](Self::advance_transmit)):
+    /// pushes [`Event::Drained`] if a send was refused with backpressure
+    /// and the queued output has fallen to half of `max_outbound` or
+    /// below since. Cheap when nothing was refused.
+    #[inline]
+    pub fn poll_drain(&mut self, events: &mut Vec<Event>) {
+        if self.refused && self.outbox.len() <= self.config.max_outbound / 2 {
+            self.refused = false;
+            if self.state == State::Established {
+                events.push(Event::Drained);
+            }
+        }
     }
 
     /// The application closes the connection for good: queued messages are
@@ -417,18 +436,38 @@ impl Connection {
         self.stopping = true;
         self.timers.stop(Timer::Reconnect);
         match self.state {
-            State::Idle | State::Backoff => self.finish(),
+            State::Idle | State::Backoff => self.finish(events),
             State::Connecting => {
                 self.actions.close_socket = true;
-                self.finish();
+                self.finish(events);
             }
             State::Handshaking | State::Established => {
                 codec::encode_close(code, reason, self.outbox.tail());
                 self.disconnect(now, DisconnectReason::LocalClose(code), events);
-                self.enter_closing(now);
+                self.enter_closing(now, events);
             }
             State::Closing | State::Closed => {}
         }
+    }
+
+    /// The driver drops the connection now, whatever its state (a
+    /// shutdown whose deadline passed): the socket is to be closed, queued
+    /// messages are handed back ([`Event::Undelivered`]), and the
+    /// connection ends [`State::Closed`], never to redial.
+    pub fn abort(&mut self, now: Instant, events: &mut Vec<Event>) {
+        self.stopping = true;
+        self.timers.stop(Timer::Reconnect);
+        if matches!(self.state, State::Handshaking | State::Established) {
+            self.disconnect(
+                now,
+                DisconnectReason::LocalClose(CloseCode::GOING_AWAY),
+                events,
+            );
+        }
+        if self.state.has_socket() {
+            self.drop_socket(events);
+        }
+        self.finish(events);
     }
 
     /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
@@ -447,7 +486,8 @@ impl Connection {
             }
         }
         if self.state == State::Closing && self.outbox.is_empty() {
-            self.close_socket();
+            // Nothing is queued: nothing can be handed back.
+            self.close_socket(&mut Vec::new());
         }
     }
 
@@ -804,14 +844,14 @@ impl Connection {
                     self.healthy_pending = true;
                 }
             }
-            (Timer::Linger, State::Closing) => self.close_socket(),
+            (Timer::Linger, State::Closing) => self.close_socket(events),
             (Timer::WriteIdle, State::Established) => self.on_write_idle(),
             (Timer::Trim, _) => self.on_trim(now),
             (Timer::WriteStall, State::Handshaking | State::Established) => {
                 self.on_write_stall_timer(now, events)
             }
             (Timer::Reconnect, State::Closing) => {
-                self.drop_socket();
+                self.drop_socket(events);
                 self.begin_connect(now);
             }
             (Timer::Reconnect, State::Backoff) => self.begin_connect(now),
@@ -892,7 +932,7 @@ impl Connection {
             .close_code_sent()
             .unwrap_or(CloseCode::INTERNAL_ERROR);
         debug!("{:?}: closing with {code}: {reason}", self.role);
-        self.outbox.discard_unstarted();
+        self.hand_back(events, |outbox, dropped| outbox.discard_unstarted(dropped));
         let text = match &reason {
             DisconnectReason::ProtocolError { detail, .. } => detail,
             DisconnectReason::HeartbeatTimeout => "heartbeat timeout",
@@ -902,7 +942,7 @@ impl Connection {
         };
         codec::encode_close(code, text, self.outbox.ctrl());
         self.disconnect(now, reason, events);
-        self.enter_closing(now);
+        self.enter_closing(now, events);
     }
 
     /// The socket is unusable or the peer said goodbye: close it at once,
@@ -910,7 +950,7 @@ impl Connection {
     fn lose(&mut self, now: Instant, reason: DisconnectReason, events: &mut Vec<Event>) {
         debug!("{:?}: lost: {reason}", self.role);
         self.disconnect(now, reason, events);
-        self.close_socket();
+        self.close_socket(events);
     }
 
     /// Reports the end of the current socket's session and decides what
@@ -931,6 +971,9 @@ impl Connection {
         self.healthy_pending = false;
         self.socket_full = false;
         self.peer_drained = false;
+        // The disconnect tells the application; room comes with the next
+        // connection.
+        self.refused = false;
         self.last_ping_rx = Stamp::NONE;
         self.ping_strikes = 0;
         if mem::take(&mut self.connected) {
@@ -964,35 +1007,36 @@ impl Connection {
         self.stats.disconnects += 1;
     }
 
-    fn enter_closing(&mut self, now: Instant) {
+    fn enter_closing(&mut self, now: Instant, events: &mut Vec<Event>) {
         self.recv = BytesMut::new();
         self.set_state(State::Closing);
         self.timers
             .set(Timer::Linger, now + self.config.close_linger);
         if self.outbox.is_empty() {
-            self.close_socket();
+            self.close_socket(events);
         }
     }
 
     /// Asks the driver to close the socket and moves on to backoff or to
     /// the end.
-    fn close_socket(&mut self) {
+    fn close_socket(&mut self, events: &mut Vec<Event>) {
         if !self.state.has_socket() {
             return;
         }
-        self.drop_socket();
+        self.drop_socket(events);
         if self.timers.is_armed(Timer::Reconnect) {
             self.set_state(State::Backoff);
         } else {
-            self.finish();
+            self.finish(events);
         }
     }
 
-    /// Asks the driver to close the socket and forgets everything tied to it.
-    fn drop_socket(&mut self) {
+    /// Asks the driver to close the socket and forgets everything tied to
+    /// it. Messages not completely written are handed back.
+    fn drop_socket(&mut self, events: &mut Vec<Event>) {
         self.actions.close_socket = true;
         self.recv = BytesMut::new();
-        self.outbox.clear();
+        self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
         self.timers.stop(Timer::Linger);
         // Armed while Closing, it watched this socket, not the next one.
         self.timers.stop(Timer::WriteStall);
@@ -1001,11 +1045,35 @@ impl Connection {
     }
 
     /// Terminal.
-    fn finish(&mut self) {
+    fn finish(&mut self, events: &mut Vec<Event>) {
         self.timers.stop_all();
         self.recv = BytesMut::new();
-        self.outbox.clear();
+        self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
         self.set_state(State::Closed);
+    }
+
+    /// Drops queued output with `drop` and hands the messages it dropped
+    /// back to the application in one [`Event::Undelivered`] (none if it
+    /// dropped no message).
+    fn hand_back(
+        &mut self,
+        events: &mut Vec<Event>,
+        drop: impl FnOnce(&mut Outbox, &mut Vec<Bytes>),
+    ) {
+        let mut messages = Vec::new();
+        drop(&mut self.outbox, &mut messages);
+        if !messages.is_empty() {
+            self.stats.messages_undelivered += messages.len() as u64;
+            debug!(
+                "{:?}: {} queued messages not sent",
+                self.role,
+                messages.len()
+            );
+            events.push(Event::Undelivered {
+                messages,
+                cause: UndeliveredCause::Dropped,
+            });
+        }
     }
 
     fn begin_connect(&mut self, now: Instant) {

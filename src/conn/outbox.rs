@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::mem;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -134,15 +135,22 @@ impl Outbox {
 
     /// Drops every DATA frame that has not started onto the wire, and the
     /// tail. A partly written frame is kept so the stream stays framed.
-    pub(crate) fn discard_unstarted(&mut self) {
+    /// The payloads of the dropped frames are appended to `dropped`, in
+    /// order.
+    pub(crate) fn discard_unstarted(&mut self, dropped: &mut Vec<Bytes>) {
         if let Some(q) = self.queue.as_mut() {
-            q.discard_unstarted();
+            q.discard_unstarted(dropped);
         }
     }
 
-    /// Drops everything (the socket is going away).
-    pub(crate) fn clear(&mut self) {
-        self.queue = None;
+    /// Drops everything (the socket is going away). The payloads of the
+    /// DATA frames not completely written are appended to `dropped`, in
+    /// order (a frame partly written counts: the peer cannot have it).
+    pub(crate) fn clear(&mut self, dropped: &mut Vec<Bytes>) {
+        if let Some(mut q) = self.queue.take() {
+            let head_sent = mem::take(&mut q.head_sent);
+            payloads(q.data.drain(..), head_sent, dropped);
+        }
     }
 
     /// Frees all memory while nothing is queued, so an idle connection
@@ -406,11 +414,12 @@ impl Queue {
     }
 
     /// Drops every DATA frame that has not started onto the wire, and the
-    /// tail. A partly written frame is kept so the stream stays framed.
-    fn discard_unstarted(&mut self) {
+    /// tail, appending the dropped payloads to `dropped`. A partly written
+    /// frame is kept so the stream stays framed.
+    fn discard_unstarted(&mut self, dropped: &mut Vec<Bytes>) {
         self.split_head();
         let keep = usize::from(self.head_sent > 0);
-        self.data.truncate(keep);
+        payloads(self.data.drain(keep..), 0, dropped);
         self.data_bytes = self
             .data
             .front()
@@ -479,6 +488,32 @@ impl Queue {
             self.head_sent = 0;
         }
         n - take
+    }
+}
+
+/// Appends the payloads of the DATA frames in `segments` to `out`, in
+/// order, skipping the frames of the first segment that end within its
+/// first `sent` bytes (written whole). Off the hot path: it runs only when
+/// queued output is dropped.
+fn payloads(segments: impl Iterator<Item = Segment>, mut sent: usize, out: &mut Vec<Bytes>) {
+    for segment in segments {
+        match segment {
+            Segment::Frame { payload, .. } => out.push(payload),
+            Segment::Packed(run) => {
+                // Whole frames we encoded: walk their headers.
+                let run = run.freeze();
+                let mut at = 0;
+                while at + HEADER_LEN <= run.len() {
+                    let len = u32::from_be_bytes([run[at], run[at + 1], run[at + 2], run[at + 3]]);
+                    let end = (at + 4 + len as usize).min(run.len());
+                    if end > sent {
+                        out.push(run.slice(at + HEADER_LEN..end));
+                    }
+                    at = end;
+                }
+            }
+        }
+        sent = 0;
     }
 }
 

@@ -24,7 +24,7 @@ use super::reply::ReplyRun;
 use super::slot::{Filed, Slot};
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
-use crate::conn::{Connection, Event, SendError, State};
+use crate::conn::{Connection, Event, SendError, State, UndeliveredCause};
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::{Command, Handle, Shared};
 use crate::net;
@@ -122,7 +122,7 @@ impl Core {
     pub(super) fn new(config: Config) -> io::Result<Core> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
-        let shared = Arc::new(Shared::new(waker));
+        let shared = Arc::new(Shared::new(waker, config.max_outbound));
         let (handle, commands) = Handle::new(shared.clone());
         let now = Instant::now();
         let seed = config.seed ^ entropy();
@@ -357,6 +357,7 @@ impl Core {
                 .timer(crate::conn::Timer::Reconnect)
                 .map(|t| t.saturating_duration_since(self.now)),
             pending_output: conn.pending_output() + lent_bytes,
+            messages_undelivered: s.messages_undelivered,
             session_id: conn.session_id(),
         })
     }
@@ -395,8 +396,18 @@ impl Core {
             };
             match command {
                 Command::Send(id, message) => {
-                    if let Err(e) = self.send(id, message) {
-                        debug!("{id}: message from a handle dropped: {e}");
+                    self.shared.taken(message.len());
+                    // A clone shares the payload (a reference count), so a
+                    // refused message can be handed back whole.
+                    if let Err(e) = self.send(id, message.clone()) {
+                        debug!("{id}: message from a handle refused: {e}");
+                        self.pending.push_back((
+                            id,
+                            Event::Undelivered {
+                                messages: vec![message],
+                                cause: UndeliveredCause::Refused(e),
+                            },
+                        ));
                     }
                 }
                 Command::Close(id, code, reason) => {
@@ -967,6 +978,14 @@ impl Core {
                 "shutdown deadline passed: dropping {} connections",
                 self.slots.len()
             );
+            let now = self.now;
+            let left: Vec<usize> = self.slots.iter().map(|(idx, _)| idx).collect();
+            for idx in left {
+                // What they still held is handed back (the caller
+                // dispatches the events).
+                self.slots[idx].conn.abort(now, &mut self.scratch);
+                self.collect(idx);
+            }
             for mut slot in self.slots.drain() {
                 slot.drop_stream(self.poll.registry());
             }

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use log::warn;
 
 use super::core::Core;
 use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats};
 use crate::config::Config;
-use crate::conn::{PeerInfo, SendError};
+use crate::conn::{PeerInfo, SendError, UndeliveredCause};
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Handle;
 
@@ -80,6 +81,53 @@ pub trait Handler {
         reason: &DisconnectReason,
     ) {
         let _ = (cx, id, attempt, delay, reason);
+    }
+
+    /// Messages tether accepted for `id` will not be sent; they are handed
+    /// back, in the order they were sent, so that nothing is lost
+    /// silently. With [`UndeliveredCause::Dropped`] the connection's
+    /// socket ended (or the connection failed) while they were queued or
+    /// partly written; it comes with the events of that ending. With
+    /// [`UndeliveredCause::Refused`] a send made through a [`Handle`] was
+    /// refused on the reactor thread (one message each).
+    ///
+    /// Messages already written whole to the socket are not handed back,
+    /// although the kernel may still have held some of them when the link
+    /// broke: without session resume, delivery of what was written is not
+    /// confirmed. The default logs a warning with the count.
+    fn on_undelivered(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: ConnId,
+        messages: Vec<Bytes>,
+        cause: UndeliveredCause,
+    ) {
+        let _ = cx;
+        let bytes: usize = messages.iter().map(Bytes::len).sum();
+        warn!(
+            "{id}: {} messages ({bytes} bytes) not delivered: {cause}",
+            messages.len()
+        );
+    }
+
+    /// A connection whose output refused a send with
+    /// [`SendError::Backpressure`] has room again: its queued output fell
+    /// to half of `max_outbound` or below. Called once per refusal
+    /// episode, so an application that stopped sending (or paused reading
+    /// the peer it answers, see [`Context::pause_reading`]) knows when to
+    /// go on.
+    fn on_drain(&mut self, cx: &mut Context<'_>, id: ConnId) {
+        let _ = (cx, id);
+    }
+
+    /// The queue that [`Handle::send`] fills has room again after a send
+    /// was refused with [`HandleError::Backpressure`]: it has fallen to
+    /// half its bound or below. Called once per refusal episode, on the
+    /// reactor thread; tell the sending threads from here.
+    ///
+    /// [`HandleError::Backpressure`]: crate::HandleError::Backpressure
+    fn on_handle_drain(&mut self, cx: &mut Context<'_>) {
+        let _ = cx;
     }
 
     /// A dialed link used up its `max_attempts` and is closed for good.

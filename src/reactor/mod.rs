@@ -220,12 +220,18 @@ impl Reactor {
         if self.core.commands_left {
             self.core.drain_commands();
         }
+        if self.core.shared.take_drained() {
+            handler.on_handle_drain(&mut Context {
+                core: &mut self.core,
+            });
+        }
         // Replies to what was just read (PONGs above all) are written
         // before any timer runs.
         settle(&mut self.core, handler);
         self.core.fire_timers();
         settle(&mut self.core, handler);
         self.core.finish_shutdown_if_due();
+        dispatch(&mut self.core, handler);
         Ok(())
     }
 
@@ -429,6 +435,10 @@ fn dispatch_pending<H: Handler>(core: &mut Core, handler: &mut H) {
                 reason,
             } => handler.on_reconnecting(cx, id, attempt, delay, &reason),
             Event::GaveUp { attempts, reason } => handler.on_gave_up(cx, id, attempts, &reason),
+            Event::Undelivered { messages, cause } => {
+                handler.on_undelivered(cx, id, messages, cause)
+            }
+            Event::Drained => handler.on_drain(cx, id),
         }
     }
 }

@@ -62,32 +62,8 @@ impl Slot {
         ) {
             return;
         }
-        while self.conn.pending_output() > 0 {
-            // One slice (the usual case: small messages are packed into
-            // runs): `send` costs the kernel less than `writev`, and no
-            // slice array is filled.
-            let written = match self.conn.transmit_contiguous() {
-                Some(bytes) => stream.write(bytes),
-                None => write_gathered(stream, &self.conn),
-            };
-            match written {
-                Ok(0) => {
-                    self.conn
-                        .handle_io_error(now, io::ErrorKind::WriteZero, events);
-                    return;
-                }
-                Ok(n) => self.conn.advance_transmit(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.conn.handle_write_blocked(now);
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.conn.handle_io_error(now, e.kind(), events);
-                    return;
-                }
-            }
-        }
+        write_out(stream, &mut self.conn, now, events);
+        self.conn.poll_drain(events);
     }
 
     /// The readiness to wait for: writable while connecting or while output
@@ -122,6 +98,37 @@ impl Slot {
                 // Closing the fd removes it from epoll anyway; an error
                 // here changes nothing.
                 let _ = registry.deregister(&mut stream);
+            }
+        }
+    }
+}
+
+/// Writes `conn`'s pending output to `stream` until it is all written or
+/// the socket would block; write errors go to the state machine.
+#[inline]
+fn write_out(stream: &mut TcpStream, conn: &mut Connection, now: Instant, events: &mut Vec<Event>) {
+    while conn.pending_output() > 0 {
+        // One slice (the usual case: small messages are packed into
+        // runs): `send` costs the kernel less than `writev`, and no
+        // slice array is filled.
+        let written = match conn.transmit_contiguous() {
+            Some(bytes) => stream.write(bytes),
+            None => write_gathered(stream, conn),
+        };
+        match written {
+            Ok(0) => {
+                conn.handle_io_error(now, io::ErrorKind::WriteZero, events);
+                return;
+            }
+            Ok(n) => conn.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.handle_write_blocked(now);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                conn.handle_io_error(now, e.kind(), events);
+                return;
             }
         }
     }

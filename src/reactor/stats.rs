@@ -142,6 +142,11 @@ pub struct ConnStats {
     pub reconnect_in: Option<Duration>,
     /// Bytes queued for sending.
     pub pending_output: usize,
+    /// Messages handed back undelivered ([`Handler::on_undelivered`]):
+    /// of `messages_sent`, the ones that were never written whole.
+    ///
+    /// [`Handler::on_undelivered`]: crate::Handler::on_undelivered
+    pub messages_undelivered: u64,
     /// The session id the server assigned.
     pub session_id: u64,
 }

@@ -100,7 +100,9 @@ fn discard_keeps_the_frame_on_the_wire_and_drops_the_rest() {
     o.push_data(Bytes::from(vec![2u8; 20]));
     codec::encode_close(crate::CloseCode::NORMAL, "", o.tail());
     o.advance(3);
-    o.discard_unstarted();
+    let mut dropped = Vec::new();
+    o.discard_unstarted(&mut dropped);
+    assert_eq!(dropped, [Bytes::from(vec![2u8; 20])], "the unstarted one");
     assert_eq!(o.len(), 25 - 3);
     codec::encode_close(crate::CloseCode::GOING_AWAY, "", o.ctrl());
     let mut wire = codec::data_header(20)[..3].to_vec();
@@ -113,8 +115,43 @@ fn discard_keeps_the_frame_on_the_wire_and_drops_the_rest() {
     // Nothing started: everything goes.
     let mut o = Outbox::default();
     o.push_data(Bytes::from(vec![1u8; 20]));
-    o.discard_unstarted();
+    o.push_slice(b"small");
+    let mut dropped = Vec::new();
+    o.discard_unstarted(&mut dropped);
     assert!(o.is_empty());
+    assert_eq!(
+        dropped,
+        [Bytes::from(vec![1u8; 20]), Bytes::from_static(b"small")]
+    );
+}
+
+#[test]
+fn clearing_hands_back_every_frame_not_written_whole_in_order() {
+    let mut o = Outbox::default();
+    o.push_slice(b"one");
+    o.push_slice(b"two");
+    o.push_data(Bytes::from(vec![3u8; 2000]));
+    o.push_slice(b"four");
+    // "one" written whole, "two" partly; a control frame waits.
+    o.advance(codec::HEADER_LEN + 3 + 2);
+    codec::encode_pong(9, o.ctrl());
+    let mut dropped = Vec::new();
+    o.clear(&mut dropped);
+    assert!(o.is_empty());
+    let want: Vec<Bytes> = vec![
+        Bytes::from_static(b"two"),
+        Bytes::from(vec![3u8; 2000]),
+        Bytes::from_static(b"four"),
+    ];
+    assert_eq!(dropped, want);
+    // A large frame partly written counts too; control frames never do.
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![5u8; 2000]));
+    o.advance(100);
+    codec::encode_pong(1, o.ctrl());
+    let mut dropped = Vec::new();
+    o.clear(&mut dropped);
+    assert_eq!(dropped, [Bytes::from(vec![5u8; 2000])]);
 }
 
 #[test]
@@ -380,7 +417,7 @@ fn a_queued_ping_is_known_until_its_last_byte_is_written() {
     assert_eq!(frames, vec![Frame::Pong(6)]);
     // Cleared with the queue (the socket went away).
     o.push_ping(7);
-    o.clear();
+    o.clear(&mut Vec::new());
     assert!(!o.ping_queued());
 }
 

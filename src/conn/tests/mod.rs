@@ -10,6 +10,7 @@ mod input;
 mod liveness;
 mod policy;
 mod reconnect;
+mod undelivered;
 
 use std::collections::VecDeque;
 use std::io;

@@ -107,9 +107,16 @@ fn a_peer_that_does_not_read_is_closed_after_the_write_stall_timeout() {
     server.handle_timeout(t0 + ms(6000), &mut events);
     assert_eq!(
         events,
-        vec![Event::Disconnected {
-            reason: DisconnectReason::WriteStalled
-        }]
+        vec![
+            Event::Disconnected {
+                reason: DisconnectReason::WriteStalled
+            },
+            // The message partly written is handed back.
+            Event::Undelivered {
+                messages: vec![Bytes::from(vec![0u8; 1000])],
+                cause: crate::conn::UndeliveredCause::Dropped,
+            }
+        ]
     );
     assert_eq!(server.poll_action(), Some(Action::CloseSocket));
     assert!(server.is_closed());
