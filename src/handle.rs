@@ -7,9 +7,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, ThreadId};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -21,8 +22,40 @@ use crate::reactor::ConnId;
 pub(crate) enum Command {
     Send(ConnId, Bytes),
     Close(ConnId, CloseCode, String),
-    Dial(SocketAddr, Option<Arc<Config>>, SyncSender<ConnId>),
+    Dial(SocketAddr, Option<Arc<Config>>, Arc<DialReply>),
     Shutdown,
+}
+
+/// How long [`Handle::dial`] waits for the reactor to take the dial.
+pub const DIAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The answer to one [`Handle::dial`]: the reactor fills it in, unless the
+/// caller gave up waiting first.
+pub(crate) struct DialReply {
+    state: Mutex<DialState>,
+    ready: Condvar,
+}
+
+#[derive(Clone, Copy)]
+enum DialState {
+    Waiting,
+    /// The caller gave up: the reactor must not dial.
+    Cancelled,
+    Done(ConnId),
+}
+
+impl DialReply {
+    /// The reactor's side: dials with `dial` unless the caller gave up,
+    /// and hands over the id.
+    pub(crate) fn answer(&self, dial: impl FnOnce() -> ConnId) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if let DialState::Waiting = *state {
+            *state = DialState::Done(dial());
+            self.ready.notify_one();
+        }
+    }
 }
 
 /// State shared between the reactor and its handles.
@@ -40,6 +73,8 @@ pub(crate) struct Shared {
     limit: usize,
     /// A send was refused since the reactor last reported room.
     refused: AtomicBool,
+    /// The reactor shut down: it will not answer a dial.
+    stopped: AtomicBool,
 }
 
 impl Shared {
@@ -51,7 +86,13 @@ impl Shared {
             queued: AtomicUsize::new(0),
             limit,
             refused: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// The reactor finished its shutdown (or is being dropped).
+    pub(crate) fn set_stopped(&self) {
+        self.stopped.store(true, Ordering::Release);
     }
 
     /// The reactor took a message of `len` payload bytes off the queue.
@@ -102,7 +143,7 @@ fn queue_cost(len: usize) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HandleError {
-    /// The reactor has been dropped.
+    /// The reactor has been dropped, or (for a dial) has shut down.
     ReactorGone,
     /// A blocking call was made on the reactor's own thread (from inside a
     /// callback), where it would deadlock; use the [`Context`] instead.
@@ -116,6 +157,9 @@ pub enum HandleError {
     ///
     /// [`Handler::on_handle_drain`]: crate::Handler::on_handle_drain
     Backpressure,
+    /// The reactor did not take a [`Handle::dial`] within [`DIAL_WAIT`]
+    /// (it is not being polled); the dial was withdrawn.
+    Timeout,
 }
 
 impl fmt::Display for HandleError {
@@ -126,6 +170,7 @@ impl fmt::Display for HandleError {
                 f.write_str("blocking handle call on the reactor thread; use the Context")
             }
             HandleError::Backpressure => f.write_str("the handle queue is full: backpressure"),
+            HandleError::Timeout => f.write_str("the reactor did not answer in time"),
         }
     }
 }
@@ -223,8 +268,14 @@ impl Handle {
     }
 
     /// Dials `addr` with the reactor's default configuration and returns
-    /// the new link's id once the reactor has taken it. Blocks until the
-    /// reactor's next turn; refused on the reactor's own thread.
+    /// the new link's id once the reactor has taken it.
+    ///
+    /// Blocks until the reactor's next turn, at most [`DIAL_WAIT`]: a
+    /// reactor that is not being polled (not yet, or no longer) answers
+    /// [`HandleError::Timeout`], and then never makes the link. Refused at
+    /// once on the thread that owns the reactor (from its construction,
+    /// or the last thread that polled it), where it would wait for itself,
+    /// and once the reactor has shut down.
     pub fn dial(&self, addr: SocketAddr) -> Result<ConnId, HandleError> {
         self.dial_inner(addr, None)
     }
@@ -243,14 +294,32 @@ impl Handle {
             .shared
             .reactor_thread
             .lock()
-            .map(|t| *t == Some(thread::current().id()))
+            .map(|t| *t == Some(this_thread()))
             .unwrap_or(false);
         if on_reactor {
             return Err(HandleError::OnReactorThread);
         }
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.submit(Command::Dial(addr, config, reply_tx))?;
-        reply_rx.recv().map_err(|_| HandleError::ReactorGone)
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(HandleError::ReactorGone);
+        }
+        let reply = Arc::new(DialReply {
+            state: Mutex::new(DialState::Waiting),
+            ready: Condvar::new(),
+        });
+        self.submit(Command::Dial(addr, config, reply.clone()))?;
+        let state = reply.state.lock().map_err(|_| HandleError::ReactorGone)?;
+        let (mut state, _) = reply
+            .ready
+            .wait_timeout_while(state, DIAL_WAIT, |s| matches!(s, DialState::Waiting))
+            .map_err(|_| HandleError::ReactorGone)?;
+        match *state {
+            DialState::Done(id) => Ok(id),
+            _ => {
+                // Too late from now on: the reactor will not dial.
+                *state = DialState::Cancelled;
+                Err(HandleError::Timeout)
+            }
+        }
     }
 
     /// Asks the reactor to shut down: listeners close, every connection is

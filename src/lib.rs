@@ -90,7 +90,7 @@ pub mod wheel;
 pub use config::Config;
 pub use conn::{PeerInfo, SendError, UndeliveredCause};
 pub use error::{CloseCode, DisconnectReason};
-pub use handle::{Handle, HandleError};
+pub use handle::{Handle, HandleError, DIAL_WAIT};
 pub use reactor::{
     ConnId, ConnStats, Context, Handler, ListenerId, Message, Reactor, ReactorStats,
 };

@@ -126,6 +126,9 @@ impl Core {
         let (handle, commands) = Handle::new(shared.clone());
         let now = Instant::now();
         let seed = config.seed ^ entropy();
+        // The constructing thread owns the reactor until another polls it.
+        let thread = crate::handle::this_thread();
+        shared.set_reactor_thread(thread);
         Ok(Core {
             poll,
             slots: Slab::new(),
@@ -147,7 +150,7 @@ impl Core {
             commands_left: false,
             now,
             now_tick: 0,
-            reactor_thread: None,
+            reactor_thread: Some(thread),
             stats: ReactorStats::default(),
             generation: 0,
             next_session: seed | 1,
@@ -415,9 +418,8 @@ impl Core {
                 }
                 Command::Dial(addr, config, reply) => {
                     let config = config.unwrap_or_else(|| self.config.clone());
-                    let id = self.dial(addr, config);
-                    // The caller may have given up waiting; the link stays.
-                    let _ = reply.send(id);
+                    // Not if the caller gave up waiting: it has no id.
+                    reply.answer(|| self.dial(addr, config));
                 }
                 Command::Shutdown => self.begin_shutdown(),
             }

@@ -232,6 +232,10 @@ impl Reactor {
         settle(&mut self.core, handler);
         self.core.finish_shutdown_if_due();
         dispatch(&mut self.core, handler);
+        if self.is_shut_down() {
+            // Handles' dials fail at once from now on.
+            self.core.shared.set_stopped();
+        }
         Ok(())
     }
 
@@ -263,6 +267,12 @@ impl Reactor {
             limit(deadline.saturating_duration_since(now));
         }
         timeout
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        self.core.shared.set_stopped();
     }
 }
 
