@@ -127,6 +127,9 @@ pub struct Connection {
     attempts: Attempts,
     /// The application closed us: never redial.
     stopping: bool,
+    /// The peer ended its side of the current socket's stream while we
+    /// flush what was queued for it (see `handle_eof`).
+    read_closed: bool,
     /// `Connected` was reported for the current socket.
     connected: bool,
     /// A frame arrived since the handshake on the current socket.
@@ -193,6 +196,7 @@ impl Connection {
             rtt: RttEstimator::default(),
             attempts: Attempts::default(),
             stopping: false,
+            read_closed: false,
             connected: false,
             frame_since_handshake: false,
             healthy_pending: false,
@@ -247,12 +251,33 @@ impl Connection {
     }
 
     /// The peer closed its side of the stream (read returned 0).
+    ///
+    /// The end is reported at once ([`DisconnectReason::PeerEof`]). An
+    /// established connection with output queued — replies to what the
+    /// peer sent before its end — keeps the socket open in
+    /// [`State::Closing`] until that output is written, the close linger
+    /// passes or a write fails, so a peer that half-closes after its
+    /// requests still gets the replies; no CLOSE is added to them. From
+    /// then on there is nothing to read ([`is_read_closed`](Self::is_read_closed)),
+    /// and a repeated EOF changes nothing. Otherwise the socket is closed
+    /// at once; so it is when the peer ends while we are closing.
     pub fn handle_eof(&mut self, now: Instant, events: &mut Vec<Event>) {
         match self.state {
+            State::Established if !self.outbox.is_empty() => {
+                debug!(
+                    "{:?}: lost: {}; flushing {} bytes first",
+                    self.role,
+                    DisconnectReason::PeerEof,
+                    self.outbox.len()
+                );
+                self.read_closed = true;
+                self.disconnect(now, DisconnectReason::PeerEof, events);
+                self.enter_closing(now);
+            }
             State::Handshaking | State::Established => {
                 self.lose(now, DisconnectReason::PeerEof, events)
             }
-            State::Closing => self.close_socket(),
+            State::Closing if !self.read_closed => self.close_socket(),
             _ => {}
         }
     }
@@ -544,6 +569,15 @@ impl Connection {
     /// Terminal: no socket, no timers, nothing more will happen.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// The peer ended its side of the current socket's stream and the
+    /// socket stays open only to flush the output queued for it (see
+    /// [`handle_eof`](Self::handle_eof)): there is nothing more to read,
+    /// and a driver stops reading it (a level-triggered poll would
+    /// otherwise report the end of stream again and again).
+    pub fn is_read_closed(&self) -> bool {
+        self.read_closed
     }
 
     /// The configuration.
@@ -991,6 +1025,7 @@ impl Connection {
     /// Asks the driver to close the socket and forgets everything tied to it.
     fn drop_socket(&mut self) {
         self.actions.close_socket = true;
+        self.read_closed = false;
         self.recv = BytesMut::new();
         self.outbox.clear();
         self.timers.stop(Timer::Linger);

@@ -697,7 +697,8 @@ impl Core {
         if !matches!(
             slot.conn.state(),
             State::Handshaking | State::Established | State::Closing
-        ) {
+        ) || slot.conn.is_read_closed()
+        {
             return nothing;
         }
         if slot.stream.is_none() {
