@@ -173,3 +173,38 @@ fn connections_beyond_the_limit_are_refused_with_1008_and_the_reactor_stays_resp
     assert_eq!(reactor.stats().refused, 50);
     assert_eq!(reactor.stats().accepted, 10);
 }
+
+#[test]
+fn a_data_header_before_hello_is_refused_at_once_not_at_the_handshake_timeout() {
+    init_logs();
+    let mut cfg = config(1000, 1000);
+    cfg.handshake_timeout = ms(5000);
+    let server = echo_server(cfg, None);
+    let mut raw = RawPeer::connect(server.addr.expect("bound"));
+    let started = Instant::now();
+    // The header of a DATA frame of 1 MiB less one byte, then a trickle.
+    raw.send_raw(&[0, 0x10, 0, 0, 3]).expect("write");
+    let mut frames = Vec::new();
+    let mut eof = None;
+    while eof.is_none() && started.elapsed() < ms(1000) {
+        if raw.send_raw(&[7]).is_err() {
+            break; // closed
+        }
+        let (more, at) = raw.read_until_eof(ms(50));
+        frames.extend(more.into_iter().map(|(_, f)| f));
+        eof = at;
+    }
+    assert!(
+        matches!(
+            frames.first(),
+            Some(Frame::Close { code, .. }) if *code == CloseCode::PROTOCOL_ERROR
+        ),
+        "after {:?}: {frames:?}",
+        started.elapsed()
+    );
+    // The application never heard of it.
+    let events = server.collect_for(ms(100));
+    assert!(events.is_empty(), "{events:?}");
+    let reactor = server.stop();
+    assert_eq!(reactor.stats().closes.protocol_error, 1);
+}

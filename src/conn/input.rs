@@ -13,9 +13,10 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use log::debug;
 
+use super::flags::Flag;
 use super::timer::Stamp;
 use super::{Connection, Event, Role, State, PARTIAL_RESERVE_CAP, PONG_BACKLOG};
-use crate::codec::{self, Decoder, Frame, InPlace, HEADER_LEN};
+use crate::codec::{self, Decoder, Frame, InPlace, Kind, HEADER_LEN};
 use crate::error::DisconnectReason;
 
 impl Connection {
@@ -77,7 +78,13 @@ impl Connection {
             self.recv.extend_from_slice(&data[..n]);
             data.advance(n);
         }
-        if let Some(total) = self.decoder().pending_frame_len(&self.recv) {
+        // A header this side refuses (a first frame of the wrong kind) is
+        // not completed: `poll_input` rejects it on its own.
+        let pending = self
+            .decoder()
+            .pending_frame_len(&self.recv)
+            .filter(|_| !self.refuses_first(&self.recv));
+        if let Some(total) = pending {
             let n = total.saturating_sub(self.recv.len()).min(data.len());
             self.recv.extend_from_slice(&data[..n]);
             data.advance(n);
@@ -163,11 +170,18 @@ impl Connection {
             if let Some(len) = self.take_data(buf) {
                 return Some(len);
             }
+            if self.refuses_first(buf) {
+                // Refused at its header: nothing of its payload is waited
+                // for or kept.
+                self.protocol_error(now, self.expected_first(), events);
+                break;
+            }
             match self.decoder().decode_in_place(buf) {
                 Ok(Some(InPlace::Data(len))) => {
-                    // DATA before the handshake (on an established link
-                    // `complete_data` above takes every whole DATA frame):
-                    // the same error as from `on_frame`.
+                    // Not reached: DATA is refused at its header before the
+                    // handshake, and on an established link `complete_data`
+                    // above takes every whole DATA frame. Handled as
+                    // `on_frame` would.
                     debug_assert_ne!(self.state, State::Established);
                     buf.advance(len);
                     self.on_frame(now, Frame::Data(Bytes::new()), events);
@@ -207,6 +221,36 @@ impl Connection {
         data.clear();
     }
 
+    /// Whether `buf` starts with a valid, complete header of a frame this
+    /// side refuses as the first of a connection: a server takes only
+    /// HELLO; a client takes WELCOME, or CLOSE (a server refusing it, or
+    /// timing out its handshake, says so before any WELCOME). Checked as
+    /// soon as the header is in, so a refused frame's payload is never
+    /// waited for. False once the handshake is done, and for a header the
+    /// decoder rejects on its own (it names the error: 1009 for a frame
+    /// too large).
+    fn refuses_first(&self, buf: &[u8]) -> bool {
+        if self.state != State::Handshaking {
+            return false;
+        }
+        let Some(&kind) = buf.get(HEADER_LEN - 1) else {
+            return false;
+        };
+        let accepted = match self.role {
+            Role::Server => kind == Kind::Hello as u8,
+            Role::Client => kind == Kind::Welcome as u8 || kind == Kind::Close as u8,
+        };
+        !accepted && self.decoder().pending_frame_len(buf).is_some()
+    }
+
+    /// The detail of the protocol error for a refused first frame.
+    fn expected_first(&self) -> &'static str {
+        match self.role {
+            Role::Server => "expected HELLO first",
+            Role::Client => "expected WELCOME first",
+        }
+    }
+
     /// The decoder is only a length limit: made on the spot, not stored.
     fn decoder(&self) -> Decoder {
         Decoder::new(self.config.max_frame)
@@ -220,8 +264,8 @@ impl Connection {
     #[inline]
     fn on_frame_start(&mut self) {
         if self.state == State::Established {
-            self.frame_since_handshake = true;
-            if mem::take(&mut self.healthy_pending) {
+            self.flags.set(Flag::FrameSinceHandshake, true);
+            if self.flags.take(Flag::HealthyPending) {
                 self.attempts.reset();
             }
         }
@@ -243,12 +287,8 @@ impl Connection {
                 self.session_id = welcome.session_id;
                 self.establish(now, &welcome, events);
             }
-            (State::Handshaking, role, _) => {
-                let detail = match role {
-                    Role::Server => "expected HELLO first",
-                    Role::Client => "expected WELCOME first",
-                };
-                self.protocol_error(now, detail, events);
+            (State::Handshaking, _, _) => {
+                self.protocol_error(now, self.expected_first(), events);
             }
             (_, _, Frame::Data(payload)) => {
                 // Not from `poll_input` (it reports DATA in place), but

@@ -53,6 +53,7 @@
 //! ```
 
 mod event;
+mod flags;
 mod input;
 mod outbox;
 mod rtt;
@@ -77,6 +78,7 @@ use crate::error::{CloseCode, DisconnectReason};
 use crate::rng::Rng;
 
 pub use event::{Action, Event, PeerInfo, SendError, Stats, UndeliveredCause};
+use flags::{Flag, Flags};
 use outbox::Outbox;
 pub(crate) use outbox::COPY_MAX;
 pub use rtt::RttEstimator;
@@ -125,14 +127,10 @@ pub struct Connection {
     /// Client: redial attempts since the last healthy connection (the
     /// schedule itself is `config.backoff`, the jitter comes from `rng`).
     attempts: Attempts,
-    /// The application closed us: never redial.
-    stopping: bool,
-    /// `Connected` was reported for the current socket.
-    connected: bool,
-    /// A frame arrived since the handshake on the current socket.
-    frame_since_handshake: bool,
-    /// The healthy period passed but no frame had arrived yet.
-    healthy_pending: bool,
+    /// Yes/no facts: stopping (never redial), read closed, connected
+    /// reported, a frame since the handshake, healthy pending, socket
+    /// full, peer drained, a send refused (see [`Flag`]).
+    flags: Flags,
     session_id: u64,
     /// Boxed: needed once per ending, not worth 32 bytes on every connection.
     close_reason: Option<Box<DisconnectReason>>,
@@ -149,16 +147,6 @@ pub struct Connection {
     /// Low 32 bits of `stats.bytes_sent` when the write-stall timer was
     /// armed (only compared for equality).
     stall_mark: u32,
-    /// The socket refused output (its send buffer was full) and has not
-    /// taken any since.
-    socket_full: bool,
-    /// Since our last PING, a full socket took more output: the peer's TCP
-    /// acknowledged our data and its receive window opened, so the peer is
-    /// alive and reading even if its PONG is stuck behind our data.
-    peer_drained: bool,
-    /// A send was refused with backpressure and no [`Event::Drained`]
-    /// has followed yet.
-    refused: bool,
     stats: Stats,
 }
 
@@ -195,10 +183,6 @@ impl Connection {
             probe_sent: Stamp::NONE,
             rtt: RttEstimator::default(),
             attempts: Attempts::default(),
-            stopping: false,
-            connected: false,
-            frame_since_handshake: false,
-            healthy_pending: false,
             session_id: 0,
             close_reason: None,
             last_ping_rx: Stamp::NONE,
@@ -207,9 +191,7 @@ impl Connection {
             recv_mark: 0,
             session_rx_base: 0,
             stall_mark: 0,
-            socket_full: false,
-            peer_drained: false,
-            refused: false,
+            flags: Flags::default(),
             stats: Stats::default(),
             config,
         }
@@ -251,12 +233,33 @@ impl Connection {
     }
 
     /// The peer closed its side of the stream (read returned 0).
+    ///
+    /// The end is reported at once ([`DisconnectReason::PeerEof`]). An
+    /// established connection with output queued — replies to what the
+    /// peer sent before its end — keeps the socket open in
+    /// [`State::Closing`] until that output is written, the close linger
+    /// passes or a write fails, so a peer that half-closes after its
+    /// requests still gets the replies; no CLOSE is added to them. From
+    /// then on there is nothing to read ([`is_read_closed`](Self::is_read_closed)),
+    /// and a repeated EOF changes nothing. Otherwise the socket is closed
+    /// at once; so it is when the peer ends while we are closing.
     pub fn handle_eof(&mut self, now: Instant, events: &mut Vec<Event>) {
         match self.state {
+            State::Established if !self.outbox.is_empty() => {
+                debug!(
+                    "{:?}: lost: {}; flushing {} bytes first",
+                    self.role,
+                    DisconnectReason::PeerEof,
+                    self.outbox.len()
+                );
+                self.flags.set(Flag::ReadClosed, true);
+                self.disconnect(now, DisconnectReason::PeerEof, events);
+                self.enter_closing(now, events);
+            }
             State::Handshaking | State::Established => {
                 self.lose(now, DisconnectReason::PeerEof, events)
             }
-            State::Closing => self.close_socket(events),
+            State::Closing if !self.flags.get(Flag::ReadClosed) => self.close_socket(events),
             _ => {}
         }
     }
@@ -409,7 +412,7 @@ impl Connection {
         let queued = self.outbox.len();
         let limit = self.config.max_outbound;
         if queued + HEADER_LEN + len > limit {
-            self.refused = true;
+            self.flags.set(Flag::Refused, true);
             return Err(SendError::Backpressure { queued, limit });
         }
         Ok(())
@@ -421,8 +424,8 @@ impl Connection {
     /// below since. Cheap when nothing was refused.
     #[inline]
     pub fn poll_drain(&mut self, events: &mut Vec<Event>) {
-        if self.refused && self.outbox.len() <= self.config.max_outbound / 2 {
-            self.refused = false;
+        if self.flags.get(Flag::Refused) && self.outbox.len() <= self.config.max_outbound / 2 {
+            self.flags.set(Flag::Refused, false);
             if self.state == State::Established {
                 events.push(Event::Drained);
             }
@@ -433,7 +436,7 @@ impl Connection {
     /// flushed, then CLOSE `code` with `reason` (truncated to 123 bytes) is
     /// sent and the socket closed. A client stops redialling.
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str, events: &mut Vec<Event>) {
-        self.stopping = true;
+        self.flags.set(Flag::Stopping, true);
         self.timers.stop(Timer::Reconnect);
         match self.state {
             State::Idle | State::Backoff => self.finish(events),
@@ -455,7 +458,7 @@ impl Connection {
     /// messages are handed back ([`Event::Undelivered`]), and the
     /// connection ends [`State::Closed`], never to redial.
     pub fn abort(&mut self, now: Instant, events: &mut Vec<Event>) {
-        self.stopping = true;
+        self.flags.set(Flag::Stopping, true);
         self.timers.stop(Timer::Reconnect);
         if matches!(self.state, State::Handshaking | State::Established) {
             self.disconnect(
@@ -480,9 +483,9 @@ impl Connection {
             // answered (see `on_write_idle`).
             self.timers.stop(Timer::WriteIdle);
             self.recv_mark = self.talk_received();
-            if mem::take(&mut self.socket_full) {
+            if self.flags.take(Flag::SocketFull) {
                 // Room in a full send buffer appears only as the peer acks.
-                self.peer_drained = true;
+                self.flags.set(Flag::PeerDrained, true);
             }
         }
         if self.state == State::Closing && self.outbox.is_empty() {
@@ -499,7 +502,7 @@ impl Connection {
     /// tell a live, reading peer from a dead one: when a full socket takes
     /// more output, the peer acknowledged data, and that counts as life.
     pub fn handle_write_blocked(&mut self, now: Instant) {
-        self.socket_full = true;
+        self.flags.set(Flag::SocketFull, true);
         let Some(timeout) = self.config.write_stall_timeout else {
             return;
         };
@@ -586,6 +589,15 @@ impl Connection {
         self.state == State::Closed
     }
 
+    /// The peer ended its side of the current socket's stream and the
+    /// socket stays open only to flush the output queued for it (see
+    /// [`handle_eof`](Self::handle_eof)): there is nothing more to read,
+    /// and a driver stops reading it (a level-triggered poll would
+    /// otherwise report the end of stream again and again).
+    pub fn is_read_closed(&self) -> bool {
+        self.flags.get(Flag::ReadClosed)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
@@ -655,8 +667,8 @@ impl Connection {
     fn establish(&mut self, now: Instant, peer: &Handshake, events: &mut Vec<Event>) {
         self.timers.stop(Timer::Handshake);
         self.set_state(State::Established);
-        self.connected = true;
-        self.frame_since_handshake = false;
+        self.flags.set(Flag::Connected, true);
+        self.flags.set(Flag::FrameSinceHandshake, false);
         self.stats.handshakes += 1;
         self.last_recv = self.timers.stamp(now);
         if let Some(hb) = self.config.heartbeat {
@@ -751,7 +763,7 @@ impl Connection {
             return;
         }
         self.probe(now, hb.timeout);
-        self.peer_drained = false;
+        self.flags.set(Flag::PeerDrained, false);
         self.ping_jitter_ms = self.next_jitter_ms();
         trace!(
             "{:?}: PING {:#x} after {:?} of silence",
@@ -826,7 +838,7 @@ impl Connection {
                 let late = now.saturating_duration_since(due);
                 if late > self.config.stall_tolerance {
                     self.forgive_stall(now, late);
-                } else if mem::take(&mut self.peer_drained) {
+                } else if self.flags.take(Flag::PeerDrained) {
                     // Our PING is stuck behind data the peer is visibly
                     // taking in: wait another T for its answer.
                     if let Some(hb) = self.config.heartbeat {
@@ -838,10 +850,10 @@ impl Connection {
                 }
             }
             (Timer::Healthy, State::Established) => {
-                if self.frame_since_handshake {
+                if self.flags.get(Flag::FrameSinceHandshake) {
                     self.attempts.reset();
                 } else {
-                    self.healthy_pending = true;
+                    self.flags.set(Flag::HealthyPending, true);
                 }
             }
             (Timer::Linger, State::Closing) => self.close_socket(events),
@@ -968,20 +980,20 @@ impl Connection {
             self.timers.stop(timer);
         }
         self.probe_sent = Stamp::NONE;
-        self.healthy_pending = false;
-        self.socket_full = false;
-        self.peer_drained = false;
+        self.flags.set(Flag::HealthyPending, false);
+        self.flags.set(Flag::SocketFull, false);
+        self.flags.set(Flag::PeerDrained, false);
         // The disconnect tells the application; room comes with the next
         // connection.
-        self.refused = false;
+        self.flags.set(Flag::Refused, false);
         self.last_ping_rx = Stamp::NONE;
         self.ping_strikes = 0;
-        if mem::take(&mut self.connected) {
+        if self.flags.take(Flag::Connected) {
             events.push(Event::Disconnected {
                 reason: reason.clone(),
             });
         }
-        if self.role == Role::Client && !self.stopping {
+        if self.role == Role::Client && !self.flags.get(Flag::Stopping) {
             match self
                 .attempts
                 .next_delay(&self.config.backoff, &mut self.rng)
@@ -995,7 +1007,7 @@ impl Connection {
                     });
                 }
                 None => {
-                    self.stopping = true;
+                    self.flags.set(Flag::Stopping, true);
                     events.push(Event::GaveUp {
                         attempts: self.attempts.get(),
                         reason: reason.clone(),
@@ -1035,6 +1047,7 @@ impl Connection {
     /// it. Messages not completely written are handed back.
     fn drop_socket(&mut self, events: &mut Vec<Event>) {
         self.actions.close_socket = true;
+        self.flags.set(Flag::ReadClosed, false);
         self.recv = BytesMut::new();
         self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
         self.timers.stop(Timer::Linger);

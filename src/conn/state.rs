@@ -30,7 +30,9 @@ pub enum State {
     Handshaking,
     /// Handshake done: messages and heartbeats flow.
     Established,
-    /// The socket is still open only to flush output and our CLOSE frame.
+    /// The socket is still open only to flush output: what was queued, and
+    /// our CLOSE frame when we end the connection (none when the peer ended
+    /// its stream first).
     Closing,
     /// Client: socket closed, waiting for the reconnect timer.
     Backoff,

@@ -89,9 +89,11 @@ pub(crate) struct Core {
     /// Closed connections to free once the handler has seen their last
     /// events (so `conn_stats` still answers in `on_disconnected`).
     reap: Vec<usize>,
-    /// Connections whose read budget ran out: read again next turn.
-    pub(super) backlog: Vec<usize>,
-    pub(super) backlog_spare: Vec<usize>,
+    /// Connections whose read budget ran out: read again next turn. With
+    /// each, whether it must be read until WouldBlock however short the
+    /// reads (a FIN or an error is pending: it raises no new edge).
+    pub(super) backlog: Vec<(usize, bool)>,
+    pub(super) backlog_spare: Vec<(usize, bool)>,
     expired: Vec<(TimerKey, Target)>,
     pub(super) config: Arc<Config>,
     pub(super) handle: Handle,
@@ -708,7 +710,8 @@ impl Core {
         if !matches!(
             slot.conn.state(),
             State::Handshaking | State::Established | State::Closing
-        ) {
+        ) || slot.conn.is_read_closed()
+        {
             return nothing;
         }
         if slot.stream.is_none() {

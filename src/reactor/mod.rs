@@ -208,10 +208,10 @@ impl Reactor {
                 on_conn_ready(&mut self.core, handler, token.0, readiness);
             }
         }
-        for &idx in &backlog {
+        for &(idx, drain) in &backlog {
             let readiness = Readiness {
                 readable: true,
-                drain: false,
+                drain,
             };
             on_conn_ready(&mut self.core, handler, idx, readiness);
         }
@@ -284,8 +284,6 @@ impl std::fmt::Debug for Reactor {
     }
 }
 
-/// Handles a readiness event on connection `idx`: finishes a connect, or
-/// reads until WouldBlock (or the read budget), then writes.
 /// What a readiness event said about a connection's socket.
 #[derive(Clone, Copy)]
 struct Readiness {
@@ -294,6 +292,9 @@ struct Readiness {
     drain: bool,
 }
 
+/// Handles a readiness event on connection `idx`: finishes a connect, or
+/// reads until WouldBlock (or the read budget: then the rest waits in the
+/// backlog for the next turn), then writes.
 fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready: Readiness) {
     let Some(slot) = core.slots.get(idx) else {
         return;
@@ -312,7 +313,9 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
                 ReadStep::Again => {
                     budget -= 1;
                     if budget == 0 {
-                        core.backlog.push(idx);
+                        // The obligation to drain goes with it: the FIN
+                        // that asked for it raises no new edge.
+                        core.backlog.push((idx, ready.drain));
                         break;
                     }
                 }

@@ -209,3 +209,118 @@ fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
     }
     assert!(wire.is_empty());
 }
+
+/// A server connection, established, with `replies` queued for its peer
+/// and nothing written yet.
+fn server_with_replies(t0: std::time::Instant, replies: &[&'static [u8]]) -> Connection {
+    let mut conn = Connection::server(std::sync::Arc::new(config()), t0, 9, 2);
+    let mut hello = BytesMut::new();
+    codec::encode_hello(&codec::Handshake::default(), &mut hello);
+    conn.handle_input(t0, &mut hello, &mut Vec::new());
+    conn.transmit_into(&mut BytesMut::new()); // the WELCOME
+    for reply in replies {
+        conn.send(Bytes::from_static(reply)).unwrap();
+    }
+    conn
+}
+
+#[test]
+fn a_peer_that_half_closes_gets_the_replies_queued_for_it_then_the_close() {
+    let t0 = std::time::Instant::now();
+    let mut conn = server_with_replies(t0, &[b"one", b"two"]);
+    let mut events = Vec::new();
+    conn.handle_eof(t0, &mut events);
+    // Reported at once, as ever; the socket stays for the replies only.
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::PeerEof
+        }]
+    );
+    assert_eq!(conn.state(), State::Closing);
+    assert!(conn.is_read_closed());
+    assert_eq!(conn.poll_action(), None);
+    assert_eq!(
+        conn.send(Bytes::from_static(b"more")),
+        Err(SendError::NotConnected)
+    );
+    // The end of stream again (a driver that reads once more): nothing.
+    conn.handle_eof(t0 + ms(1), &mut events);
+    assert_eq!(conn.state(), State::Closing);
+    assert_eq!(conn.poll_action(), None);
+    // Written in two goes; the socket closes after the last byte.
+    let mut iov = [std::io::IoSlice::new(&[]); 4];
+    let n = conn.transmit(&mut iov);
+    let mut out: BytesMut = iov[..n].iter().flat_map(|s| s.to_vec()).collect();
+    conn.advance_transmit(5);
+    assert_eq!(conn.state(), State::Closing);
+    conn.advance_transmit(out.len() - 5);
+    assert_eq!(conn.poll_action(), Some(Action::CloseSocket));
+    assert!(conn.is_closed());
+    assert!(!conn.is_read_closed());
+    // The replies and nothing else: no CLOSE after a peer's EOF.
+    let decoder = codec::Decoder::new(1024);
+    let mut frames = Vec::new();
+    while let Ok(Some(frame)) = decoder.decode(&mut out) {
+        frames.push(frame);
+    }
+    assert_eq!(
+        frames,
+        vec![
+            Frame::Data(Bytes::from_static(b"one")),
+            Frame::Data(Bytes::from_static(b"two"))
+        ]
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[test]
+fn replies_a_half_closed_peer_does_not_take_are_dropped_at_the_linger() {
+    let t0 = std::time::Instant::now();
+    let mut conn = server_with_replies(t0, &[b"stuck"]);
+    let mut events = Vec::new();
+    conn.handle_eof(t0, &mut events);
+    assert_eq!(conn.state(), State::Closing);
+    // Nothing is ever written: the linger (200 ms) ends it.
+    assert_eq!(conn.poll_timeout(), Some(t0 + ms(200)));
+    conn.handle_timeout(t0 + ms(199), &mut events);
+    assert_eq!(conn.state(), State::Closing);
+    conn.handle_timeout(t0 + ms(200), &mut events);
+    assert_eq!(conn.poll_action(), Some(Action::CloseSocket));
+    assert!(conn.is_closed());
+    assert_eq!(conn.pending_output(), 0);
+    // The end once, and the reply handed back.
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[1],
+        Event::Undelivered {
+            messages: vec![bytes::Bytes::from_static(b"stuck")],
+            cause: crate::conn::UndeliveredCause::Dropped,
+        }
+    );
+}
+
+#[test]
+fn a_write_that_fails_after_a_half_close_closes_at_once() {
+    let t0 = std::time::Instant::now();
+    let mut conn = server_with_replies(t0, &[b"reply"]);
+    let mut events = Vec::new();
+    conn.handle_eof(t0, &mut events);
+    conn.handle_io_error(t0, std::io::ErrorKind::BrokenPipe, &mut events);
+    assert_eq!(conn.poll_action(), Some(Action::CloseSocket));
+    assert!(conn.is_closed());
+    // Reported once, as the end of stream it was; the reply it could
+    // not write is handed back.
+    assert_eq!(
+        events,
+        vec![
+            Event::Disconnected {
+                reason: DisconnectReason::PeerEof
+            },
+            Event::Undelivered {
+                messages: vec![bytes::Bytes::from_static(b"reply")],
+                cause: crate::conn::UndeliveredCause::Dropped,
+            }
+        ]
+    );
+}

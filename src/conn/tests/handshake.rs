@@ -177,6 +177,77 @@ fn client_rejects_a_ping_before_welcome_but_accepts_a_close() {
 }
 
 #[test]
+fn client_refuses_a_ping_or_data_header_before_welcome_at_once() {
+    for header in [
+        [0u8, 0, 0, 9, codec::Kind::Ping as u8],
+        [0, 0, 0, 100, codec::Kind::Data as u8],
+    ] {
+        let mut pair = Pair::new(config(), config());
+        pair.server_frozen = true;
+        pair.run_for(ms(0));
+        pair.inject_to_client(&header);
+        assert!(
+            matches!(
+                pair.client.close_reason(),
+                Some(DisconnectReason::ProtocolError { code, .. }) if *code == CloseCode::PROTOCOL_ERROR
+            ),
+            "{header:?}: {:?}",
+            pair.client.close_reason()
+        );
+        assert!(matches!(
+            pair.client_sent.last(),
+            Some((_, Frame::Close { code, .. })) if *code == CloseCode::PROTOCOL_ERROR
+        ));
+        assert_eq!(pair.client.state(), State::Backoff);
+    }
+}
+
+#[test]
+fn client_takes_a_close_before_welcome_byte_by_byte_and_reports_its_code() {
+    // tether's own server refuses with CLOSE before any WELCOME (server
+    // full, handshake timeout): the client must hear the reason, however
+    // the frame is cut.
+    let mut pair = Pair::new(config(), config());
+    pair.server_frozen = true;
+    pair.run_for(ms(0));
+    let mut raw = bytes::BytesMut::new();
+    codec::encode_close(CloseCode::POLICY_VIOLATION, "server full", &mut raw);
+    for b in &raw[..] {
+        assert_eq!(pair.client.state(), State::Handshaking);
+        pair.inject_to_client(&[*b]);
+    }
+    assert_eq!(
+        pair.client.close_reason(),
+        Some(&DisconnectReason::PeerClosed {
+            code: CloseCode::POLICY_VIOLATION,
+            reason: "server full".into()
+        })
+    );
+    assert_eq!(pair.client.state(), State::Backoff);
+    // Nothing was sent back after the HELLO.
+    assert_eq!(pair.client_sent.len(), 1);
+}
+
+#[test]
+fn server_refuses_a_close_before_hello_with_1002() {
+    let mut pair = Pair::new(config(), config());
+    pair.client_mute = true;
+    pair.run_for(ms(0));
+    let mut raw = bytes::BytesMut::new();
+    codec::encode_close(CloseCode::NORMAL, "", &mut raw);
+    pair.inject_to_server(&raw);
+    assert!(pair.server().is_closed());
+    assert!(matches!(
+        pair.server().close_reason(),
+        Some(DisconnectReason::ProtocolError { code, .. }) if *code == CloseCode::PROTOCOL_ERROR
+    ));
+    assert!(matches!(
+        pair.server_sent[..],
+        [(_, Frame::Close { code, .. })] if code == CloseCode::PROTOCOL_ERROR
+    ));
+}
+
+#[test]
 fn a_second_hello_after_the_handshake_is_a_protocol_error() {
     let mut pair = Pair::connected(config());
     let mut raw = bytes::BytesMut::new();

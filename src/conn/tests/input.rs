@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 
 use super::config;
-use crate::codec::{self, Handshake, HEADER_LEN};
+use crate::codec::{self, Frame, Handshake, HEADER_LEN};
 use crate::conn::{Connection, Event, State};
 use crate::error::{CloseCode, DisconnectReason};
 
@@ -203,4 +203,118 @@ fn closing_between_messages_stops_the_input_and_keeps_nothing() {
     conn.end_input(&mut data);
     assert!(data.is_empty() && conn.recv.is_empty());
     assert_eq!(conn.stats().messages_received, 1);
+}
+
+/// What `conn` queued for the wire, decoded (and taken).
+fn sent(conn: &mut Connection) -> Vec<Frame> {
+    let mut out = BytesMut::new();
+    conn.transmit_into(&mut out);
+    let decoder = codec::Decoder::new(1 << 20);
+    let mut frames = Vec::new();
+    while let Ok(Some(frame)) = decoder.decode(&mut out) {
+        frames.push(frame);
+    }
+    assert!(out.is_empty(), "a partial frame was queued");
+    frames
+}
+
+fn refused(detail: &'static str) -> Vec<Frame> {
+    vec![Frame::Close {
+        code: CloseCode::PROTOCOL_ERROR,
+        reason: detail.into(),
+    }]
+}
+
+/// The header of a DATA frame of 1 MiB less one byte.
+const BIG_DATA_HEADER: [u8; HEADER_LEN] = [0, 0x10, 0, 0, codec::Kind::Data as u8];
+
+#[test]
+fn a_data_header_before_hello_is_refused_with_its_fifth_byte() {
+    let t0 = Instant::now();
+    for stepwise in [false, true] {
+        let mut conn = Connection::server(Arc::new(config()), t0, 7, 1);
+        let (mut got, mut events) = (Vec::new(), Vec::new());
+        let mut feed = |conn: &mut Connection, read: &[u8]| {
+            if stepwise {
+                feed_stepwise(conn, t0, read, &mut got, &mut events);
+            } else {
+                conn.handle_input(t0, &mut BytesMut::from(read), &mut events);
+            }
+        };
+        for (i, b) in BIG_DATA_HEADER.iter().enumerate() {
+            assert_eq!(conn.state(), State::Handshaking, "before byte {i}");
+            assert_eq!(conn.pending_output(), 0, "before byte {i}");
+            feed(&mut conn, &[*b]);
+            assert!(conn.recv.len() <= HEADER_LEN);
+        }
+        assert_eq!(conn.state(), State::Closing, "stepwise: {stepwise}");
+        assert!(conn.recv.is_empty());
+        // The trickle goes on: ignored, kept nowhere.
+        for _ in 0..10 {
+            feed(&mut conn, &[7; 100]);
+            assert!(conn.recv.is_empty());
+        }
+        assert_eq!(sent(&mut conn), refused("expected HELLO first"));
+        assert!(conn.is_closed());
+        assert!(matches!(
+            conn.close_reason(),
+            Some(DisconnectReason::ProtocolError { code, .. }) if *code == CloseCode::PROTOCOL_ERROR
+        ));
+        assert!(got.is_empty() && events.is_empty(), "{events:?}");
+    }
+}
+
+#[test]
+fn no_byte_past_the_header_of_a_refused_first_frame_is_kept() {
+    // All but one byte of a 1 MiB DATA frame, cut into reads every way
+    // the header can be split: after the read that completes the header,
+    // the server is closing and holds none of the payload.
+    let t0 = Instant::now();
+    let mut wire = BIG_DATA_HEADER.to_vec();
+    wire.resize(HEADER_LEN + (1 << 20) - 2, 7);
+    for cut in 0..=HEADER_LEN {
+        let mut conn = Connection::server(Arc::new(config()), t0, 7, 1);
+        let (mut got, mut events) = (Vec::new(), Vec::new());
+        let mut reads = vec![&wire[..cut]];
+        reads.extend(wire[cut..].chunks(64 * 1024));
+        let mut peak = 0;
+        for read in reads {
+            feed_stepwise(&mut conn, t0, read, &mut got, &mut events);
+            peak = peak.max(conn.recv.len());
+        }
+        assert!(peak < HEADER_LEN, "cut {cut}: {peak} bytes kept");
+        assert_eq!(conn.state(), State::Closing, "cut {cut}");
+        assert_eq!(
+            sent(&mut conn),
+            refused("expected HELLO first"),
+            "cut {cut}"
+        );
+    }
+}
+
+#[test]
+fn every_first_frame_but_hello_is_refused_at_its_header() {
+    let t0 = Instant::now();
+    let data = codec::Kind::Data as u8;
+    let ping = codec::Kind::Ping as u8;
+    let close = codec::Kind::Close as u8;
+    let welcome = codec::Kind::Welcome as u8;
+    let ack = codec::Kind::Ack as u8;
+    for header in [
+        [0u8, 0, 0, 1, data],
+        [0, 0, 0, 9, ping],
+        [0, 0, 0, 9, ack],
+        [0, 0, 0, 3, close],
+        [0, 0, 0, 31, welcome],
+    ] {
+        let mut conn = Connection::server(Arc::new(config()), t0, 7, 1);
+        let mut events = Vec::new();
+        conn.handle_input(t0, &mut BytesMut::from(&header[..]), &mut events);
+        assert_eq!(conn.state(), State::Closing, "{header:?}");
+        assert_eq!(
+            sent(&mut conn),
+            refused("expected HELLO first"),
+            "{header:?}"
+        );
+    }
 }
