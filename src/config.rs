@@ -210,7 +210,6 @@ impl Config {
             Some(self.connect_timeout),
             Some(self.close_linger),
             Some(self.stall_tolerance),
-            Some(self.backoff.max),
             self.write_stall_timeout,
             self.healthy_after,
         ];
