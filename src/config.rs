@@ -10,6 +10,10 @@ use crate::net::SocketOptions;
 
 /// Application heartbeats: PING after `interval` of read silence, peer dead
 /// if nothing arrives within `timeout` after the PING.
+///
+/// Both are announced to the peer in whole milliseconds (0 would mean "no
+/// heartbeats"), so [`Config::validate`] wants each between 1 ms and
+/// `u32::MAX` ms (about 49 days).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
     /// `I`: read silence after which a PING is sent. Default 10 s.
@@ -55,9 +59,10 @@ impl Default for PingFlood {
 
 impl Heartbeat {
     /// The worst-case time from a peer's last frame to its being declared
-    /// dead, not counting ping jitter and one timer tick: `I + T`.
+    /// dead, not counting ping jitter and one timer tick: `I + T`
+    /// (saturating at `Duration::MAX`).
     pub fn detection_bound(&self) -> Duration {
-        self.interval + self.timeout
+        self.interval.saturating_add(self.timeout)
     }
 }
 
@@ -108,7 +113,8 @@ pub struct Config {
     /// How long output may stay queued without the socket accepting a
     /// single byte before the connection is closed (a peer that does not
     /// read). Detected within one to two times this value. `None` turns it
-    /// off. Default 30 s.
+    /// off; a value must be above zero (zero would end a connection the
+    /// first time its socket is full). Default 30 s.
     pub write_stall_timeout: Option<Duration>,
     /// How late a heartbeat deadline may be handled before tether blames
     /// itself rather than the peer. A deadline processed later than this
@@ -185,8 +191,10 @@ impl Config {
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(hb) = self.heartbeat {
-            if hb.interval.is_zero() || hb.timeout.is_zero() {
-                return Err(ConfigError("heartbeat interval and timeout must be > 0"));
+            if hb.interval < Duration::from_millis(1) || hb.timeout < Duration::from_millis(1) {
+                return Err(ConfigError(
+                    "heartbeat interval and timeout must be at least 1 ms",
+                ));
             }
             if hb.interval.as_millis() > u128::from(u32::MAX)
                 || hb.timeout.as_millis() > u128::from(u32::MAX)
@@ -201,6 +209,11 @@ impl Config {
         }
         if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(ConfigError("handshake and connect timeouts must be > 0"));
+        }
+        if self.write_stall_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError(
+                "write_stall_timeout must be > 0 (None turns it off)",
+            ));
         }
         self.backoff.validate()?;
         // Deadlines are `now + duration` (an Instant overflow panics) and
@@ -242,7 +255,8 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// Heartbeat interval `I` and timeout `T`. Default 10 s and 10 s.
+    /// Heartbeat interval `I` and timeout `T`, each 1 ms to `u32::MAX` ms.
+    /// Default 10 s and 10 s.
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.heartbeat = Some(Heartbeat { interval, timeout });
         self
@@ -303,7 +317,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// Write-stall timeout (`None`: off). Default 30 s.
+    /// Write-stall timeout, above zero (`None`: off). Default 30 s.
     pub fn write_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.write_stall_timeout = timeout;
         self
@@ -358,5 +372,55 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(none.timer_grain(), ms(16));
+    }
+
+    #[test]
+    fn the_detection_bound_of_any_heartbeat_is_computed_without_panic() {
+        let hb = Heartbeat {
+            interval: Duration::MAX,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(hb.detection_bound(), Duration::MAX);
+    }
+
+    fn rejected(config: Config, why: &str) {
+        assert!(config.validate().is_err(), "{why} accepted: {config:?}");
+    }
+
+    #[test]
+    fn validation_rejects_heartbeats_below_a_millisecond() {
+        // The handshake announces whole milliseconds, where 0 means "no
+        // heartbeats": a 500 µs interval would tell the peer we send none.
+        let hb = |interval, timeout| Config {
+            heartbeat: Some(Heartbeat { interval, timeout }),
+            ..Config::default()
+        };
+        let us = Duration::from_micros;
+        rejected(hb(us(999), Duration::from_secs(1)), "I = 999 µs");
+        rejected(hb(Duration::from_secs(1), us(999)), "T = 999 µs");
+        rejected(
+            hb(Duration::from_nanos(1), Duration::from_secs(1)),
+            "I = 1 ns",
+        );
+        assert!(hb(Duration::from_millis(1), Duration::from_millis(1))
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_a_zero_write_stall_timeout() {
+        // Zero would end a connection the first time its socket is full.
+        rejected(
+            Config {
+                write_stall_timeout: Some(Duration::ZERO),
+                ..Config::default()
+            },
+            "a zero write-stall timeout",
+        );
+        let off = Config {
+            write_stall_timeout: None,
+            ..Config::default()
+        };
+        assert!(off.validate().is_ok());
     }
 }
