@@ -117,10 +117,19 @@ pub struct Config {
     /// first time its socket is full). Default 30 s.
     pub write_stall_timeout: Option<Duration>,
     /// How late a heartbeat deadline may be handled before tether blames
-    /// itself rather than the peer. A deadline processed later than this
-    /// means the local process was stalled (a long callback, SIGSTOP, a
-    /// suspended VM); the peer then gets a fresh PING and a fresh timeout
-    /// instead of being declared dead for our delay. Default 250 ms.
+    /// itself rather than the peer. Deadlines are filed on the reactor's
+    /// timer grid ([`timer_grain`](Self::timer_grain)), so one handled
+    /// within a grain after it fell due is on time; one handled more than
+    /// a grain plus this later means the local process was stalled (a long
+    /// callback, SIGSTOP, a suspended VM), and the peer then gets a fresh
+    /// PING and a fresh timeout instead of being declared dead for our
+    /// delay.
+    ///
+    /// At least [`MIN_STALL_TOLERANCE`] (10 ms), at most one year. Below
+    /// that, an ordinary wake-up — the poll's timeout rounded up to a whole
+    /// millisecond, then the scheduler's delay — would count as a stall,
+    /// every deadline would look late, and a silent peer would get a fresh
+    /// PING every `T` instead of being declared dead. Default 250 ms.
     pub stall_tolerance: Duration,
     /// Socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT).
     pub socket: SocketOptions,
@@ -215,6 +224,9 @@ impl Config {
                 "write_stall_timeout must be > 0 (None turns it off)",
             ));
         }
+        if self.stall_tolerance < MIN_STALL_TOLERANCE {
+            return Err(ConfigError("stall_tolerance must be at least 10 ms"));
+        }
         self.backoff.validate()?;
         // Deadlines are `now + duration` (an Instant overflow panics) and
         // are kept as i64 nanoseconds from the first one (±292 years).
@@ -235,6 +247,11 @@ impl Config {
 
 /// The longest timeout or delay a configuration may set.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The shortest [`Config::stall_tolerance`]: a timer's ordinary wake-up
+/// delay (a millisecond of rounding and the scheduler's latency) stays
+/// well within it.
+pub const MIN_STALL_TOLERANCE: Duration = Duration::from_millis(10);
 
 /// A configuration value out of range; the message says which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,7 +340,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Local-stall tolerance. Default 250 ms.
+    /// Local-stall tolerance, at least [`MIN_STALL_TOLERANCE`]. Default
+    /// 250 ms.
     pub fn stall_tolerance(mut self, tolerance: Duration) -> Self {
         self.config.stall_tolerance = tolerance;
         self
@@ -405,6 +423,31 @@ mod tests {
         assert!(hb(Duration::from_millis(1), Duration::from_millis(1))
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_stall_tolerances_the_timer_grid_cannot_honour() {
+        let tolerance = |t| Config {
+            stall_tolerance: t,
+            ..Config::default()
+        };
+        let min = MIN_STALL_TOLERANCE;
+        assert_eq!(min, Duration::from_millis(10));
+        rejected(tolerance(Duration::ZERO), "a zero stall tolerance");
+        rejected(
+            tolerance(Duration::from_millis(1)),
+            "a 1 ms stall tolerance",
+        );
+        rejected(
+            tolerance(min - Duration::from_nanos(1)),
+            "just below the minimum",
+        );
+        assert!(tolerance(min).validate().is_ok());
+        assert!(tolerance(MAX_DURATION).validate().is_ok());
+        rejected(
+            tolerance(MAX_DURATION + Duration::from_secs(1)),
+            "a tolerance above one year",
+        );
     }
 
     #[test]

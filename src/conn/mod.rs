@@ -740,9 +740,10 @@ impl Connection {
     }
 
     /// The death sentence came due while *we* were not running (a long
-    /// callback, SIGSTOP, a suspended VM): what the peer sent meanwhile may
-    /// still be unread, so convicting it would blame it for our delay. Give
-    /// it a fresh `T` instead, and a fresh PING — unless our PING is still
+    /// callback, SIGSTOP, a suspended VM: it was handled `late`, more than
+    /// a timer grain plus the stall tolerance): what the peer sent
+    /// meanwhile may still be unread, so convicting it would blame it for
+    /// our delay. Give it a fresh `T` instead, and a fresh PING — unless our PING is still
     /// queued (the socket took nothing of it): then that one is the probe
     /// (see [`probe`](Self::probe)), so a driver that never writes while
     /// every deadline is handled late does not pile up a PING per `T`.
@@ -783,8 +784,14 @@ impl Connection {
             }
             (Timer::Idle, State::Established) => self.on_idle(now),
             (Timer::Dead, State::Established) => {
+                // Handled within one grain of the reactor's timer grid
+                // after `due` is on time: the deadline was filed there.
                 let late = now.saturating_duration_since(due);
-                if late > self.config.stall_tolerance {
+                let allowed = self
+                    .config
+                    .timer_grain()
+                    .saturating_add(self.config.stall_tolerance);
+                if late > allowed {
                     self.forgive_stall(now, late);
                 } else if mem::take(&mut self.peer_drained) {
                     // Our PING is stuck behind data the peer is visibly
