@@ -131,7 +131,8 @@ pub struct Config {
     /// every deadline would look late, and a silent peer would get a fresh
     /// PING every `T` instead of being declared dead. Default 250 ms.
     pub stall_tolerance: Duration,
-    /// Socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT).
+    /// Socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT), within
+    /// the kernel's ranges ([`SocketOptions::validate`]).
     pub socket: SocketOptions,
     /// Seed for jitter and PING nonces; connections mix in their own id.
     /// Default: a fixed constant (the reactor seeds from the clock).
@@ -213,6 +214,7 @@ impl Config {
                 ));
             }
         }
+        self.socket.validate(self.heartbeat)?;
         if self.max_frame > u32::MAX as usize - 1 {
             return Err(ConfigError("max_frame must be below 2^32 - 1"));
         }
