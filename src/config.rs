@@ -44,8 +44,15 @@ impl Default for Heartbeat {
 pub struct PingFlood {
     /// Shortest accepted gap between two PINGs. Default 100 ms.
     pub min_interval: Duration,
-    /// Strikes tolerated before closing. Default 5.
+    /// Strikes tolerated before closing, at most
+    /// [`MAX_STRIKES`](Self::MAX_STRIKES). Default 5.
     pub max_strikes: u32,
+}
+
+impl PingFlood {
+    /// The most strikes a connection counts: a limit above it could never
+    /// be reached (use `None` to turn the protection off).
+    pub const MAX_STRIKES: u32 = u8::MAX as u32 - 1;
 }
 
 impl Default for PingFlood {
@@ -215,6 +222,14 @@ impl Config {
             }
         }
         self.socket.validate(self.heartbeat)?;
+        if self
+            .ping_flood
+            .is_some_and(|p| p.max_strikes > PingFlood::MAX_STRIKES)
+        {
+            return Err(ConfigError(
+                "ping_flood max_strikes must be at most 254 (None turns the protection off)",
+            ));
+        }
         if self.max_frame > u32::MAX as usize - 1 {
             return Err(ConfigError("max_frame must be below 2^32 - 1"));
         }
@@ -450,6 +465,23 @@ mod tests {
             tolerance(MAX_DURATION + Duration::from_secs(1)),
             "a tolerance above one year",
         );
+    }
+
+    #[test]
+    fn validation_rejects_strike_limits_that_cannot_be_counted() {
+        // The strike counter saturates at 255: a limit of 255 or more
+        // would never be reached, silently turning the protection off.
+        let strikes = |max_strikes| Config {
+            ping_flood: Some(PingFlood {
+                min_interval: Duration::from_millis(100),
+                max_strikes,
+            }),
+            ..Config::default()
+        };
+        rejected(strikes(255), "255 strikes");
+        rejected(strikes(u32::MAX), "u32::MAX strikes");
+        assert!(strikes(254).validate().is_ok());
+        assert!(strikes(0).validate().is_ok());
     }
 
     #[test]

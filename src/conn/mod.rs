@@ -136,7 +136,8 @@ pub struct Connection {
     session_id: u64,
     /// Boxed: needed once per ending, not worth 32 bytes on every connection.
     close_reason: Option<Box<DisconnectReason>>,
-    /// When the peer's previous PING arrived, and how many came too soon.
+    /// When the peer's previous PING arrived, and how many came too soon
+    /// (one byte: `PingFlood::MAX_STRIKES` is below its saturation).
     last_ping_rx: Stamp,
     ping_strikes: u8,
     /// Write-idle period in ms (half the shorter of our and the peer's
