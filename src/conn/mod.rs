@@ -405,7 +405,9 @@ impl Connection {
         }
         let queued = self.outbox.len();
         let limit = self.config.max_outbound;
-        if queued + HEADER_LEN + len > limit {
+        // Saturating: `queued` counts a shared payload once per send, and
+        // on a 32-bit target `max_frame` alone may approach `usize::MAX`.
+        if queued.saturating_add(HEADER_LEN).saturating_add(len) > limit {
             return Err(SendError::Backpressure { queued, limit });
         }
         Ok(())

@@ -160,3 +160,21 @@ fn the_largest_strike_limit_is_enforced_exactly() {
         })
     );
 }
+
+#[test]
+fn the_largest_output_limit_is_usable() {
+    // No limit to speak of: a PING is answered and a message queued, with
+    // no arithmetic overflow on the way.
+    let cfg = crate::Config {
+        max_outbound: usize::MAX,
+        ..config()
+    };
+    assert_eq!(cfg.validate(), Ok(()));
+    let mut pair = Pair::connected(cfg);
+    pair.client_mute = true;
+    pair.inject_to_server(&ping(1));
+    assert_eq!(pair.server().stats().pings_received, 1);
+    assert!(pair.server_sent.iter().any(|(_, f)| *f == Frame::Pong(1)));
+    assert_eq!(pair.server_mut().send(Bytes::from_static(b"hi")), Ok(()));
+    assert_eq!(pair.client.send(Bytes::from_static(b"hi")), Ok(()));
+}
