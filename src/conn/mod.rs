@@ -163,12 +163,18 @@ pub struct Connection {
 impl Connection {
     /// A client connection, [`State::Idle`] until [`start`](Self::start).
     /// `seed` feeds jitter and nonces; give each connection its own.
+    ///
+    /// `config` must pass [`Config::validate`] (as every configuration the
+    /// reactor takes does): its durations are added to instants, which
+    /// panics past the ranges validation enforces.
     pub fn client(config: Arc<Config>, seed: u64) -> Connection {
         Connection::new(config, Role::Client, State::Idle, seed)
     }
 
     /// A server connection for a freshly accepted socket, waiting for HELLO
     /// until the handshake timeout. `session_id` goes into WELCOME.
+    /// `config` must pass [`Config::validate`], as for
+    /// [`client`](Self::client).
     pub fn server(config: Arc<Config>, now: Instant, session_id: u64, seed: u64) -> Connection {
         let mut conn = Connection::new(config, Role::Server, State::Handshaking, seed);
         conn.session_id = session_id;
