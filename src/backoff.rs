@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, MAX_DURATION};
 use crate::rng::Rng;
 
 /// Parameters of the reconnect schedule, after gRPC's connection-backoff.
@@ -18,13 +18,18 @@ use crate::rng::Rng;
 /// cap must keep *different* delays, or a restarted server is hit by one
 /// synchronized pulse. A jittered delay may therefore exceed `max` by up to
 /// `jitter × max`.
+///
+/// [`validate`](Self::validate) checks the ranges given on each field;
+/// the arithmetic never panics, but with values it refuses the delays are
+/// unspecified.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BackoffConfig {
-    /// Delay before the first redial. Default 100 ms.
+    /// Delay before the first redial, at most `max`. Default 100 ms.
     pub initial: Duration,
-    /// Growth factor per attempt (≥ 1). Default 2.
+    /// Growth factor per attempt: finite and ≥ 1. Default 2.
     pub multiplier: f64,
-    /// Cap of the un-jittered delay. Default 30 s.
+    /// Cap of the un-jittered delay, at most one year
+    /// ([`MAX_DURATION`]). Default 30 s.
     pub max: Duration,
     /// Randomization factor in `[0, 1)`: ±`jitter` around the delay.
     /// Default 0.2 (±20 %).
@@ -58,16 +63,31 @@ impl BackoffConfig {
         if self.initial > self.max {
             return Err(ConfigError("backoff initial delay must not exceed max"));
         }
+        // A delay is `now + delay` (an Instant overflow panics); jittered,
+        // it stays below twice `max`.
+        if self.max > MAX_DURATION {
+            return Err(ConfigError("backoff max delay must be at most one year"));
+        }
         Ok(())
     }
 
-    /// The un-jittered delay before attempt `attempt` (1-based), capped.
+    /// The un-jittered delay before attempt `attempt` (1-based), capped at
+    /// `max`.
     pub fn base_delay(&self, attempt: u32) -> Duration {
+        if self.initial.is_zero() {
+            // Zero times any growth (an infinite one included) is zero.
+            return Duration::ZERO;
+        }
         let exp = attempt.saturating_sub(1).min(1_000) as i32;
         let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
-        let max = self.max.as_secs_f64();
-        // NaN cannot occur (finite, positive inputs); inf is capped here.
-        Duration::from_secs_f64(if secs < max { secs } else { max })
+        // An infinite product (or a NaN one, from a multiplier `validate`
+        // refuses) is capped here, and `max` itself is returned as it is:
+        // in seconds as f64 a huge `max` rounds up past `Duration::MAX`.
+        if secs < self.max.as_secs_f64() {
+            Duration::try_from_secs_f64(secs).unwrap_or(self.max)
+        } else {
+            self.max
+        }
     }
 }
 
@@ -107,7 +127,12 @@ impl Attempts {
         self.0 = self.0.saturating_add(1);
         let base = config.base_delay(self.0);
         let spread = config.jitter * (2.0 * rng.next_f64() - 1.0);
-        Some(base.mul_f64(1.0 + spread))
+        // `base.mul_f64(1.0 + spread)`, which panics on a factor that is
+        // not finite or negative (a jitter `validate` refuses): then the
+        // delay stays un-jittered. A valid one (`max` of a year at most,
+        // jitter below 1) stays below two years.
+        let jittered = Duration::try_from_secs_f64((1.0 + spread) * base.as_secs_f64());
+        Some(jittered.unwrap_or(base))
     }
 
     pub(crate) fn get(self) -> u32 {

@@ -10,6 +10,10 @@ use crate::net::SocketOptions;
 
 /// Application heartbeats: PING after `interval` of read silence, peer dead
 /// if nothing arrives within `timeout` after the PING.
+///
+/// Both are announced to the peer in whole milliseconds (0 would mean "no
+/// heartbeats"), so [`Config::validate`] wants each between 1 ms and
+/// `u32::MAX` ms (about 49 days).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
     /// `I`: read silence after which a PING is sent. Default 10 s.
@@ -40,8 +44,15 @@ impl Default for Heartbeat {
 pub struct PingFlood {
     /// Shortest accepted gap between two PINGs. Default 100 ms.
     pub min_interval: Duration,
-    /// Strikes tolerated before closing. Default 5.
+    /// Strikes tolerated before closing, at most
+    /// [`MAX_STRIKES`](Self::MAX_STRIKES). Default 5.
     pub max_strikes: u32,
+}
+
+impl PingFlood {
+    /// The most strikes a connection counts: a limit above it could never
+    /// be reached (use `None` to turn the protection off).
+    pub const MAX_STRIKES: u32 = u8::MAX as u32 - 1;
 }
 
 impl Default for PingFlood {
@@ -55,9 +66,10 @@ impl Default for PingFlood {
 
 impl Heartbeat {
     /// The worst-case time from a peer's last frame to its being declared
-    /// dead, not counting ping jitter and one timer tick: `I + T`.
+    /// dead, not counting ping jitter and one timer tick: `I + T`
+    /// (saturating at `Duration::MAX`).
     pub fn detection_bound(&self) -> Duration {
-        self.interval + self.timeout
+        self.interval.saturating_add(self.timeout)
     }
 }
 
@@ -108,15 +120,26 @@ pub struct Config {
     /// How long output may stay queued without the socket accepting a
     /// single byte before the connection is closed (a peer that does not
     /// read). Detected within one to two times this value. `None` turns it
-    /// off. Default 30 s.
+    /// off; a value must be above zero (zero would end a connection the
+    /// first time its socket is full). Default 30 s.
     pub write_stall_timeout: Option<Duration>,
     /// How late a heartbeat deadline may be handled before tether blames
-    /// itself rather than the peer. A deadline processed later than this
-    /// means the local process was stalled (a long callback, SIGSTOP, a
-    /// suspended VM); the peer then gets a fresh PING and a fresh timeout
-    /// instead of being declared dead for our delay. Default 250 ms.
+    /// itself rather than the peer. Deadlines are filed on the reactor's
+    /// timer grid ([`timer_grain`](Self::timer_grain)), so one handled
+    /// within a grain after it fell due is on time; one handled more than
+    /// a grain plus this later means the local process was stalled (a long
+    /// callback, SIGSTOP, a suspended VM), and the peer then gets a fresh
+    /// PING and a fresh timeout instead of being declared dead for our
+    /// delay.
+    ///
+    /// At least [`MIN_STALL_TOLERANCE`] (10 ms), at most one year. Below
+    /// that, an ordinary wake-up — the poll's timeout rounded up to a whole
+    /// millisecond, then the scheduler's delay — would count as a stall,
+    /// every deadline would look late, and a silent peer would get a fresh
+    /// PING every `T` instead of being declared dead. Default 250 ms.
     pub stall_tolerance: Duration,
-    /// Socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT).
+    /// Socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT), within
+    /// the kernel's ranges ([`SocketOptions::validate`]).
     pub socket: SocketOptions,
     /// Seed for jitter and PING nonces; connections mix in their own id.
     /// Default: a fixed constant (the reactor seeds from the clock).
@@ -185,8 +208,10 @@ impl Config {
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(hb) = self.heartbeat {
-            if hb.interval.is_zero() || hb.timeout.is_zero() {
-                return Err(ConfigError("heartbeat interval and timeout must be > 0"));
+            if hb.interval < Duration::from_millis(1) || hb.timeout < Duration::from_millis(1) {
+                return Err(ConfigError(
+                    "heartbeat interval and timeout must be at least 1 ms",
+                ));
             }
             if hb.interval.as_millis() > u128::from(u32::MAX)
                 || hb.timeout.as_millis() > u128::from(u32::MAX)
@@ -196,11 +221,28 @@ impl Config {
                 ));
             }
         }
+        self.socket.validate(self.heartbeat)?;
+        if self
+            .ping_flood
+            .is_some_and(|p| p.max_strikes > PingFlood::MAX_STRIKES)
+        {
+            return Err(ConfigError(
+                "ping_flood max_strikes must be at most 254 (None turns the protection off)",
+            ));
+        }
         if self.max_frame > u32::MAX as usize - 1 {
             return Err(ConfigError("max_frame must be below 2^32 - 1"));
         }
         if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(ConfigError("handshake and connect timeouts must be > 0"));
+        }
+        if self.write_stall_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError(
+                "write_stall_timeout must be > 0 (None turns it off)",
+            ));
+        }
+        if self.stall_tolerance < MIN_STALL_TOLERANCE {
+            return Err(ConfigError("stall_tolerance must be at least 10 ms"));
         }
         self.backoff.validate()?;
         // Deadlines are `now + duration` (an Instant overflow panics) and
@@ -210,7 +252,6 @@ impl Config {
             Some(self.connect_timeout),
             Some(self.close_linger),
             Some(self.stall_tolerance),
-            Some(self.backoff.max),
             self.write_stall_timeout,
             self.healthy_after,
         ];
@@ -223,6 +264,11 @@ impl Config {
 
 /// The longest timeout or delay a configuration may set.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The shortest [`Config::stall_tolerance`]: a timer's ordinary wake-up
+/// delay (a millisecond of rounding and the scheduler's latency) stays
+/// well within it.
+pub const MIN_STALL_TOLERANCE: Duration = Duration::from_millis(10);
 
 /// A configuration value out of range; the message says which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,7 +289,8 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// Heartbeat interval `I` and timeout `T`. Default 10 s and 10 s.
+    /// Heartbeat interval `I` and timeout `T`, each 1 ms to `u32::MAX` ms.
+    /// Default 10 s and 10 s.
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.heartbeat = Some(Heartbeat { interval, timeout });
         self
@@ -304,13 +351,14 @@ impl ConfigBuilder {
         self
     }
 
-    /// Write-stall timeout (`None`: off). Default 30 s.
+    /// Write-stall timeout, above zero (`None`: off). Default 30 s.
     pub fn write_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.write_stall_timeout = timeout;
         self
     }
 
-    /// Local-stall tolerance. Default 250 ms.
+    /// Local-stall tolerance, at least [`MIN_STALL_TOLERANCE`]. Default
+    /// 250 ms.
     pub fn stall_tolerance(mut self, tolerance: Duration) -> Self {
         self.config.stall_tolerance = tolerance;
         self
@@ -359,5 +407,97 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(none.timer_grain(), ms(16));
+    }
+
+    #[test]
+    fn the_detection_bound_of_any_heartbeat_is_computed_without_panic() {
+        let hb = Heartbeat {
+            interval: Duration::MAX,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(hb.detection_bound(), Duration::MAX);
+    }
+
+    fn rejected(config: Config, why: &str) {
+        assert!(config.validate().is_err(), "{why} accepted: {config:?}");
+    }
+
+    #[test]
+    fn validation_rejects_heartbeats_below_a_millisecond() {
+        // The handshake announces whole milliseconds, where 0 means "no
+        // heartbeats": a 500 µs interval would tell the peer we send none.
+        let hb = |interval, timeout| Config {
+            heartbeat: Some(Heartbeat { interval, timeout }),
+            ..Config::default()
+        };
+        let us = Duration::from_micros;
+        rejected(hb(us(999), Duration::from_secs(1)), "I = 999 µs");
+        rejected(hb(Duration::from_secs(1), us(999)), "T = 999 µs");
+        rejected(
+            hb(Duration::from_nanos(1), Duration::from_secs(1)),
+            "I = 1 ns",
+        );
+        assert!(hb(Duration::from_millis(1), Duration::from_millis(1))
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_stall_tolerances_the_timer_grid_cannot_honour() {
+        let tolerance = |t| Config {
+            stall_tolerance: t,
+            ..Config::default()
+        };
+        let min = MIN_STALL_TOLERANCE;
+        assert_eq!(min, Duration::from_millis(10));
+        rejected(tolerance(Duration::ZERO), "a zero stall tolerance");
+        rejected(
+            tolerance(Duration::from_millis(1)),
+            "a 1 ms stall tolerance",
+        );
+        rejected(
+            tolerance(min - Duration::from_nanos(1)),
+            "just below the minimum",
+        );
+        assert!(tolerance(min).validate().is_ok());
+        assert!(tolerance(MAX_DURATION).validate().is_ok());
+        rejected(
+            tolerance(MAX_DURATION + Duration::from_secs(1)),
+            "a tolerance above one year",
+        );
+    }
+
+    #[test]
+    fn validation_rejects_strike_limits_that_cannot_be_counted() {
+        // The strike counter saturates at 255: a limit of 255 or more
+        // would never be reached, silently turning the protection off.
+        let strikes = |max_strikes| Config {
+            ping_flood: Some(PingFlood {
+                min_interval: Duration::from_millis(100),
+                max_strikes,
+            }),
+            ..Config::default()
+        };
+        rejected(strikes(255), "255 strikes");
+        rejected(strikes(u32::MAX), "u32::MAX strikes");
+        assert!(strikes(254).validate().is_ok());
+        assert!(strikes(0).validate().is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_a_zero_write_stall_timeout() {
+        // Zero would end a connection the first time its socket is full.
+        rejected(
+            Config {
+                write_stall_timeout: Some(Duration::ZERO),
+                ..Config::default()
+            },
+            "a zero write-stall timeout",
+        );
+        let off = Config {
+            write_stall_timeout: None,
+            ..Config::default()
+        };
+        assert!(off.validate().is_ok());
     }
 }

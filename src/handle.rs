@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::CloseCode;
 use crate::reactor::ConnId;
 
@@ -22,6 +22,8 @@ use crate::reactor::ConnId;
 pub(crate) enum Command {
     Send(ConnId, Bytes),
     Close(ConnId, CloseCode, String),
+    /// A dial with its own configuration, validated by the sender, or
+    /// with the reactor's.
     Dial(SocketAddr, Option<Arc<Config>>, Arc<DialReply>),
     Shutdown,
 }
@@ -160,6 +162,9 @@ pub enum HandleError {
     /// The reactor did not take a [`Handle::dial`] within [`DIAL_WAIT`]
     /// (it is not being polled); the dial was withdrawn.
     Timeout,
+    /// The configuration given to [`Handle::dial_with`] is invalid (see
+    /// [`Config::validate`]); nothing was sent to the reactor.
+    InvalidConfig(ConfigError),
 }
 
 impl fmt::Display for HandleError {
@@ -171,11 +176,19 @@ impl fmt::Display for HandleError {
             }
             HandleError::Backpressure => f.write_str("the handle queue is full: backpressure"),
             HandleError::Timeout => f.write_str("the reactor did not answer in time"),
+            HandleError::InvalidConfig(e) => write!(f, "dial refused: {e}"),
         }
     }
 }
 
-impl std::error::Error for HandleError {}
+impl std::error::Error for HandleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HandleError::InvalidConfig(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A cheap, cloneable handle to a reactor, usable from any thread: send on
 /// a link, close it, dial, or shut the reactor down.
@@ -280,8 +293,12 @@ impl Handle {
         self.dial_inner(addr, None)
     }
 
-    /// Dials `addr` with `config`; see [`dial`](Self::dial).
+    /// Dials `addr` with `config`; see [`dial`](Self::dial). The
+    /// configuration is validated here, on the calling thread: an invalid
+    /// one is refused with [`HandleError::InvalidConfig`] and never reaches
+    /// the reactor.
     pub fn dial_with(&self, addr: SocketAddr, config: Config) -> Result<ConnId, HandleError> {
+        config.validate().map_err(HandleError::InvalidConfig)?;
         self.dial_inner(addr, Some(Arc::new(config)))
     }
 

@@ -10,22 +10,54 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::config::Heartbeat;
+use crate::config::{ConfigError, Heartbeat};
 
 /// The kernel's own keepalive probes: tether's second line of defence.
 ///
 /// With application heartbeats on, a live connection is never idle long
 /// enough for these to matter; they catch a dead peer when heartbeats are
 /// off, and keep NAT and firewall state warm.
+///
+/// The kernel takes whole seconds: sub-second parts of `idle` and
+/// `interval` are dropped. [`validate`](Self::validate) checks the ranges
+/// Linux accepts (on every platform, so a configuration is portable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
-    /// Idle time before the first probe (`TCP_KEEPIDLE`). Default 60 s.
+    /// Idle time before the first probe (`TCP_KEEPIDLE`), 1 s to
+    /// [`MAX_TIME`](Self::MAX_TIME) (32767 s). Default 60 s.
     pub idle: Duration,
-    /// Time between unanswered probes (`TCP_KEEPINTVL`). Default 10 s.
+    /// Time between unanswered probes (`TCP_KEEPINTVL`), 1 s to
+    /// [`MAX_TIME`](Self::MAX_TIME) (32767 s). Default 10 s.
     pub interval: Duration,
     /// Unanswered probes before the kernel drops the connection
-    /// (`TCP_KEEPCNT`). Default 3.
+    /// (`TCP_KEEPCNT`), 1 to [`MAX_COUNT`](Self::MAX_COUNT) (127).
+    /// Default 3.
     pub count: u32,
+}
+
+impl Keepalive {
+    /// The longest `idle` and `interval` (Linux's `MAX_TCP_KEEPIDLE` and
+    /// `MAX_TCP_KEEPINTVL`): 32767 s, and less than a second more.
+    pub const MAX_TIME: Duration = Duration::from_secs(32_767);
+    /// The most probes (Linux's `MAX_TCP_KEEPCNT`).
+    pub const MAX_COUNT: u32 = 127;
+
+    /// Checks the ranges documented on each field: the kernel refuses a
+    /// value outside them (`EINVAL`), which would fail every listen and
+    /// every dial.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let whole_secs = 1..=Self::MAX_TIME.as_secs();
+        if !whole_secs.contains(&self.idle.as_secs()) {
+            return Err(ConfigError("keepalive idle must be 1 s to 32767 s"));
+        }
+        if !whole_secs.contains(&self.interval.as_secs()) {
+            return Err(ConfigError("keepalive interval must be 1 s to 32767 s"));
+        }
+        if !(1..=Self::MAX_COUNT).contains(&self.count) {
+            return Err(ConfigError("keepalive count must be 1 to 127"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Keepalive {
@@ -40,16 +72,27 @@ impl Default for Keepalive {
 
 /// `TCP_USER_TIMEOUT` (Linux): how long written data may stay
 /// unacknowledged before the kernel fails the connection.
+///
+/// The kernel takes whole milliseconds, 1 to [`MAX`](Self::MAX)
+/// (`i32::MAX` ms, about 24.8 days); sub-millisecond parts are dropped.
+/// [`SocketOptions::validate`] checks the value on every platform.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UserTimeout {
     /// `I + T` when heartbeats are on (so a write into a dead link fails as
     /// fast as the heartbeat would notice), the kernel default otherwise.
+    /// `I + T` must then be at most [`MAX`](Self::MAX).
     #[default]
     Auto,
     /// The kernel default (about 15 minutes of retransmissions).
     Off,
-    /// This value.
+    /// This value: 1 ms to [`MAX`](Self::MAX).
     Fixed(Duration),
+}
+
+impl UserTimeout {
+    /// The longest timeout the kernel takes: `i32::MAX` ms (and less than
+    /// a millisecond more).
+    pub const MAX: Duration = Duration::from_millis(i32::MAX as u64);
 }
 
 /// Options applied to every socket of a connection.
@@ -58,11 +101,13 @@ pub enum UserTimeout {
 pub struct SocketOptions {
     /// `TCP_NODELAY`: send small frames at once (no Nagle delay). Default on.
     pub nodelay: bool,
-    /// `SO_KEEPALIVE` and its timings; `None` leaves it off. Default on,
-    /// 60 s idle, 10 s interval, 3 probes (a dead peer is noticed by the
-    /// kernel within 90 s even with heartbeats off).
+    /// `SO_KEEPALIVE` and its timings (ranges on [`Keepalive`]); `None`
+    /// leaves it off. Default on, 60 s idle, 10 s interval, 3 probes (a
+    /// dead peer is noticed by the kernel within 90 s even with heartbeats
+    /// off).
     pub keepalive: Option<Keepalive>,
-    /// `TCP_USER_TIMEOUT` (Linux only; ignored elsewhere). Default
+    /// `TCP_USER_TIMEOUT` (Linux only; ignored elsewhere, but validated
+    /// everywhere; ranges on [`UserTimeout`]). Default
     /// [`UserTimeout::Auto`].
     pub user_timeout: UserTimeout,
 }
@@ -113,6 +158,38 @@ impl SocketOptions {
             UserTimeout::Off => None,
             UserTimeout::Fixed(d) => Some(d),
         }
+    }
+
+    /// Checks the keepalive ([`Keepalive::validate`]) and the
+    /// `TCP_USER_TIMEOUT` these options set with `heartbeat` (see
+    /// [`UserTimeout`]): values the kernel refuses would fail every listen
+    /// and every dial. [`Config::validate`](crate::Config::validate) calls
+    /// it.
+    pub fn validate(&self, heartbeat: Option<Heartbeat>) -> Result<(), ConfigError> {
+        if let Some(keepalive) = self.keepalive {
+            keepalive.validate()?;
+        }
+        let Some(timeout) = self.user_timeout_for(heartbeat) else {
+            return Ok(());
+        };
+        // Compared in whole milliseconds, as the kernel takes it.
+        let ms = timeout.as_millis();
+        if ms > UserTimeout::MAX.as_millis() {
+            return Err(ConfigError(match self.user_timeout {
+                UserTimeout::Auto => {
+                    "TCP_USER_TIMEOUT: with UserTimeout::Auto the heartbeat interval plus \
+                     timeout must be at most i32::MAX ms (about 24.8 days); \
+                     set UserTimeout::Fixed or Off"
+                }
+                _ => "TCP_USER_TIMEOUT must be at most i32::MAX ms (about 24.8 days)",
+            }));
+        }
+        if ms == 0 {
+            return Err(ConfigError(
+                "TCP_USER_TIMEOUT must be at least 1 ms (UserTimeout::Off leaves the kernel default)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -205,6 +282,161 @@ mod tests {
     use socket2::SockRef;
 
     use super::{listen, Keepalive, SocketOptions, UserTimeout, ACCEPTED_INHERIT_OPTIONS};
+    use crate::config::{Config, Heartbeat};
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn keepalive(idle: Duration, interval: Duration, count: u32) -> SocketOptions {
+        SocketOptions::default().keepalive(Some(Keepalive {
+            idle,
+            interval,
+            count,
+        }))
+    }
+
+    fn with_heartbeat(interval: Duration, timeout: Duration) -> Option<Heartbeat> {
+        Some(Heartbeat { interval, timeout })
+    }
+
+    /// Socket options just past each range the kernel takes (Linux:
+    /// seconds of idle and interval from 1 to 32767, 1 to 127 probes, a
+    /// user timeout of at most `i32::MAX` ms), with the heartbeat they go
+    /// with.
+    fn past_the_kernels_ranges() -> Vec<(&'static str, SocketOptions, Option<Heartbeat>)> {
+        let ms = Duration::from_millis;
+        let max_ms = u64::from(i32::MAX.unsigned_abs());
+        let hb = with_heartbeat(secs(10), secs(10));
+        vec![
+            ("idle 0", keepalive(secs(0), secs(10), 3), hb),
+            ("idle 999 ms", keepalive(ms(999), secs(10), 3), hb),
+            ("idle 32768 s", keepalive(secs(32_768), secs(10), 3), hb),
+            ("interval 999 ms", keepalive(secs(60), ms(999), 3), hb),
+            ("interval 32768 s", keepalive(secs(60), secs(32_768), 3), hb),
+            ("count 0", keepalive(secs(60), secs(10), 0), hb),
+            ("count 128", keepalive(secs(60), secs(10), 128), hb),
+            (
+                "count u32::MAX",
+                keepalive(secs(60), secs(10), u32::MAX),
+                hb,
+            ),
+            (
+                "user timeout i32::MAX ms + 1 ms",
+                SocketOptions::default().user_timeout(UserTimeout::Fixed(ms(max_ms + 1))),
+                hb,
+            ),
+            (
+                "user timeout Duration::MAX",
+                SocketOptions::default().user_timeout(UserTimeout::Fixed(Duration::MAX)),
+                hb,
+            ),
+            (
+                "user timeout Auto, I + T = i32::MAX ms + 1 ms",
+                SocketOptions::default(),
+                with_heartbeat(ms(max_ms - 9_999), secs(10)),
+            ),
+            (
+                "user timeout Auto, I = T = u32::MAX ms",
+                SocketOptions::default(),
+                with_heartbeat(ms(u32::MAX.into()), ms(u32::MAX.into())),
+            ),
+        ]
+    }
+
+    /// Socket options at the edges of the kernel's ranges.
+    fn at_the_kernels_bounds() -> Vec<(&'static str, SocketOptions, Option<Heartbeat>)> {
+        let ms = Duration::from_millis;
+        let max_ms = u64::from(i32::MAX.unsigned_abs());
+        let hb = with_heartbeat(secs(10), secs(10));
+        vec![
+            (
+                "idle 1 s, interval 1 s, 127 probes",
+                keepalive(secs(1), secs(1), 127),
+                hb,
+            ),
+            (
+                "idle and interval 32767 s, 1 probe",
+                keepalive(secs(32_767), secs(32_767), 1),
+                hb,
+            ),
+            (
+                "sub-second parts (truncated)",
+                keepalive(ms(1_999), ms(32_767_999), 3),
+                hb,
+            ),
+            (
+                "user timeout i32::MAX ms",
+                SocketOptions::default().user_timeout(UserTimeout::Fixed(ms(max_ms))),
+                hb,
+            ),
+            (
+                "user timeout 1 ms",
+                SocketOptions::default().user_timeout(UserTimeout::Fixed(ms(1))),
+                hb,
+            ),
+            (
+                "user timeout Auto, I + T = i32::MAX ms",
+                SocketOptions::default(),
+                with_heartbeat(ms(max_ms - 10_000), secs(10)),
+            ),
+            (
+                "user timeout Auto, heartbeats off",
+                SocketOptions::default(),
+                None,
+            ),
+        ]
+    }
+
+    fn config(socket: SocketOptions, heartbeat: Option<Heartbeat>) -> Config {
+        Config {
+            socket,
+            heartbeat,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn validation_rejects_socket_options_the_kernel_refuses() {
+        for (what, socket, heartbeat) in past_the_kernels_ranges() {
+            let config = config(socket, heartbeat);
+            assert!(config.validate().is_err(), "{what}: accepted");
+        }
+        let zero = config(
+            SocketOptions::default().user_timeout(UserTimeout::Fixed(Duration::ZERO)),
+            None,
+        );
+        assert!(zero.validate().is_err(), "a zero user timeout: accepted");
+    }
+
+    #[test]
+    fn options_at_the_kernels_bounds_pass_validation_and_apply() {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        for (what, socket, heartbeat) in at_the_kernels_bounds() {
+            let config = config(socket, heartbeat);
+            assert_eq!(config.validate(), Ok(()), "{what}");
+            let applied = listen(addr, 16, &config.socket, config.heartbeat);
+            assert!(applied.is_ok(), "{what}: {applied:?}");
+            let stream = std::net::TcpStream::connect(applied.unwrap().local_addr().unwrap());
+            let stream = mio::net::TcpStream::from_std(stream.unwrap());
+            let applied =
+                super::configure(SockRef::from(&stream), &config.socket, config.heartbeat);
+            assert!(applied.is_ok(), "{what}: {applied:?}");
+        }
+    }
+
+    /// The ranges validation enforces are the kernel's: one step past
+    /// each, it refuses the option.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_refuses_options_just_past_the_validated_ranges() {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        for (what, socket, heartbeat) in past_the_kernels_ranges() {
+            let refused = listen(addr, 16, &socket, heartbeat);
+            let kind = refused.as_ref().map_err(std::io::Error::kind).err();
+            assert_eq!(kind, Some(std::io::ErrorKind::InvalidInput), "{what}");
+        }
+    }
 
     #[test]
     fn accepted_sockets_carry_every_option_set_on_the_listener() {

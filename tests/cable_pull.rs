@@ -221,7 +221,9 @@ fn cable_child_process() {
         node.say(format_args!("listening {bound}"));
     } else {
         for _ in 0..LINKS {
-            reactor.dial_with(addr, mode.config());
+            reactor
+                .dial_with(addr, mode.config())
+                .expect("valid config");
         }
     }
     let deadline = Instant::now() + CHILD_LIFETIME;

@@ -224,7 +224,9 @@ impl Clients {
             threads.push(thread::spawn(move || {
                 let mut reactor = Reactor::with_config(client_config()).expect("reactor");
                 for _ in 0..LINKS / REACTORS {
-                    reactor.dial_with(addr, client_config());
+                    reactor
+                        .dial_with(addr, client_config())
+                        .expect("valid config");
                 }
                 ready_tx.send((n, reactor.handle())).expect("test waiting");
                 reactor

@@ -73,7 +73,9 @@ pub fn run(opts: Opts) -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut reactor = Reactor::with_config(config.clone())?;
     for _ in 0..opts.clients {
-        reactor.dial_with(opts.addr, config.clone());
+        reactor
+            .dial_with(opts.addr, config.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     }
     let mut count = Count::default();
 

@@ -215,15 +215,17 @@ struct World {
 /// - probes (PINGs): only when established, from a timer, one at a time,
 ///   after `I + jitter` of silence (jitter at most `I/10`); a second one
 ///   without a byte received in between only as stall forgiveness, when
-///   the death deadline was handled more than `stall_tolerance` late; at
-///   most one PING queued: a probe queues a fresh PING only if our last one
-///   is completely written, else it reuses that one (same nonce, an RTT
+///   the death deadline was handled more than a timer grain
+///   (`Config::timer_grain`) plus `stall_tolerance` late; at most one PING
+///   queued: a probe queues a fresh PING only if our last one is
+///   completely written, else it reuses that one (same nonce, an RTT
 ///   sample timed from the reuse); either way the death deadline becomes
 ///   `now + T`;
 /// - heartbeat timeout: only `>= I + T` after the last byte received, at
-///   the death deadline (`T` after our probe) or up to `stall_tolerance`
-///   later, and never with drain evidence (below) in hand; the deadline is
-///   armed exactly from a probe until a byte arrives, and moves without a
+///   the death deadline (`T` after our probe) or up to a grain plus
+///   `stall_tolerance` later, and never with drain evidence (below) in
+///   hand; the deadline is armed exactly from a probe until a byte
+///   arrives, and moves without a
 ///   byte received only by stall forgiveness or by a drain extension (a
 ///   write-blocked socket took output since the PING: our peer's TCP
 ///   acknowledged data), to `now + T`; and while established with

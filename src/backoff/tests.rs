@@ -136,3 +136,99 @@ fn validate_rejects_nonsense() {
         assert!(bad.validate().is_err(), "{bad:?} accepted");
     }
 }
+
+#[test]
+fn validate_bounds_the_delays_to_one_year() {
+    let year = crate::config::MAX_DURATION;
+    let ok = BackoffConfig {
+        initial: year,
+        max: year,
+        ..BackoffConfig::default()
+    };
+    assert!(ok.validate().is_ok());
+    let too_long = BackoffConfig {
+        max: year + Duration::from_secs(1),
+        ..BackoffConfig::default()
+    };
+    assert!(too_long.validate().is_err(), "{too_long:?} accepted");
+}
+
+#[test]
+fn delays_never_panic_whatever_the_configuration() {
+    // `validate` refuses all of these; the arithmetic must not panic on
+    // them all the same (a `Backoff` is built from any configuration).
+    let ok = BackoffConfig::default();
+    let configs = [
+        BackoffConfig {
+            max: Duration::MAX,
+            ..ok
+        },
+        BackoffConfig {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            ..ok
+        },
+        BackoffConfig {
+            initial: Duration::MAX,
+            max: ms(1),
+            ..ok
+        },
+        BackoffConfig {
+            jitter: f64::NAN,
+            ..ok
+        },
+        BackoffConfig { jitter: 1.5, ..ok },
+        BackoffConfig {
+            jitter: f64::INFINITY,
+            ..ok
+        },
+        BackoffConfig { jitter: -3.0, ..ok },
+        BackoffConfig {
+            multiplier: f64::NAN,
+            ..ok
+        },
+        BackoffConfig {
+            multiplier: -2.0,
+            ..ok
+        },
+        BackoffConfig {
+            multiplier: f64::INFINITY,
+            initial: Duration::ZERO,
+            ..ok
+        },
+        BackoffConfig {
+            multiplier: f64::MAX,
+            jitter: 0.999_999,
+            max: crate::config::MAX_DURATION,
+            ..ok
+        },
+    ];
+    for config in configs {
+        for seed in 0..50 {
+            let mut b = Backoff::new(config, seed);
+            for _ in 0..40 {
+                let _ = b.next_delay();
+            }
+        }
+        for attempt in [0, 1, 2, 3, 64, 1_000, u32::MAX] {
+            let _ = config.base_delay(attempt);
+        }
+    }
+}
+
+#[test]
+fn a_zero_initial_delay_stays_zero_however_large_the_multiplier() {
+    let config = BackoffConfig {
+        initial: Duration::ZERO,
+        multiplier: f64::MAX,
+        ..no_jitter()
+    };
+    assert!(config.validate().is_ok());
+    for attempt in [1, 2, 3, 10, u32::MAX] {
+        assert_eq!(
+            config.base_delay(attempt),
+            Duration::ZERO,
+            "attempt {attempt}"
+        );
+    }
+}

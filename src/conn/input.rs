@@ -302,7 +302,7 @@ impl Connection {
                     let detail = "too many pings";
                     self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
                 } else if self.outbox.len() + codec::HEARTBEAT_FRAME_LEN
-                    > self.config.max_outbound + PONG_BACKLOG
+                    > self.config.max_outbound.saturating_add(PONG_BACKLOG)
                 {
                     // The peer keeps pinging but does not read our answers:
                     // PONGs must not grow the queue past max_outbound.

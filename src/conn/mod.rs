@@ -134,7 +134,8 @@ pub struct Connection {
     session_id: u64,
     /// Boxed: needed once per ending, not worth 32 bytes on every connection.
     close_reason: Option<Box<DisconnectReason>>,
-    /// When the peer's previous PING arrived, and how many came too soon.
+    /// When the peer's previous PING arrived, and how many came too soon
+    /// (one byte: `PingFlood::MAX_STRIKES` is below its saturation).
     last_ping_rx: Stamp,
     ping_strikes: u8,
     /// Write-idle period in ms (half the shorter of our and the peer's
@@ -153,12 +154,18 @@ pub struct Connection {
 impl Connection {
     /// A client connection, [`State::Idle`] until [`start`](Self::start).
     /// `seed` feeds jitter and nonces; give each connection its own.
+    ///
+    /// `config` must pass [`Config::validate`] (as every configuration the
+    /// reactor takes does): its durations are added to instants, which
+    /// panics past the ranges validation enforces.
     pub fn client(config: Arc<Config>, seed: u64) -> Connection {
         Connection::new(config, Role::Client, State::Idle, seed)
     }
 
     /// A server connection for a freshly accepted socket, waiting for HELLO
     /// until the handshake timeout. `session_id` goes into WELCOME.
+    /// `config` must pass [`Config::validate`], as for
+    /// [`client`](Self::client).
     pub fn server(config: Arc<Config>, now: Instant, session_id: u64, seed: u64) -> Connection {
         let mut conn = Connection::new(config, Role::Server, State::Handshaking, seed);
         conn.session_id = session_id;
@@ -411,7 +418,9 @@ impl Connection {
         }
         let queued = self.outbox.len();
         let limit = self.config.max_outbound;
-        if queued + HEADER_LEN + len > limit {
+        // Saturating: `queued` counts a shared payload once per send, and
+        // on a 32-bit target `max_frame` alone may approach `usize::MAX`.
+        if queued.saturating_add(HEADER_LEN).saturating_add(len) > limit {
             self.flags.set(Flag::Refused, true);
             return Err(SendError::Backpressure { queued, limit });
         }
@@ -792,9 +801,10 @@ impl Connection {
     }
 
     /// The death sentence came due while *we* were not running (a long
-    /// callback, SIGSTOP, a suspended VM): what the peer sent meanwhile may
-    /// still be unread, so convicting it would blame it for our delay. Give
-    /// it a fresh `T` instead, and a fresh PING — unless our PING is still
+    /// callback, SIGSTOP, a suspended VM: it was handled `late`, more than
+    /// a timer grain plus the stall tolerance): what the peer sent
+    /// meanwhile may still be unread, so convicting it would blame it for
+    /// our delay. Give it a fresh `T` instead, and a fresh PING — unless our PING is still
     /// queued (the socket took nothing of it): then that one is the probe
     /// (see [`probe`](Self::probe)), so a driver that never writes while
     /// every deadline is handled late does not pile up a PING per `T`.
@@ -835,8 +845,14 @@ impl Connection {
             }
             (Timer::Idle, State::Established) => self.on_idle(now),
             (Timer::Dead, State::Established) => {
+                // Handled within one grain of the reactor's timer grid
+                // after `due` is on time: the deadline was filed there.
                 let late = now.saturating_duration_since(due);
-                if late > self.config.stall_tolerance {
+                let allowed = self
+                    .config
+                    .timer_grain()
+                    .saturating_add(self.config.stall_tolerance);
+                if late > allowed {
                     self.forgive_stall(now, late);
                 } else if self.flags.take(Flag::PeerDrained) {
                     // Our PING is stuck behind data the peer is visibly

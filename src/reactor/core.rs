@@ -278,6 +278,8 @@ impl Core {
         true
     }
 
+    /// Dials `addr` with `config`, which every caller has validated
+    /// (`Config::validate`): its durations are added to instants.
     pub(super) fn dial(&mut self, addr: SocketAddr, config: Arc<Config>) -> ConnId {
         let seed = self.next_seed();
         let mut conn = Connection::client(config, seed);

@@ -15,7 +15,7 @@ use log::warn;
 
 use super::core::Core;
 use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::conn::{PeerInfo, SendError, UndeliveredCause};
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Handle;
@@ -238,9 +238,11 @@ impl Context<'_> {
         self.core.dial(addr, config)
     }
 
-    /// Dials `addr` with its own configuration.
-    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> ConnId {
-        self.core.dial(addr, Arc::new(config))
+    /// Dials `addr` with its own configuration, once
+    /// [`Config::validate`] accepts it (a refused one dials nothing).
+    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> Result<ConnId, ConfigError> {
+        config.validate()?;
+        Ok(self.core.dial(addr, Arc::new(config)))
     }
 
     /// Listens on `addr` with the reactor's default configuration.

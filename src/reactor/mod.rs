@@ -52,7 +52,7 @@ use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
 use crate::codec::HEADER_LEN;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::conn::Event;
 use crate::handle::Handle;
 
@@ -115,8 +115,9 @@ impl Reactor {
         self.context().dial(addr)
     }
 
-    /// Dials `addr` with its own configuration.
-    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> ConnId {
+    /// Dials `addr` with its own configuration, once
+    /// [`Config::validate`] accepts it (a refused one dials nothing).
+    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> Result<ConnId, ConfigError> {
         self.context().dial_with(addr, config)
     }
 

@@ -403,7 +403,10 @@ impl World {
         // then only the death deadline shows it.
         let pings = stats.pings_sent - before.stats.pings_sent;
         let forgiven = stats.stalls_forgiven - before.stats.stalls_forgiven;
-        let tolerance = self.config.stall_tolerance;
+        // Deadlines are handled on the reactor's timer grid: up to a grain
+        // after one falls due is on time, and the stall tolerance counts
+        // from there.
+        let tolerance = self.config.timer_grain() + self.config.stall_tolerance;
         let late = |d: Option<Instant>| d.map(|d| now.saturating_duration_since(d));
         let dead_armed = before.state == State::Established
             && state == State::Established

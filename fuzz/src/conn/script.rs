@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tether::backoff::BackoffConfig;
 use tether::codec::{self, Handshake};
-use tether::config::PingFlood;
+use tether::config::{PingFlood, MIN_STALL_TOLERANCE};
 use tether::conn::Role;
 use tether::{CloseCode, Config};
 
@@ -247,7 +247,7 @@ pub mod flags {
 /// | 1 | heartbeat interval `10 + 8·b` ms |
 /// | 2 | heartbeat timeout `10 + 8·b` ms |
 /// | 3 | bits 0–2 `max_frame`, bits 3–5 `max_outbound` (tables), bits 6–7 ping-flood strikes |
-/// | 4 | bits 0–3 stall tolerance `50·b` ms, bits 4–7 close linger `50·b` ms |
+/// | 4 | bits 0–3 stall tolerance `50·b` ms (at least `MIN_STALL_TOLERANCE`), bits 4–7 close linger `50·b` ms |
 /// | 5 | handshake timeout `10 + 10·b` ms |
 /// | 6 | connect timeout `10 + 10·b` ms |
 /// | 7 | write-stall timeout `10 + 20·b` ms |
@@ -259,7 +259,7 @@ pub fn config(c: [u8; CONFIG_LEN]) -> Option<(Config, Role)> {
     let mut b = Config::builder()
         .max_frame(MAX_FRAMES[usize::from(c[3] & 7)])
         .max_outbound(MAX_OUTBOUNDS[usize::from(c[3] >> 3 & 7)])
-        .stall_tolerance(ms(c[4] & 15, 50, 0))
+        .stall_tolerance(ms(c[4] & 15, 50, 0).max(MIN_STALL_TOLERANCE))
         .close_linger(ms(c[4] >> 4, 50, 0))
         .handshake_timeout(ms(c[5], 10, 10))
         .connect_timeout(ms(c[6], 10, 10))

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::{config, ms, Pair};
 use crate::codec::{self, Frame};
+use crate::config::Config;
 use crate::conn::{Event, State, Timer};
 use crate::error::{CloseCode, DisconnectReason};
 
@@ -621,4 +622,68 @@ fn a_ping_still_queued_when_the_next_falls_due_is_reused() {
     assert!(events.is_empty(), "{events:?}");
     assert_eq!(server.stats().pings_sent, 1);
     assert!(matches!(written(server)[..], [Frame::Ping(_)]));
+}
+
+/// A pair on I = T = 10 s (a 16 ms timer grain) whose server tolerates
+/// stalls of `tolerance`, and a muted client: returns it with the server's
+/// death deadline armed (its PING sent).
+fn grid_pair(tolerance: Duration) -> (Pair, Instant) {
+    let config = Config {
+        heartbeat: Some(crate::config::Heartbeat {
+            interval: ms(10_000),
+            timeout: ms(10_000),
+        }),
+        stall_tolerance: tolerance,
+        ..config()
+    };
+    assert_eq!(config.timer_grain(), ms(16));
+    let mut pair = Pair::connected(config);
+    pair.client_mute = true;
+    let ping_at = ms(10_000) + pair.server().ping_jitter();
+    pair.run_for(ping_at + ms(500));
+    assert_eq!(pair.server_pings(), vec![ping_at]);
+    let dead_at = pair.server().timer(Timer::Dead).unwrap();
+    (pair, dead_at)
+}
+
+#[test]
+fn a_death_deadline_handled_on_the_timer_grid_convicts() {
+    // The reactor files the deadline rounded up to its 16 ms grid: handled
+    // there, plus a wake-up delay within the tolerance, it is on time, not
+    // a local stall (or a silent peer would be re-probed forever).
+    let tolerance = crate::config::MIN_STALL_TOLERANCE;
+    let (mut pair, dead_at) = grid_pair(tolerance);
+    let mut events = Vec::new();
+    let woke = dead_at + ms(16) + tolerance - ms(1);
+    pair.server_mut().handle_timeout(woke, &mut events);
+    assert_eq!(pair.server().stats().stalls_forgiven, 0);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout
+        }]
+    );
+}
+
+#[test]
+fn a_death_deadline_handled_past_the_grid_and_the_tolerance_is_forgiven() {
+    let tolerance = crate::config::MIN_STALL_TOLERANCE;
+    // Exactly one grain and the tolerance late: still on time.
+    let (mut pair, dead_at) = grid_pair(tolerance);
+    let mut events = Vec::new();
+    pair.server_mut()
+        .handle_timeout(dead_at + ms(16) + tolerance, &mut events);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout
+        }]
+    );
+    // A millisecond more: the local process stalled.
+    let (mut pair, dead_at) = grid_pair(tolerance);
+    let woke = dead_at + ms(16) + tolerance + ms(1);
+    pair.server_mut().handle_timeout(woke, &mut events);
+    assert_eq!(events.len(), 1, "convicted for our own stall: {events:?}");
+    assert_eq!(pair.server().stats().stalls_forgiven, 1);
+    assert_eq!(pair.server().timer(Timer::Dead), Some(woke + ms(10_000)));
 }

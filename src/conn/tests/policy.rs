@@ -140,3 +140,48 @@ fn output_that_drains_disarms_nothing_and_never_stalls() {
     assert_eq!(server.state(), State::Established);
     assert_eq!(server.timer(Timer::WriteStall), None);
 }
+
+#[test]
+fn the_largest_strike_limit_is_enforced_exactly() {
+    let max_strikes = crate::config::PingFlood::MAX_STRIKES;
+    let cfg = crate::Config {
+        ping_flood: Some(crate::config::PingFlood {
+            min_interval: ms(100),
+            max_strikes,
+        }),
+        ..config()
+    };
+    assert_eq!(cfg.validate(), Ok(()));
+    let mut pair = Pair::connected(cfg);
+    pair.client_mute = true;
+    // The first PING is no strike; the next `max_strikes` are tolerated.
+    for n in 0..=u64::from(max_strikes) {
+        pair.inject_to_server(&ping(n));
+        assert_eq!(pair.server().state(), State::Established, "after {n}");
+    }
+    pair.inject_to_server(&ping(1_000));
+    assert_eq!(
+        pair.server().close_reason(),
+        Some(&DisconnectReason::PolicyViolation {
+            detail: "too many pings"
+        })
+    );
+}
+
+#[test]
+fn the_largest_output_limit_is_usable() {
+    // No limit to speak of: a PING is answered and a message queued, with
+    // no arithmetic overflow on the way.
+    let cfg = crate::Config {
+        max_outbound: usize::MAX,
+        ..config()
+    };
+    assert_eq!(cfg.validate(), Ok(()));
+    let mut pair = Pair::connected(cfg);
+    pair.client_mute = true;
+    pair.inject_to_server(&ping(1));
+    assert_eq!(pair.server().stats().pings_received, 1);
+    assert!(pair.server_sent.iter().any(|(_, f)| *f == Frame::Pong(1)));
+    assert_eq!(pair.server_mut().send(Bytes::from_static(b"hi")), Ok(()));
+    assert_eq!(pair.client.send(Bytes::from_static(b"hi")), Ok(()));
+}
