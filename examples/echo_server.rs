@@ -2,10 +2,13 @@
 //!
 //! It shows the server side of tether: build a [`Config`] (heartbeat
 //! interval `I` and timeout `T`, handshake timeout, largest frame), start a
-//! [`Reactor`], listen, and run a [`Handler`] that echoes each DATA message
-//! without copying it. Heartbeats, dead-peer detection and closing are the
-//! library's job; the handler only logs each client that connects or
-//! disconnects, with its address and the reason.
+//! [`Reactor`], listen, and run a handler that echoes each DATA message
+//! (`common/echo.rs`). Heartbeats, dead-peer detection and closing are the
+//! library's job; the handler logs each client that connects or
+//! disconnects, with its address and the reason, and never drops an echo:
+//! a client that does not read its echoes is paused (nothing more is read
+//! from it) until its output drains, and closed by the write-stall timeout
+//! if it never does.
 //!
 //! ```text
 //! cargo run --example echo_server -- --listen 127.0.0.1:7000 --interval-ms 1000 --timeout-ms 1000
@@ -21,14 +24,17 @@
 //! usage on stderr and exits with code 2.
 
 mod common;
+#[path = "common/echo.rs"]
+mod echo;
 
 use std::net::SocketAddr;
 use std::process;
 
-use log::{error, info, warn};
-use tether::{Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor};
+use log::{error, info};
+use tether::{Config, Reactor};
 
 use common::Flags;
+use echo::Echo;
 
 const USAGE: &str = "\
 usage: echo_server --listen ADDR --interval-ms I --timeout-ms T
@@ -44,50 +50,6 @@ Echoes every message back to the client that sent it.
   --handshake-timeout-ms H   time a new client has to send its HELLO
                              (default 5000)
   --max-frame BYTES          largest message accepted (default 1048576)";
-
-/// The echo handler: stateless, as tether keeps each connection's address
-/// and counters (`conn_stats`) until its last event has been handled.
-struct Echo;
-
-impl Handler for Echo {
-    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
-        let Some(stats) = cx.conn_stats(id) else {
-            return;
-        };
-        let addr = stats.peer_addr;
-        // `peer` is what the client announced in its HELLO; the session id
-        // is the one this server assigned.
-        info!(
-            "{addr} connected ({id}, session {:#x}, client heartbeat {}/{} ms)",
-            stats.session_id,
-            peer.interval.as_millis(),
-            peer.timeout.as_millis(),
-        );
-    }
-
-    fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-        // The message is borrowed from the read buffer; `forward` copies a
-        // small one straight into the output (no allocation) and shares a
-        // large one with the read buffer (no copy).
-        if let Err(e) = cx.forward(id, message) {
-            warn!("{}: echo dropped: {e}", self.describe(cx, id));
-        }
-    }
-
-    fn on_disconnected(&mut self, cx: &mut Context<'_>, id: ConnId, reason: &DisconnectReason) {
-        let who = self.describe(cx, id);
-        info!("{who} disconnected ({id}): {reason}");
-    }
-}
-
-impl Echo {
-    /// The client's address, or its connection id if it is unknown.
-    fn describe(&self, cx: &Context<'_>, id: ConnId) -> String {
-        cx.conn_stats(id)
-            .map(|s| s.peer_addr)
-            .map_or_else(|| id.to_string(), |addr| addr.to_string())
-    }
-}
 
 /// Builds the configuration from the flags.
 fn config(flags: &Flags) -> Config {
@@ -136,5 +98,5 @@ fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
     let bound = reactor.local_addr(listener).unwrap_or(addr);
     info!("listening on {bound}");
     println!("listening on {bound}");
-    reactor.run(&mut Echo)
+    reactor.run(&mut Echo::default())
 }

@@ -26,6 +26,8 @@ pub(crate) enum Command {
     /// with the reactor's.
     Dial(SocketAddr, Option<Arc<Config>>, Arc<DialReply>),
     Shutdown,
+    /// Resume (true) or pause (false) reading a connection.
+    Reading(ConnId, bool),
 }
 
 /// How long [`Handle::dial`] waits for the reactor to take the dial.
@@ -337,6 +339,18 @@ impl Handle {
                 Err(HandleError::Timeout)
             }
         }
+    }
+
+    /// Pauses reading `link` at the reactor's next turn; see
+    /// [`Context::pause_reading`](crate::Context::pause_reading).
+    pub fn pause_reading(&self, link: ConnId) -> Result<(), HandleError> {
+        self.submit(Command::Reading(link, false))
+    }
+
+    /// Resumes reading `link` at the reactor's next turn; see
+    /// [`Context::resume_reading`](crate::Context::resume_reading).
+    pub fn resume_reading(&self, link: ConnId) -> Result<(), HandleError> {
+        self.submit(Command::Reading(link, true))
     }
 
     /// Asks the reactor to shut down: listeners close, every connection is

@@ -27,7 +27,16 @@
 //!
 //! impl Handler for Echo {
 //!     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-//!         let _ = cx.forward(id, message); // no allocation, no copy of a large one
+//!         // No allocation, no copy of a large one. Refused with
+//!         // backpressure when the peer does not read: stop reading it
+//!         // until its output drains (a real server also keeps the echo,
+//!         // see the README and examples/echo_server.rs).
+//!         if cx.forward(id, message).is_err() {
+//!             cx.pause_reading(id);
+//!         }
+//!     }
+//!     fn on_drain(&mut self, cx: &mut Context<'_>, id: ConnId) {
+//!         cx.resume_reading(id);
 //!     }
 //!     fn on_disconnected(&mut self, _: &mut Context<'_>, id: ConnId, why: &DisconnectReason) {
 //!         log::info!("{id} gone: {why}");
@@ -70,7 +79,13 @@
 //!   frame of `max_frame` plus one read, and a misbehaving peer costs only
 //!   its own connection.
 //! - Output per connection is bounded by `max_outbound`; beyond it `send`
-//!   returns backpressure.
+//!   returns backpressure, and [`Handler::on_drain`] says when there is
+//!   room again. [`Context::pause_reading`] holds a peer back through TCP.
+//! - Nothing is dropped silently: a message accepted and then not written
+//!   whole to the socket (the link ended, a close's linger ran out, a
+//!   handle send was refused) is handed back to
+//!   [`Handler::on_undelivered`], in order. What was written to the socket
+//!   is not confirmed by the peer.
 //! - A stall of the local process does not convict live peers: overdue
 //!   heartbeat deadlines get a fresh PING and a fresh `T`.
 #![warn(missing_docs, unreachable_pub)]

@@ -280,6 +280,23 @@ impl Core {
 
     /// Dials `addr` with `config`, which every caller has validated
     /// (`Config::validate`): its durations are added to instants.
+    /// Pauses (`on` false) or resumes reading connection `id`; false for
+    /// an unknown id. A resumed connection is read at the next turn until
+    /// WouldBlock: what arrived while it was paused raised no edge.
+    pub(super) fn set_reading(&mut self, id: ConnId, on: bool) -> bool {
+        let Some(idx) = self.slot_index(id) else {
+            return false;
+        };
+        let slot = &mut self.slots[idx];
+        if slot.paused == on {
+            slot.paused = !on;
+            if on {
+                self.backlog.push((idx, true));
+            }
+        }
+        true
+    }
+
     pub(super) fn dial(&mut self, addr: SocketAddr, config: Arc<Config>) -> ConnId {
         let seed = self.next_seed();
         let mut conn = Connection::client(config, seed);
@@ -426,6 +443,9 @@ impl Core {
                     reply.answer(|| self.dial(addr, config));
                 }
                 Command::Shutdown => self.begin_shutdown(),
+                Command::Reading(id, on) => {
+                    self.set_reading(id, on);
+                }
             }
         }
         self.commands_left = true;
@@ -453,6 +473,7 @@ impl Core {
             interest: None,
             timer: None,
             dirty: false,
+            paused: false,
             counted_disconnects: 0,
         });
         id
@@ -528,6 +549,8 @@ impl Core {
                 crate::conn::Action::CloseSocket => slot.drop_stream(self.poll.registry()),
                 crate::conn::Action::Connect => {
                     slot.drop_stream(self.poll.registry());
+                    // A pause belongs to the socket it paused.
+                    slot.paused = false;
                     self.stats.connects += 1;
                     let config = slot.conn.config().clone();
                     match net::connect(slot.addr, &config.socket, config.heartbeat) {

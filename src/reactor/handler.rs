@@ -231,6 +231,37 @@ impl Context<'_> {
         self.core.close(id, code, reason)
     }
 
+    /// Stops reading connection `id`, so that TCP's own flow control
+    /// pushes back on the peer once the socket's receive buffer is full:
+    /// for a peer whose messages cannot be answered now (the answers met
+    /// [`SendError::Backpressure`]). Returns false for an unknown id.
+    ///
+    /// It takes effect at the next read: messages already read (at most
+    /// the rest of the current read, 64 KiB, or one message of up to
+    /// `max_frame` it completes) are still delivered, so keep the answers
+    /// a paused peer's last messages get refused, and send them on
+    /// [`Handler::on_drain`] before [`resume_reading`](Self::resume_reading).
+    ///
+    /// Writing, timers and liveness go on: output still flows and frames
+    /// already read are answered (a PING with a PONG). Nothing more is
+    /// read, though, and that includes the peer's PONGs and PINGs: a pause
+    /// longer than the heartbeat timeout `T`, after the idle interval `I`,
+    /// can get either side to declare the other dead (a heartbeat timeout),
+    /// and a peer that also stops reading is closed by the write-stall
+    /// timeout. Pause for a short while — until the output drains — not
+    /// as a way to hold an idle connection. The pause ends with
+    /// `resume_reading` or with the socket: a redialled link reads again.
+    pub fn pause_reading(&mut self, id: ConnId) -> bool {
+        self.core.set_reading(id, false)
+    }
+
+    /// Reads connection `id` again after [`pause_reading`](Self::pause_reading):
+    /// at the reactor's next turn, what arrived meanwhile is read until
+    /// the socket is empty. Returns false for an unknown id.
+    pub fn resume_reading(&mut self, id: ConnId) -> bool {
+        self.core.set_reading(id, true)
+    }
+
     /// Dials `addr` with the reactor's default configuration. The link
     /// redials by itself whenever it is lost; its id never changes.
     pub fn dial(&mut self, addr: SocketAddr) -> ConnId {

@@ -302,13 +302,18 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
     };
     if slot.conn.state() == crate::conn::State::Connecting {
         core.on_connect_ready(idx);
-    } else if ready.readable {
+    } else if ready.readable && !slot.paused {
         let mut budget = READ_BUDGET;
         loop {
             let (step, mut chunk) = core.read_once(idx, ready.drain);
             let spent = deliver_read(core, handler, idx, &mut chunk);
             core.reuse_read(spent);
             dispatch(core, handler);
+            if core.slots.get(idx).is_some_and(|s| s.paused) {
+                // Paused by the handler: not another read (resuming
+                // reads on, to the end).
+                break;
+            }
             match step {
                 ReadStep::Done | ReadStep::Drained => break,
                 ReadStep::Again => {

@@ -32,6 +32,9 @@ pub(super) struct Slot {
     pub(super) timer: Option<Filed>,
     /// Listed in the reactor's dirty list.
     pub(super) dirty: bool,
+    /// The application paused reading this socket (see
+    /// `Context::pause_reading`): readiness to read is ignored.
+    pub(super) paused: bool,
     /// Disconnects already counted in the reactor's close stats.
     pub(super) counted_disconnects: u32,
 }
