@@ -32,7 +32,9 @@ pub(super) struct Slot {
     pub(super) timer: Option<Filed>,
     /// Listed in the reactor's dirty list.
     pub(super) dirty: bool,
-    /// Disconnects already counted in the reactor's close stats.
+    /// The connection's `disconnects` count when its last ending was
+    /// counted in the reactor's close stats (compared for change: the
+    /// count wraps).
     pub(super) counted_disconnects: u32,
 }
 

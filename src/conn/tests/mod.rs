@@ -5,6 +5,7 @@
 //! delivery, so every test states exact instants.
 
 mod close;
+mod counters;
 mod handshake;
 mod input;
 mod liveness;
