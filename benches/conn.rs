@@ -183,7 +183,8 @@ fn heartbeat(group: &mut BenchmarkGroup<'_, WallTime>) {
     pair.assert_established();
     let stats = pair.server.stats();
     assert_eq!(
-        stats.pings_sent, stats.pongs_received,
+        u64::from(stats.pings_sent),
+        stats.pongs_received,
         "a PONG went missing"
     );
 }

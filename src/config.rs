@@ -66,8 +66,9 @@ impl Default for PingFlood {
 
 impl Heartbeat {
     /// The worst-case time from a peer's last frame to its being declared
-    /// dead, not counting ping jitter and one timer tick: `I + T`
-    /// (saturating at `Duration::MAX`).
+    /// dead, not counting the ping jitter (at most `I/10`) and one step of
+    /// the timer grid ([`Config::timer_grain`]): `I + T` (saturating at
+    /// `Duration::MAX`).
     pub fn detection_bound(&self) -> Duration {
         self.interval.saturating_add(self.timeout)
     }

@@ -73,8 +73,9 @@
 //!
 //! ## Guarantees
 //!
-//! - A peer that goes silent is declared dead within `I + T` (plus at most
-//!   10 % of `I` of jitter and one millisecond tick) of its last byte.
+//! - A peer that goes silent is declared dead within `I + T` of its last
+//!   byte, plus at most 10 % of `I` for the ping jitter and one step of the
+//!   reactor's timer grid (1–16 ms, [`Config::timer_grain`]).
 //! - Peer input never panics the reactor, never buffers more than one
 //!   frame of `max_frame` plus one read, and a misbehaving peer costs only
 //!   its own connection.

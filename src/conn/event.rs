@@ -143,6 +143,11 @@ impl fmt::Display for SendError {
 impl std::error::Error for SendError {}
 
 /// Counters of one connection, across redials.
+///
+/// None of them can overflow: the counts of frames the peer sends are
+/// `u64`, and the `u32` counts of things that happen at most once per timer
+/// period or per connection attempt stop at `u32::MAX` — except
+/// `disconnects`, which wraps to 0 (drivers compare it for change).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -150,9 +155,9 @@ pub struct Stats {
     /// PING still queued reuses it and is not counted again).
     pub pings_sent: u32,
     /// PINGs the peer sent us (each answered with a PONG).
-    pub pings_received: u32,
+    pub pings_received: u64,
     /// PONGs received (matching or not).
-    pub pongs_received: u32,
+    pub pongs_received: u64,
     /// DATA frames received.
     pub messages_received: u64,
     /// DATA frames queued for sending.
@@ -167,6 +172,7 @@ pub struct Stats {
     pub handshakes: u32,
     /// Sockets (or connect attempts) that ended, for any reason; the last
     /// reason is [`Connection::close_reason`](super::Connection::close_reason).
+    /// Wraps to 0 after `u32::MAX`.
     pub disconnects: u32,
     /// Heartbeat deadlines that came due during a local stall and were
     /// answered with a fresh `T` (and a fresh PING, unless ours was still
@@ -178,5 +184,5 @@ pub struct Stats {
     /// ACK frames sent because we were receiving without saying anything.
     pub acks_sent: u32,
     /// ACK frames received.
-    pub acks_received: u32,
+    pub acks_received: u64,
 }

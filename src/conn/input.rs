@@ -297,7 +297,7 @@ impl Connection {
                 events.push(Event::Message(payload));
             }
             (_, _, Frame::Ping(nonce)) => {
-                self.stats.pings_received += 1;
+                self.stats.pings_received = self.stats.pings_received.saturating_add(1);
                 if self.ping_flood(now) {
                     let detail = "too many pings";
                     self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
@@ -314,7 +314,7 @@ impl Connection {
                 }
             }
             (_, _, Frame::Pong(nonce)) => {
-                self.stats.pongs_received += 1;
+                self.stats.pongs_received = self.stats.pongs_received.saturating_add(1);
                 if let Some(sent_at) = self.timers.instant_of(self.probe_sent) {
                     if self.probe_nonce == nonce {
                         self.probe_sent = Stamp::NONE;
@@ -323,7 +323,9 @@ impl Connection {
                 }
             }
             // Reserved for session resume; for now a sign of life only.
-            (_, _, Frame::Ack(_)) => self.stats.acks_received += 1,
+            (_, _, Frame::Ack(_)) => {
+                self.stats.acks_received = self.stats.acks_received.saturating_add(1)
+            }
             (_, _, Frame::Hello(_) | Frame::Welcome(_)) => {
                 self.protocol_error(now, "handshake frame after the handshake", events);
             }

@@ -678,7 +678,7 @@ impl Connection {
         self.set_state(State::Established);
         self.flags.set(Flag::Connected, true);
         self.flags.set(Flag::FrameSinceHandshake, false);
-        self.stats.handshakes += 1;
+        self.stats.handshakes = self.stats.handshakes.saturating_add(1);
         self.last_recv = self.timers.stamp(now);
         if let Some(hb) = self.config.heartbeat {
             self.ping_jitter_ms = self.next_jitter_ms();
@@ -794,7 +794,7 @@ impl Connection {
             let nonce = self.rng.next_u64();
             self.outbox.push_ping(nonce);
             self.probe_nonce = nonce;
-            self.stats.pings_sent += 1;
+            self.stats.pings_sent = self.stats.pings_sent.saturating_add(1);
         }
         self.probe_sent = self.timers.stamp(now);
         self.timers.set(Timer::Dead, now + timeout);
@@ -816,7 +816,7 @@ impl Connection {
             "{:?}: heartbeat deadline handled {late:?} late (local stall); re-probing the peer",
             self.role
         );
-        self.stats.stalls_forgiven += 1;
+        self.stats.stalls_forgiven = self.stats.stalls_forgiven.saturating_add(1);
         self.probe(now, hb.timeout);
     }
 
@@ -858,7 +858,7 @@ impl Connection {
                     // Our PING is stuck behind data the peer is visibly
                     // taking in: wait another T for its answer.
                     if let Some(hb) = self.config.heartbeat {
-                        self.stats.drain_extensions += 1;
+                        self.stats.drain_extensions = self.stats.drain_extensions.saturating_add(1);
                         self.timers.set(Timer::Dead, now + hb.timeout);
                     }
                 } else {
@@ -897,9 +897,12 @@ impl Connection {
     /// peer's own signs of life). Only compared for equality, so the low
     /// bits suffice (wrapping).
     fn talk_received(&self) -> u32 {
-        let quiet = u64::from(self.stats.pongs_received) + u64::from(self.stats.acks_received);
+        let quiet = self
+            .stats
+            .pongs_received
+            .wrapping_add(self.stats.acks_received);
         (self.stats.bytes_received as u32)
-            .wrapping_sub((quiet * codec::HEARTBEAT_FRAME_LEN as u64) as u32)
+            .wrapping_sub(quiet.wrapping_mul(codec::HEARTBEAT_FRAME_LEN as u64) as u32)
     }
 
     /// Receiving but saying nothing: send an ACK (the count of DATA frames
@@ -919,7 +922,7 @@ impl Connection {
         if self.talk_received() != self.recv_mark && self.pending_output() == 0 {
             let count = self.stats.messages_received - self.session_rx_base;
             codec::encode_ack(count, self.outbox.ctrl());
-            self.stats.acks_sent += 1;
+            self.stats.acks_sent = self.stats.acks_sent.saturating_add(1);
         }
         self.recv_mark = self.talk_received();
     }
@@ -1032,7 +1035,7 @@ impl Connection {
             }
         }
         self.close_reason = Some(Box::new(reason));
-        self.stats.disconnects += 1;
+        self.stats.disconnects = self.stats.disconnects.wrapping_add(1);
     }
 
     fn enter_closing(&mut self, now: Instant, events: &mut Vec<Event>) {

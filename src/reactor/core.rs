@@ -20,6 +20,7 @@ use mio::{Interest, Poll, Token};
 use slab::Slab;
 use socket2::SockRef;
 
+use super::id::Generation;
 use super::reply::ReplyRun;
 use super::slot::{Filed, Slot};
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
@@ -105,7 +106,8 @@ pub(crate) struct Core {
     /// it by [`set_now`](Self::set_now).
     now_tick: u64,
     stats: ReactorStats,
-    generation: u32,
+    /// The generation of the last id given out (see [`ConnId`]).
+    generation: u64,
     next_session: u64,
     seed: u64,
     /// Shutting down: close everything, give up waiting at this instant.
@@ -312,12 +314,12 @@ impl Core {
         config: Arc<Config>,
     ) -> io::Result<ListenerId> {
         let mut listener = net::listen(addr, ACCEPT_BACKLOG, &config.socket, config.heartbeat)?;
+        let generation = self.next_generation();
         let entry = self.listeners.vacant_entry();
         let index = entry.key();
-        self.generation = self.generation.wrapping_add(1);
         let id = ListenerId {
             index: index as u32,
-            generation: self.generation,
+            generation,
         };
         self.poll.registry().register(
             &mut listener,
@@ -453,17 +455,24 @@ impl Core {
 
     // ----- connections ----------------------------------------------------
 
+    /// A generation no id of this reactor had before (2^64 of them: the
+    /// counter does not wrap in practice, and wraps rather than panics).
+    fn next_generation(&mut self) -> Generation {
+        self.generation = self.generation.wrapping_add(1);
+        Generation::new(self.generation)
+    }
+
     fn next_seed(&mut self) -> u64 {
         self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         self.seed
     }
 
     fn insert(&mut self, conn: Connection, addr: SocketAddr, stream: Option<TcpStream>) -> ConnId {
-        self.generation = self.generation.wrapping_add(1);
+        let generation = self.next_generation();
         let entry = self.slots.vacant_entry();
         let id = ConnId {
             index: entry.key() as u32,
-            generation: self.generation,
+            generation,
         };
         entry.insert(Slot {
             id,

@@ -124,9 +124,9 @@ pub struct ConnStats {
     /// PINGs sent.
     pub pings_sent: u32,
     /// PONGs received.
-    pub pongs_received: u32,
+    pub pongs_received: u64,
     /// PINGs received (and answered).
-    pub pings_received: u32,
+    pub pings_received: u64,
     /// DATA frames sent.
     pub messages_sent: u64,
     /// DATA frames received.

@@ -121,8 +121,8 @@ fn idle_pings(latency: u64) -> usize {
     // Every PING was answered: pongs received equal pings sent.
     let c = pair.client.stats();
     let s = pair.server().stats();
-    assert_eq!(c.pongs_received, c.pings_sent);
-    assert_eq!(s.pongs_received, s.pings_sent);
+    assert_eq!(c.pongs_received, u64::from(c.pings_sent));
+    assert_eq!(s.pongs_received, u64::from(s.pings_sent));
     pair.client_pings().len() + pair.server_pings().len()
 }
 

@@ -5,6 +5,7 @@
 //! delivery, so every test states exact instants.
 
 mod close;
+mod counters;
 mod handshake;
 mod input;
 mod liveness;
@@ -457,7 +458,8 @@ fn a_connection_fits_its_memory_budget() {
     // the state machine's share is this. Growing it is a decision, not an
     // accident.
     let size = std::mem::size_of::<Connection>();
-    assert!(size <= 336, "Connection grew to {size} bytes");
+    // (344: 8 bytes count the messages handed back undelivered.)
+    assert!(size <= 344, "Connection grew to {size} bytes");
     // An idle connection holds no heap buffers besides the shared config.
     let mut pair = Pair::connected(config());
     pair.run_for(ms(5_000)); // heartbeats exchanged, idle timer ran

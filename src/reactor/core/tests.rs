@@ -126,3 +126,25 @@ fn an_entry_left_in_place_never_fires_after_the_deadline_it_stands_for() {
         );
     }
 }
+
+#[test]
+fn a_stale_id_never_reaches_a_connection_that_reuses_its_slot() {
+    let mut core = Core::new(Config::default()).expect("core");
+    let addr = "127.0.0.1:9".parse().expect("addr");
+    let conn = |core: &Core| Connection::server(core.config.clone(), core.now, 1, 1);
+    let old = core.insert(conn(&core), addr, None);
+    core.slots.remove(old.index as usize);
+    // 2^32 more connections came and went elsewhere: the counter as they
+    // left it.
+    core.generation = 1 << 32;
+    let new = core.insert(conn(&core), addr, None);
+    assert_eq!(new.index, old.index, "the slot is reused");
+    assert_ne!(new, old);
+    assert_ne!(new.as_u64(), old.as_u64());
+    assert_eq!(
+        core.slot_index(old),
+        None,
+        "the stale id reaches the new connection"
+    );
+    assert_eq!(core.slot_index(new), Some(new.index as usize));
+}
