@@ -1,0 +1,205 @@
+//! How a connection ends: failing with a CLOSE, losing the socket,
+//! reporting the disconnect and deciding on a redial, closing the socket,
+//! and handing back the messages it will not send.
+//!
+//! Every drop of queued output goes through [`Connection::hand_back`], so
+//! no message is dropped without an [`Event::Undelivered`].
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use log::debug;
+
+use super::flags::Flag;
+use super::outbox::Outbox;
+use super::timer::{Stamp, Timer};
+use super::{Connection, Event, Role, State, UndeliveredCause};
+use crate::codec;
+use crate::error::{CloseCode, DisconnectReason};
+
+impl Connection {
+    pub(super) fn protocol_error(
+        &mut self,
+        now: Instant,
+        detail: &'static str,
+        events: &mut Vec<Event>,
+    ) {
+        let code = CloseCode::PROTOCOL_ERROR;
+        self.fail(
+            now,
+            DisconnectReason::ProtocolError { code, detail },
+            events,
+        );
+    }
+
+    /// We end the connection for `reason` and tell the peer why: unstarted
+    /// output is dropped, CLOSE goes out at the next frame boundary.
+    pub(super) fn fail(&mut self, now: Instant, reason: DisconnectReason, events: &mut Vec<Event>) {
+        let code = reason
+            .close_code_sent()
+            .unwrap_or(CloseCode::INTERNAL_ERROR);
+        debug!("{:?}: closing with {code}: {reason}", self.role);
+        self.hand_back(events, |outbox, dropped| outbox.discard_unstarted(dropped));
+        let text = match &reason {
+            DisconnectReason::ProtocolError { detail, .. } => detail,
+            DisconnectReason::HeartbeatTimeout => "heartbeat timeout",
+            DisconnectReason::HandshakeTimeout => "handshake timeout",
+            DisconnectReason::PolicyViolation { detail } => detail,
+            _ => "",
+        };
+        codec::encode_close(code, text, self.outbox.ctrl());
+        self.disconnect(now, reason, events);
+        self.enter_closing(now, events);
+    }
+
+    /// The socket is unusable or the peer said goodbye: close it at once,
+    /// sending nothing more.
+    pub(super) fn lose(&mut self, now: Instant, reason: DisconnectReason, events: &mut Vec<Event>) {
+        debug!("{:?}: lost: {reason}", self.role);
+        self.disconnect(now, reason, events);
+        self.close_socket(events);
+    }
+
+    /// Reports the end of the current socket's session and decides what
+    /// comes next (a redial, or nothing).
+    pub(super) fn disconnect(
+        &mut self,
+        now: Instant,
+        reason: DisconnectReason,
+        events: &mut Vec<Event>,
+    ) {
+        for timer in [
+            Timer::Connect,
+            Timer::Handshake,
+            Timer::Idle,
+            Timer::Dead,
+            Timer::Healthy,
+            Timer::WriteStall,
+            Timer::WriteIdle,
+        ] {
+            self.timers.stop(timer);
+        }
+        self.probe_sent = Stamp::NONE;
+        self.flags.set(Flag::HealthyPending, false);
+        self.flags.set(Flag::SocketFull, false);
+        self.flags.set(Flag::PeerDrained, false);
+        // The disconnect tells the application; room comes with the next
+        // connection.
+        self.flags.set(Flag::Refused, false);
+        self.last_ping_rx = Stamp::NONE;
+        self.ping_strikes = 0;
+        if self.flags.take(Flag::Connected) {
+            events.push(Event::Disconnected {
+                reason: reason.clone(),
+            });
+        }
+        if self.role == Role::Client && !self.flags.get(Flag::Stopping) {
+            match self
+                .attempts
+                .next_delay(&self.config.backoff, &mut self.rng)
+            {
+                Some(delay) => {
+                    self.timers.set(Timer::Reconnect, now + delay);
+                    events.push(Event::Reconnecting {
+                        attempt: self.attempts.get(),
+                        delay,
+                        reason: reason.clone(),
+                    });
+                }
+                None => {
+                    self.flags.set(Flag::Stopping, true);
+                    events.push(Event::GaveUp {
+                        attempts: self.attempts.get(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        self.close_reason = Some(Box::new(reason));
+        self.stats.disconnects = self.stats.disconnects.wrapping_add(1);
+    }
+
+    pub(super) fn enter_closing(&mut self, now: Instant, events: &mut Vec<Event>) {
+        self.recv = BytesMut::new();
+        self.set_state(State::Closing);
+        self.timers
+            .set(Timer::Linger, now + self.config.close_linger);
+        if self.outbox.is_empty() {
+            self.close_socket(events);
+        }
+    }
+
+    /// Asks the driver to close the socket and moves on to backoff or to
+    /// the end.
+    pub(super) fn close_socket(&mut self, events: &mut Vec<Event>) {
+        if !self.state.has_socket() {
+            return;
+        }
+        self.drop_socket(events);
+        if self.timers.is_armed(Timer::Reconnect) {
+            self.set_state(State::Backoff);
+        } else {
+            self.finish(events);
+        }
+    }
+
+    /// Asks the driver to close the socket and forgets everything tied to
+    /// it. Messages not completely written are handed back.
+    pub(super) fn drop_socket(&mut self, events: &mut Vec<Event>) {
+        self.actions.close_socket = true;
+        self.flags.set(Flag::ReadClosed, false);
+        self.recv = BytesMut::new();
+        self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
+        self.timers.stop(Timer::Linger);
+        // Armed while Closing, it watched this socket, not the next one.
+        self.timers.stop(Timer::WriteStall);
+        // The buffers it watched are gone.
+        self.timers.stop(Timer::Trim);
+    }
+
+    /// Terminal.
+    pub(super) fn finish(&mut self, events: &mut Vec<Event>) {
+        self.timers.stop_all();
+        self.recv = BytesMut::new();
+        self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
+        self.set_state(State::Closed);
+    }
+
+    /// Drops queued output with `drop` and hands the messages it dropped
+    /// back to the application in one [`Event::Undelivered`] (none if it
+    /// dropped no message).
+    pub(super) fn hand_back(
+        &mut self,
+        events: &mut Vec<Event>,
+        drop: impl FnOnce(&mut Outbox, &mut Vec<Bytes>),
+    ) {
+        let mut messages = Vec::new();
+        drop(&mut self.outbox, &mut messages);
+        if !messages.is_empty() {
+            self.stats.messages_undelivered += messages.len() as u64;
+            debug!(
+                "{:?}: {} queued messages not sent",
+                self.role,
+                messages.len()
+            );
+            events.push(Event::Undelivered {
+                messages,
+                cause: UndeliveredCause::Dropped,
+            });
+        }
+    }
+
+    pub(super) fn begin_connect(&mut self, now: Instant) {
+        self.set_state(State::Connecting);
+        self.timers
+            .set(Timer::Connect, now + self.config.connect_timeout);
+        self.actions.connect = true;
+    }
+
+    pub(super) fn set_state(&mut self, next: State) {
+        if self.state != next {
+            debug!("{:?}: {} => {}", self.role, self.state, next);
+            self.state = next;
+        }
+    }
+}
