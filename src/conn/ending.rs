@@ -5,14 +5,14 @@
 //! Every drop of queued output goes through [`Connection::hand_back`], so
 //! no message is dropped without an [`Event::Undelivered`].
 
+use std::mem;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use log::debug;
 
 use super::flags::Flag;
-use super::outbox::Outbox;
-use super::timer::{Stamp, Timer};
+use super::timer::Timer;
 use super::{Connection, Event, Role, State, UndeliveredCause};
 use crate::codec;
 use crate::error::{CloseCode, DisconnectReason};
@@ -39,7 +39,9 @@ impl Connection {
             .close_code_sent()
             .unwrap_or(CloseCode::INTERNAL_ERROR);
         debug!("{:?}: closing with {code}: {reason}", self.role);
-        self.hand_back(events, |outbox, dropped| outbox.discard_unstarted(dropped));
+        let mut dropped = Vec::new();
+        self.sock.outbox.discard_unstarted(&mut dropped);
+        self.hand_back(dropped, events);
         let text = match &reason {
             DisconnectReason::ProtocolError { detail, .. } => detail,
             DisconnectReason::HeartbeatTimeout => "heartbeat timeout",
@@ -47,7 +49,7 @@ impl Connection {
             DisconnectReason::PolicyViolation { detail } => detail,
             _ => "",
         };
-        codec::encode_close(code, text, self.outbox.ctrl());
+        codec::encode_close(code, text, self.sock.outbox.ctrl());
         self.disconnect(now, reason, events);
         self.enter_closing(now, events);
     }
@@ -79,21 +81,17 @@ impl Connection {
         ] {
             self.timers.stop(timer);
         }
-        self.probe_sent = Stamp::NONE;
-        self.flags.set(Flag::HealthyPending, false);
-        self.flags.set(Flag::SocketFull, false);
-        self.flags.set(Flag::PeerDrained, false);
-        // The disconnect tells the application; room comes with the next
-        // connection.
-        self.flags.set(Flag::Refused, false);
-        self.last_ping_rx = Stamp::NONE;
-        self.ping_strikes = 0;
-        if self.flags.take(Flag::Connected) {
+        // The rest of the socket's state goes with the socket (see
+        // `drop_socket`); a socket still flushing (Closing) reads nothing
+        // and runs none of the timers stopped here. A refused sender
+        // learns of the end, not of room.
+        self.sock.flags.set(Flag::Refused, false);
+        if self.sock.flags.take(Flag::Connected) {
             events.push(Event::Disconnected {
                 reason: reason.clone(),
             });
         }
-        if self.role == Role::Client && !self.flags.get(Flag::Stopping) {
+        if self.role == Role::Client && !self.stopping {
             match self
                 .attempts
                 .next_delay(&self.config.backoff, &mut self.rng)
@@ -107,7 +105,7 @@ impl Connection {
                     });
                 }
                 None => {
-                    self.flags.set(Flag::Stopping, true);
+                    self.stopping = true;
                     events.push(Event::GaveUp {
                         attempts: self.attempts.get(),
                         reason: reason.clone(),
@@ -120,11 +118,11 @@ impl Connection {
     }
 
     pub(super) fn enter_closing(&mut self, now: Instant, events: &mut Vec<Event>) {
-        self.recv = BytesMut::new();
+        self.sock.recv = BytesMut::new();
         self.set_state(State::Closing);
         self.timers
             .set(Timer::Linger, now + self.config.close_linger);
-        if self.outbox.is_empty() {
+        if self.sock.outbox.is_empty() {
             self.close_socket(events);
         }
     }
@@ -147,9 +145,7 @@ impl Connection {
     /// it. Messages not completely written are handed back.
     pub(super) fn drop_socket(&mut self, events: &mut Vec<Event>) {
         self.actions.close_socket = true;
-        self.flags.set(Flag::ReadClosed, false);
-        self.recv = BytesMut::new();
-        self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
+        self.forget_socket(events);
         self.timers.stop(Timer::Linger);
         // Armed while Closing, it watched this socket, not the next one.
         self.timers.stop(Timer::WriteStall);
@@ -160,21 +156,22 @@ impl Connection {
     /// Terminal.
     pub(super) fn finish(&mut self, events: &mut Vec<Event>) {
         self.timers.stop_all();
-        self.recv = BytesMut::new();
-        self.hand_back(events, |outbox, dropped| outbox.clear(dropped));
+        self.forget_socket(events);
         self.set_state(State::Closed);
     }
 
-    /// Drops queued output with `drop` and hands the messages it dropped
-    /// back to the application in one [`Event::Undelivered`] (none if it
-    /// dropped no message).
-    pub(super) fn hand_back(
-        &mut self,
-        events: &mut Vec<Event>,
-        drop: impl FnOnce(&mut Outbox, &mut Vec<Bytes>),
-    ) {
-        let mut messages = Vec::new();
-        drop(&mut self.outbox, &mut messages);
+    /// Drops the socket's state whole (a redial starts from a fresh one),
+    /// handing back the messages its output still held.
+    fn forget_socket(&mut self, events: &mut Vec<Event>) {
+        let mut old = mem::take(&mut self.sock);
+        let mut dropped = Vec::new();
+        old.outbox.clear(&mut dropped);
+        self.hand_back(dropped, events);
+    }
+
+    /// Hands `messages`, dropped from the output, back to the application
+    /// in one [`Event::Undelivered`] (nothing if there are none).
+    pub(super) fn hand_back(&mut self, messages: Vec<Bytes>, events: &mut Vec<Event>) {
         if !messages.is_empty() {
             self.stats.messages_undelivered += messages.len() as u64;
             debug!(

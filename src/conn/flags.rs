@@ -1,33 +1,32 @@
-//! The yes/no facts a connection keeps, packed into one byte.
+//! The yes/no facts a connection keeps about its socket, packed into one
+//! byte.
 //!
 //! Plain bit arithmetic; nothing here decides anything. One byte instead of
 //! eight keeps the per-connection budget (see `a_connection_fits_its_memory_budget`).
 
-/// One fact about a connection (see the fields' docs in `Connection`).
+/// One fact about a connection's current socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Flag {
-    /// The application closed us: never redial.
-    Stopping = 1 << 0,
     /// The peer ended its stream (EOF) while replies were still queued:
     /// the socket stays open only to write them; nothing more is read.
-    ReadClosed = 1 << 1,
+    ReadClosed = 1 << 0,
     /// `Connected` was reported for the current socket.
-    Connected = 1 << 2,
+    Connected = 1 << 1,
     /// A frame arrived since the handshake on the current socket.
-    FrameSinceHandshake = 1 << 3,
+    FrameSinceHandshake = 1 << 2,
     /// The healthy period passed but no frame had arrived yet.
-    HealthyPending = 1 << 4,
+    HealthyPending = 1 << 3,
     /// The socket refused output (its send buffer was full) and has not
     /// taken any since.
-    SocketFull = 1 << 5,
+    SocketFull = 1 << 4,
     /// Since our last PING, a full socket took more output: the peer's TCP
     /// acknowledged our data, so the peer is alive and reading even if its
     /// PONG is stuck behind our data.
-    PeerDrained = 1 << 6,
+    PeerDrained = 1 << 5,
     /// A send was refused with backpressure and no `Event::Drained` has
     /// followed yet.
-    Refused = 1 << 7,
+    Refused = 1 << 6,
 }
 
 /// A set of [`Flag`]s.
@@ -65,7 +64,6 @@ mod tests {
     #[test]
     fn each_flag_is_its_own_bit() {
         let all = [
-            Flag::Stopping,
             Flag::ReadClosed,
             Flag::Connected,
             Flag::FrameSinceHandshake,

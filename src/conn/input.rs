@@ -67,28 +67,28 @@ impl Connection {
         }
         self.stats.bytes_received += data.len() as u64;
         self.note_life(now);
-        if self.recv.is_empty() {
+        if self.sock.recv.is_empty() {
             return None;
         }
         // Move over just the bytes that finish the kept frame: its header
         // first, then (its length known) the rest, so `data` goes on from
         // a frame boundary.
-        if self.recv.len() < HEADER_LEN {
-            let n = (HEADER_LEN - self.recv.len()).min(data.len());
-            self.recv.extend_from_slice(&data[..n]);
+        if self.sock.recv.len() < HEADER_LEN {
+            let n = (HEADER_LEN - self.sock.recv.len()).min(data.len());
+            self.sock.recv.extend_from_slice(&data[..n]);
             data.advance(n);
         }
         // A header this side refuses (a first frame of the wrong kind) is
         // not completed: `poll_input` rejects it on its own.
         let pending = self
             .decoder()
-            .pending_frame_len(&self.recv)
-            .filter(|_| !self.refuses_first(&self.recv));
+            .pending_frame_len(&self.sock.recv)
+            .filter(|_| !self.refuses_first(&self.sock.recv));
         if let Some(total) = pending {
-            let n = total.saturating_sub(self.recv.len()).min(data.len());
-            self.recv.extend_from_slice(&data[..n]);
+            let n = total.saturating_sub(self.sock.recv.len()).min(data.len());
+            self.sock.recv.extend_from_slice(&data[..n]);
             data.advance(n);
-            if self.recv.len() < total {
+            if self.sock.recv.len() < total {
                 // Still incomplete (and `data` used up): keep growing it
                 // in place.
                 return None;
@@ -96,7 +96,7 @@ impl Connection {
         }
         // A whole frame, or a header to reject, or (with `data` used up)
         // a header still too short to know: `poll_input` tells which.
-        Some(mem::take(&mut self.recv))
+        Some(mem::take(&mut self.sock.recv))
     }
 
     /// Processes the frames at the front of `buf` up to the next DATA
@@ -207,16 +207,16 @@ impl Connection {
     pub fn end_input(&mut self, data: &mut BytesMut) {
         self.note_talk();
         if self.is_reading() && !data.is_empty() {
-            if self.recv.is_empty() {
+            if self.sock.recv.is_empty() {
                 let want = self
                     .decoder()
                     .pending_frame_len(data)
                     .unwrap_or(HEADER_LEN)
                     .min(PARTIAL_RESERVE_CAP)
                     .max(data.len());
-                self.recv.reserve(want);
+                self.sock.recv.reserve(want);
             }
-            self.recv.extend_from_slice(data);
+            self.sock.recv.extend_from_slice(data);
         }
         data.clear();
     }
@@ -264,8 +264,8 @@ impl Connection {
     #[inline]
     fn on_frame_start(&mut self) {
         if self.state == State::Established {
-            self.flags.set(Flag::FrameSinceHandshake, true);
-            if self.flags.take(Flag::HealthyPending) {
+            self.sock.flags.set(Flag::FrameSinceHandshake, true);
+            if self.sock.flags.take(Flag::HealthyPending) {
                 self.attempts.reset();
             }
         }
@@ -280,7 +280,7 @@ impl Connection {
             }
             (State::Handshaking, Role::Server, Frame::Hello(hello)) => {
                 let welcome = self.our_handshake();
-                codec::encode_welcome(&welcome, self.outbox.ctrl());
+                codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
                 self.establish(now, &hello, events);
             }
             (State::Handshaking, Role::Client, Frame::Welcome(welcome)) => {
@@ -301,7 +301,7 @@ impl Connection {
                 if self.ping_flood(now) {
                     let detail = "too many pings";
                     self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
-                } else if self.outbox.len() + codec::HEARTBEAT_FRAME_LEN
+                } else if self.sock.outbox.len() + codec::HEARTBEAT_FRAME_LEN
                     > self.config.max_outbound.saturating_add(PONG_BACKLOG)
                 {
                     // The peer keeps pinging but does not read our answers:
@@ -309,15 +309,15 @@ impl Connection {
                     let detail = "PONGs not read";
                     self.fail(now, DisconnectReason::PolicyViolation { detail }, events);
                 } else {
-                    codec::encode_pong(nonce, self.outbox.ctrl());
+                    codec::encode_pong(nonce, self.sock.outbox.ctrl());
                     self.redraw_ping_jitter();
                 }
             }
             (_, _, Frame::Pong(nonce)) => {
                 self.stats.pongs_received = self.stats.pongs_received.saturating_add(1);
-                if let Some(sent_at) = self.timers.instant_of(self.probe_sent) {
-                    if self.probe_nonce == nonce {
-                        self.probe_sent = Stamp::NONE;
+                if let Some(sent_at) = self.timers.instant_of(self.sock.probe_sent) {
+                    if self.sock.probe_nonce == nonce {
+                        self.sock.probe_sent = Stamp::NONE;
                         self.rtt.sample(now.saturating_duration_since(sent_at));
                     }
                 }
@@ -340,14 +340,14 @@ impl Connection {
         };
         let too_soon = self
             .timers
-            .instant_of(self.last_ping_rx)
+            .instant_of(self.sock.last_ping_rx)
             .is_some_and(|last| now.saturating_duration_since(last) < policy.min_interval);
-        self.last_ping_rx = self.timers.stamp(now);
+        self.sock.last_ping_rx = self.timers.stamp(now);
         if too_soon {
-            self.ping_strikes = self.ping_strikes.saturating_add(1);
+            self.sock.ping_strikes = self.sock.ping_strikes.saturating_add(1);
         } else {
-            self.ping_strikes = 0;
+            self.sock.ping_strikes = 0;
         }
-        u32::from(self.ping_strikes) > policy.max_strikes
+        u32::from(self.sock.ping_strikes) > policy.max_strikes
     }
 }

@@ -58,6 +58,7 @@ mod flags;
 mod input;
 mod outbox;
 mod rtt;
+mod socket;
 mod state;
 mod timer;
 
@@ -79,10 +80,10 @@ use crate::error::{CloseCode, DisconnectReason};
 use crate::rng::Rng;
 
 pub use event::{Action, Event, PeerInfo, SendError, Stats, UndeliveredCause};
-use flags::{Flag, Flags};
-use outbox::Outbox;
+use flags::Flag;
 pub(crate) use outbox::COPY_MAX;
 pub use rtt::RttEstimator;
+use socket::Socket;
 pub use state::{Role, State};
 pub use timer::Timer;
 use timer::{Stamp, TimerTable};
@@ -110,45 +111,29 @@ pub struct Connection {
     config: Arc<Config>,
     role: Role,
     state: State,
-    /// Bytes of an incomplete frame; empty (and unallocated) otherwise.
-    recv: BytesMut,
-    outbox: Outbox,
+    /// Everything that belongs to the current socket, dropped whole with
+    /// it: a redial starts from a fresh one.
+    sock: Socket,
     timers: TimerTable,
     actions: Actions,
     rng: Rng,
-    /// When the last byte arrived (meaningful once established).
-    last_recv: Stamp,
-    /// Jitter added to the current heartbeat interval (≤ 10 % of `I`), ms.
-    ping_jitter_ms: u32,
-    /// The outstanding PING's nonce, and when the probe it serves began
-    /// (queued, or reused while still queued), for an RTT sample.
-    probe_nonce: u64,
-    probe_sent: Stamp,
     rtt: RttEstimator,
     /// Client: redial attempts since the last healthy connection (the
     /// schedule itself is `config.backoff`, the jitter comes from `rng`).
     attempts: Attempts,
-    /// Yes/no facts: stopping (never redial), read closed, connected
-    /// reported, a frame since the handshake, healthy pending, socket
-    /// full, peer drained, a send refused (see [`Flag`]).
-    flags: Flags,
+    /// When the last byte from the peer arrived, on whichever socket: a
+    /// fact of the link's history (the heartbeat deadlines of the current
+    /// socket count from it once it is established).
+    last_recv: Stamp,
+    /// The application closed us (or the backoff gave up): never redial.
+    stopping: bool,
+    /// Low 32 bits of `stats.bytes_sent` when the write-stall timer was
+    /// armed (only compared for equality). It belongs with that timer, in
+    /// the connection's table: set whenever the timer is armed.
+    stall_mark: u32,
     session_id: u64,
     /// Boxed: needed once per ending, not worth 32 bytes on every connection.
     close_reason: Option<Box<DisconnectReason>>,
-    /// When the peer's previous PING arrived, and how many came too soon
-    /// (one byte: `PingFlood::MAX_STRIKES` is below its saturation).
-    last_ping_rx: Stamp,
-    ping_strikes: u8,
-    /// Write-idle period in ms (half the shorter of our and the peer's
-    /// heartbeat interval; 0: off), and the low 32 bits of the talk
-    /// received (see `talk_received`) when we last wrote or checked.
-    write_idle_ms: u32,
-    recv_mark: u32,
-    /// `messages_received` when this session began (ACK counts per session).
-    session_rx_base: u64,
-    /// Low 32 bits of `stats.bytes_sent` when the write-stall timer was
-    /// armed (only compared for equality).
-    stall_mark: u32,
     stats: Stats,
 }
 
@@ -180,26 +165,17 @@ impl Connection {
         Connection {
             role,
             state,
-            recv: BytesMut::new(),
-            outbox: Outbox::default(),
+            sock: Socket::default(),
             timers: TimerTable::default(),
             actions: Actions::default(),
             rng,
-            last_recv: Stamp::NONE,
-            ping_jitter_ms: 0,
-            probe_nonce: 0,
-            probe_sent: Stamp::NONE,
             rtt: RttEstimator::default(),
             attempts: Attempts::default(),
+            last_recv: Stamp::NONE,
+            stopping: false,
+            stall_mark: 0,
             session_id: 0,
             close_reason: None,
-            last_ping_rx: Stamp::NONE,
-            ping_strikes: 0,
-            write_idle_ms: 0,
-            recv_mark: 0,
-            session_rx_base: 0,
-            stall_mark: 0,
-            flags: Flags::default(),
             stats: Stats::default(),
             config,
         }
@@ -225,7 +201,7 @@ impl Connection {
         self.timers
             .set(Timer::Handshake, now + self.config.handshake_timeout);
         let hello = self.our_handshake();
-        codec::encode_hello(&hello, self.outbox.ctrl());
+        codec::encode_hello(&hello, self.sock.outbox.ctrl());
     }
 
     /// Client: the TCP connect failed; schedules a redial.
@@ -253,21 +229,21 @@ impl Connection {
     /// at once; so it is when the peer ends while we are closing.
     pub fn handle_eof(&mut self, now: Instant, events: &mut Vec<Event>) {
         match self.state {
-            State::Established if !self.outbox.is_empty() => {
+            State::Established if !self.sock.outbox.is_empty() => {
                 debug!(
                     "{:?}: lost: {}; flushing {} bytes first",
                     self.role,
                     DisconnectReason::PeerEof,
-                    self.outbox.len()
+                    self.sock.outbox.len()
                 );
-                self.flags.set(Flag::ReadClosed, true);
+                self.sock.flags.set(Flag::ReadClosed, true);
                 self.disconnect(now, DisconnectReason::PeerEof, events);
                 self.enter_closing(now, events);
             }
             State::Handshaking | State::Established => {
                 self.lose(now, DisconnectReason::PeerEof, events)
             }
-            State::Closing if !self.flags.get(Flag::ReadClosed) => self.close_socket(events),
+            State::Closing if !self.sock.flags.get(Flag::ReadClosed) => self.close_socket(events),
             _ => {}
         }
     }
@@ -298,7 +274,7 @@ impl Connection {
     /// `max_frame`, or when the output queue would pass `max_outbound`.
     pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.may_send(payload.len())?;
-        self.outbox.push_data(payload);
+        self.sock.outbox.push_data(payload);
         self.note_send();
         Ok(())
     }
@@ -307,7 +283,7 @@ impl Connection {
     /// A small message is copied straight into the output (no allocation).
     pub fn send_slice(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.may_send(payload.len())?;
-        self.outbox.push_slice(payload);
+        self.sock.outbox.push_slice(payload);
         self.note_send();
         Ok(())
     }
@@ -319,7 +295,7 @@ impl Connection {
     #[inline]
     pub(crate) fn send_framed(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.may_send(frame.len().saturating_sub(HEADER_LEN))?;
-        self.outbox.push_framed(frame);
+        self.sock.outbox.push_framed(frame);
         self.note_send();
         Ok(())
     }
@@ -336,8 +312,8 @@ impl Connection {
         if self.state != State::Established {
             return None;
         }
-        let (run, room) = self.outbox.take_open_run()?;
-        let queued = self.outbox.len() + run.len();
+        let (run, room) = self.sock.outbox.take_open_run()?;
+        let queued = self.sock.outbox.len() + run.len();
         let room = room.min(self.config.max_outbound.saturating_sub(queued));
         let max_payload = self.config.max_frame.min(COPY_MAX);
         Some((run, room, max_payload))
@@ -351,8 +327,12 @@ impl Connection {
         if self.state != State::Established {
             return None;
         }
-        let (run, room) = self.outbox.take_fresh_run()?;
-        let room = room.min(self.config.max_outbound.saturating_sub(self.outbox.len()));
+        let (run, room) = self.sock.outbox.take_fresh_run()?;
+        let room = room.min(
+            self.config
+                .max_outbound
+                .saturating_sub(self.sock.outbox.len()),
+        );
         let max_payload = self.config.max_frame.min(COPY_MAX);
         Some((run, room, max_payload))
     }
@@ -361,7 +341,7 @@ impl Connection {
     /// [`lend_fresh_run`](Self::lend_fresh_run), with `messages` frames
     /// appended to it since.
     pub(crate) fn return_run(&mut self, run: BytesMut, messages: u64) {
-        self.outbox.put_back_run(run);
+        self.sock.outbox.put_back_run(run);
         if messages > 0 {
             // As `note_send` for each: counted, and the trim timer armed
             // (a fresh run's first message did not pass `note_send`).
@@ -402,7 +382,7 @@ impl Connection {
     /// talks, no heartbeats), and one that stopped sending is looked at at
     /// most twice more.
     fn on_trim(&mut self, now: Instant) {
-        if !self.outbox.is_empty() || self.outbox.release_idle_memory() {
+        if !self.sock.outbox.is_empty() || self.sock.outbox.release_idle_memory() {
             let due = now + self.trim_period();
             self.timers.set(Timer::Trim, due);
         }
@@ -417,12 +397,12 @@ impl Connection {
         if len > max {
             return Err(SendError::TooLarge { len, max });
         }
-        let queued = self.outbox.len();
+        let queued = self.sock.outbox.len();
         let limit = self.config.max_outbound;
         // Saturating: `queued` counts a shared payload once per send, and
         // on a 32-bit target `max_frame` alone may approach `usize::MAX`.
         if queued.saturating_add(HEADER_LEN).saturating_add(len) > limit {
-            self.flags.set(Flag::Refused, true);
+            self.sock.flags.set(Flag::Refused, true);
             return Err(SendError::Backpressure { queued, limit });
         }
         Ok(())
@@ -434,8 +414,10 @@ impl Connection {
     /// below since. Cheap when nothing was refused.
     #[inline]
     pub fn poll_drain(&mut self, events: &mut Vec<Event>) {
-        if self.flags.get(Flag::Refused) && self.outbox.len() <= self.config.max_outbound / 2 {
-            self.flags.set(Flag::Refused, false);
+        if self.sock.flags.get(Flag::Refused)
+            && self.sock.outbox.len() <= self.config.max_outbound / 2
+        {
+            self.sock.flags.set(Flag::Refused, false);
             if self.state == State::Established {
                 events.push(Event::Drained);
             }
@@ -446,7 +428,7 @@ impl Connection {
     /// flushed, then CLOSE `code` with `reason` (truncated to 123 bytes) is
     /// sent and the socket closed. A client stops redialling.
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str, events: &mut Vec<Event>) {
-        self.flags.set(Flag::Stopping, true);
+        self.stopping = true;
         self.timers.stop(Timer::Reconnect);
         match self.state {
             State::Idle | State::Backoff => self.finish(events),
@@ -455,7 +437,7 @@ impl Connection {
                 self.finish(events);
             }
             State::Handshaking | State::Established => {
-                codec::encode_close(code, reason, self.outbox.tail());
+                codec::encode_close(code, reason, self.sock.outbox.tail());
                 self.disconnect(now, DisconnectReason::LocalClose(code), events);
                 self.enter_closing(now, events);
             }
@@ -468,7 +450,7 @@ impl Connection {
     /// messages are handed back ([`Event::Undelivered`]), and the
     /// connection ends [`State::Closed`], never to redial.
     pub fn abort(&mut self, now: Instant, events: &mut Vec<Event>) {
-        self.flags.set(Flag::Stopping, true);
+        self.stopping = true;
         self.timers.stop(Timer::Reconnect);
         if matches!(self.state, State::Handshaking | State::Established) {
             self.disconnect(
@@ -486,19 +468,19 @@ impl Connection {
     /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
     /// slices were written to the socket.
     pub fn advance_transmit(&mut self, n: usize) {
-        self.outbox.advance(n);
+        self.sock.outbox.advance(n);
         self.stats.bytes_sent += n as u64;
         if n > 0 {
             // We said something: whatever the peer said so far is
             // answered (see `on_write_idle`).
             self.timers.stop(Timer::WriteIdle);
-            self.recv_mark = self.talk_received();
-            if self.flags.take(Flag::SocketFull) {
+            self.sock.recv_mark = self.talk_received();
+            if self.sock.flags.take(Flag::SocketFull) {
                 // Room in a full send buffer appears only as the peer acks.
-                self.flags.set(Flag::PeerDrained, true);
+                self.sock.flags.set(Flag::PeerDrained, true);
             }
         }
-        if self.state == State::Closing && self.outbox.is_empty() {
+        if self.state == State::Closing && self.sock.outbox.is_empty() {
             // Nothing is queued: nothing can be handed back.
             self.close_socket(&mut Vec::new());
         }
@@ -512,7 +494,7 @@ impl Connection {
     /// tell a live, reading peer from a dead one: when a full socket takes
     /// more output, the peer acknowledged data, and that counts as life.
     pub fn handle_write_blocked(&mut self, now: Instant) {
-        self.flags.set(Flag::SocketFull, true);
+        self.sock.flags.set(Flag::SocketFull, true);
         let Some(timeout) = self.config.write_stall_timeout else {
             return;
         };
@@ -528,7 +510,7 @@ impl Connection {
     /// many it filled (0: nothing to write). Write them with one vectored
     /// write, then report the count with [`advance_transmit`](Self::advance_transmit).
     pub fn transmit<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        self.outbox.chunks(dst)
+        self.sock.outbox.chunks(dst)
     }
 
     /// All pending output when it is one contiguous slice, to write with
@@ -537,7 +519,7 @@ impl Connection {
     /// nothing is pending.
     #[inline]
     pub(crate) fn transmit_contiguous(&self) -> Option<&[u8]> {
-        self.outbox.contiguous()
+        self.sock.outbox.contiguous()
     }
 
     /// Moves all pending output into `dst` (for tests and simple drivers
@@ -545,7 +527,7 @@ impl Connection {
     pub fn transmit_into(&mut self, dst: &mut BytesMut) {
         loop {
             let mut iov = [IoSlice::new(&[]); 16];
-            let n = self.outbox.chunks(&mut iov);
+            let n = self.sock.outbox.chunks(&mut iov);
             if n == 0 {
                 return;
             }
@@ -561,7 +543,7 @@ impl Connection {
     /// Bytes waiting to be written. While non-zero the driver wants
     /// writable readiness.
     pub fn pending_output(&self) -> usize {
-        self.outbox.len()
+        self.sock.outbox.len()
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
@@ -605,7 +587,7 @@ impl Connection {
     /// and a driver stops reading it (a level-triggered poll would
     /// otherwise report the end of stream again and again).
     pub fn is_read_closed(&self) -> bool {
-        self.flags.get(Flag::ReadClosed)
+        self.sock.flags.get(Flag::ReadClosed)
     }
 
     /// The configuration.
@@ -646,7 +628,7 @@ impl Connection {
 
     /// The jitter currently added to the heartbeat interval.
     pub fn ping_jitter(&self) -> Duration {
-        Duration::from_millis(self.ping_jitter_ms.into())
+        Duration::from_millis(self.sock.ping_jitter_ms.into())
     }
 
     /// When a named timer is armed to fire, if it is.
@@ -677,12 +659,12 @@ impl Connection {
     fn establish(&mut self, now: Instant, peer: &Handshake, events: &mut Vec<Event>) {
         self.timers.stop(Timer::Handshake);
         self.set_state(State::Established);
-        self.flags.set(Flag::Connected, true);
-        self.flags.set(Flag::FrameSinceHandshake, false);
+        self.sock.flags.set(Flag::Connected, true);
+        self.sock.flags.set(Flag::FrameSinceHandshake, false);
         self.stats.handshakes = self.stats.handshakes.saturating_add(1);
         self.last_recv = self.timers.stamp(now);
         if let Some(hb) = self.config.heartbeat {
-            self.ping_jitter_ms = self.next_jitter_ms();
+            self.sock.ping_jitter_ms = self.next_jitter_ms();
             self.timers
                 .set(Timer::Idle, now + hb.interval + self.ping_jitter());
         }
@@ -690,18 +672,18 @@ impl Connection {
             self.timers
                 .set(Timer::Healthy, now + self.config.healthy_period());
         }
-        self.session_rx_base = self.stats.messages_received;
+        self.sock.session_rx_base = self.stats.messages_received;
         let own = self
             .config
             .heartbeat
             .map_or(0, |hb| millis_u32(hb.interval));
-        self.write_idle_ms = match (own, peer.interval_ms) {
+        self.sock.write_idle_ms = match (own, peer.interval_ms) {
             (0, 0) => 0,
             (0, p) | (p, 0) => (p / 2).max(1),
             (a, b) => (a.min(b) / 2).max(1),
         };
         // The handshake needs no answer: talk counts from here.
-        self.recv_mark = self.talk_received();
+        self.sock.recv_mark = self.talk_received();
         events.push(Event::Connected(PeerInfo {
             interval: Duration::from_millis(peer.interval_ms.into()),
             timeout: Duration::from_millis(peer.timeout_ms.into()),
@@ -732,10 +714,10 @@ impl Connection {
     /// [`on_write_idle`](Self::on_write_idle)).
     #[inline]
     fn note_talk(&mut self) {
-        if self.write_idle_ms == 0
+        if self.sock.write_idle_ms == 0
             || self.state != State::Established
             || self.timers.is_armed(Timer::WriteIdle)
-            || self.talk_received() == self.recv_mark
+            || self.talk_received() == self.sock.recv_mark
         {
             return;
         }
@@ -757,7 +739,7 @@ impl Connection {
         if self.state != State::Established {
             return;
         }
-        self.ping_jitter_ms = self.next_jitter_ms();
+        self.sock.ping_jitter_ms = self.next_jitter_ms();
         let due = self.last_recv.after(hb.interval + self.ping_jitter());
         self.timers.set_stamp(Timer::Idle, due);
     }
@@ -773,12 +755,12 @@ impl Connection {
             return;
         }
         self.probe(now, hb.timeout);
-        self.flags.set(Flag::PeerDrained, false);
-        self.ping_jitter_ms = self.next_jitter_ms();
+        self.sock.flags.set(Flag::PeerDrained, false);
+        self.sock.ping_jitter_ms = self.next_jitter_ms();
         trace!(
             "{:?}: PING {:#x} after {:?} of silence",
             self.role,
-            self.probe_nonce,
+            self.sock.probe_nonce,
             now - last
         );
     }
@@ -791,13 +773,13 @@ impl Connection {
     /// PING queues up behind it. So at most one PING ever waits in the
     /// output, however long the socket takes nothing.
     fn probe(&mut self, now: Instant, timeout: Duration) {
-        if !self.outbox.ping_queued() {
+        if !self.sock.outbox.ping_queued() {
             let nonce = self.rng.next_u64();
-            self.outbox.push_ping(nonce);
-            self.probe_nonce = nonce;
+            self.sock.outbox.push_ping(nonce);
+            self.sock.probe_nonce = nonce;
             self.stats.pings_sent = self.stats.pings_sent.saturating_add(1);
         }
-        self.probe_sent = self.timers.stamp(now);
+        self.sock.probe_sent = self.timers.stamp(now);
         self.timers.set(Timer::Dead, now + timeout);
     }
 
@@ -855,7 +837,7 @@ impl Connection {
                     .saturating_add(self.config.stall_tolerance);
                 if late > allowed {
                     self.forgive_stall(now, late);
-                } else if self.flags.take(Flag::PeerDrained) {
+                } else if self.sock.flags.take(Flag::PeerDrained) {
                     // Our PING is stuck behind data the peer is visibly
                     // taking in: wait another T for its answer.
                     if let Some(hb) = self.config.heartbeat {
@@ -867,10 +849,10 @@ impl Connection {
                 }
             }
             (Timer::Healthy, State::Established) => {
-                if self.flags.get(Flag::FrameSinceHandshake) {
+                if self.sock.flags.get(Flag::FrameSinceHandshake) {
                     self.attempts.reset();
                 } else {
-                    self.flags.set(Flag::HealthyPending, true);
+                    self.sock.flags.set(Flag::HealthyPending, true);
                 }
             }
             (Timer::Linger, State::Closing) => self.close_socket(events),
@@ -890,7 +872,7 @@ impl Connection {
     }
 
     fn write_idle(&self) -> Duration {
-        Duration::from_millis(self.write_idle_ms.into())
+        Duration::from_millis(self.sock.write_idle_ms.into())
     }
 
     /// Low 32 bits of the bytes received that call for a sign of life back:
@@ -920,12 +902,12 @@ impl Connection {
     /// PING stops it, so it never fires there, and a busy connection never
     /// lets it come due either.
     fn on_write_idle(&mut self) {
-        if self.talk_received() != self.recv_mark && self.pending_output() == 0 {
-            let count = self.stats.messages_received - self.session_rx_base;
-            codec::encode_ack(count, self.outbox.ctrl());
+        if self.talk_received() != self.sock.recv_mark && self.pending_output() == 0 {
+            let count = self.stats.messages_received - self.sock.session_rx_base;
+            codec::encode_ack(count, self.sock.outbox.ctrl());
             self.stats.acks_sent = self.stats.acks_sent.saturating_add(1);
         }
-        self.recv_mark = self.talk_received();
+        self.sock.recv_mark = self.talk_received();
     }
 
     fn on_write_stall_timer(&mut self, now: Instant, events: &mut Vec<Event>) {

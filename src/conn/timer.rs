@@ -79,6 +79,13 @@ const LATEST: i64 = i64::MAX - 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp(i64);
 
+impl Default for Stamp {
+    /// [`Stamp::NONE`].
+    fn default() -> Self {
+        Stamp::NONE
+    }
+}
+
 impl Stamp {
     pub(crate) const NONE: Stamp = Stamp(UNARMED);
 

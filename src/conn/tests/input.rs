@@ -128,10 +128,10 @@ fn a_frame_larger_than_a_read_grows_in_place_and_arrives_whole() {
     let mut peak = 0;
     for read in wire.chunks(64 * 1024) {
         feed_stepwise(&mut conn, t0, read, &mut got, &mut events);
-        peak = peak.max(conn.recv.capacity());
+        peak = peak.max(conn.sock.recv.capacity());
     }
     assert_eq!(got, messages);
-    assert!(conn.recv.is_empty());
+    assert!(conn.sock.recv.is_empty());
     // The kept frame grew to its length, not to a multiple of it (a copy
     // back and forth per read would also show here as time, not memory).
     assert!(peak <= (1 << 20) + HEADER_LEN + 64 * 1024, "peak {peak}");
@@ -164,7 +164,7 @@ fn a_split_bad_header_is_rejected_as_soon_as_its_bytes_are_in() {
                 ),
                 "{bytes:?} cut {cut}: {events:?}"
             );
-            assert!(got.is_empty() && conn.recv.is_empty());
+            assert!(got.is_empty() && conn.sock.recv.is_empty());
         }
     }
 }
@@ -201,7 +201,7 @@ fn closing_between_messages_stops_the_input_and_keeps_nothing() {
     conn.close(t0, CloseCode::NORMAL, "enough", &mut events);
     assert_eq!(conn.poll_input(t0, &mut data, &mut events), None);
     conn.end_input(&mut data);
-    assert!(data.is_empty() && conn.recv.is_empty());
+    assert!(data.is_empty() && conn.sock.recv.is_empty());
     assert_eq!(conn.stats().messages_received, 1);
 }
 
@@ -245,14 +245,14 @@ fn a_data_header_before_hello_is_refused_with_its_fifth_byte() {
             assert_eq!(conn.state(), State::Handshaking, "before byte {i}");
             assert_eq!(conn.pending_output(), 0, "before byte {i}");
             feed(&mut conn, &[*b]);
-            assert!(conn.recv.len() <= HEADER_LEN);
+            assert!(conn.sock.recv.len() <= HEADER_LEN);
         }
         assert_eq!(conn.state(), State::Closing, "stepwise: {stepwise}");
-        assert!(conn.recv.is_empty());
+        assert!(conn.sock.recv.is_empty());
         // The trickle goes on: ignored, kept nowhere.
         for _ in 0..10 {
             feed(&mut conn, &[7; 100]);
-            assert!(conn.recv.is_empty());
+            assert!(conn.sock.recv.is_empty());
         }
         assert_eq!(sent(&mut conn), refused("expected HELLO first"));
         assert!(conn.is_closed());
@@ -280,7 +280,7 @@ fn no_byte_past_the_header_of_a_refused_first_frame_is_kept() {
         let mut peak = 0;
         for read in reads {
             feed_stepwise(&mut conn, t0, read, &mut got, &mut events);
-            peak = peak.max(conn.recv.len());
+            peak = peak.max(conn.sock.recv.len());
         }
         assert!(peak < HEADER_LEN, "cut {cut}: {peak} bytes kept");
         assert_eq!(conn.state(), State::Closing, "cut {cut}");

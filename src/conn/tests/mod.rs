@@ -463,9 +463,9 @@ fn a_connection_fits_its_memory_budget() {
     // An idle connection holds no heap buffers besides the shared config.
     let mut pair = Pair::connected(config());
     pair.run_for(ms(5_000)); // heartbeats exchanged, idle timer ran
-    assert!(pair.client.recv.is_empty() && pair.client.recv.capacity() == 0);
-    assert_eq!(pair.client.outbox.len(), 0);
-    assert!(pair.client.outbox.is_unallocated());
+    assert!(pair.client.sock.recv.is_empty() && pair.client.sock.recv.capacity() == 0);
+    assert_eq!(pair.client.sock.outbox.len(), 0);
+    assert!(pair.client.sock.outbox.is_unallocated());
 }
 
 #[test]
@@ -480,15 +480,15 @@ fn both_sides_give_back_their_output_buffers_once_they_stop_sending() {
         pair.run_for(ms(50));
     }
     // Still sending: the buffers are kept for the next message.
-    assert!(!pair.client.outbox.is_unallocated());
-    assert!(!pair.server().outbox.is_unallocated());
+    assert!(!pair.client.sock.outbox.is_unallocated());
+    assert!(!pair.server().sock.outbox.is_unallocated());
     pair.run_for(ms(2_500));
     assert!(
-        pair.client.outbox.is_unallocated(),
+        pair.client.sock.outbox.is_unallocated(),
         "the client kept its buffers"
     );
     assert!(
-        pair.server().outbox.is_unallocated(),
+        pair.server().sock.outbox.is_unallocated(),
         "the server kept its buffers"
     );
     // Heartbeats went on meanwhile: whichever side pinged, the other
@@ -515,7 +515,7 @@ fn a_sender_that_never_hears_back_frees_its_buffers_at_most_once_per_period() {
         // does (the bytes go nowhere: only the server's buffers matter).
         server.transmit_into(&mut BytesMut::new());
         pair.run_for(ms(100));
-        freed += usize::from(pair.server().outbox.is_unallocated());
+        freed += usize::from(pair.server().sock.outbox.is_unallocated());
     }
     assert_eq!(pair.server().stats().messages_sent, 100);
     // One look per 1 s period: about 10 in 10 s.

@@ -1,0 +1,46 @@
+//! What belongs to one TCP connection (socket) of a [`Connection`]: the
+//! partial frame, the output queue, the liveness bookkeeping and the
+//! yes/no facts of that socket.
+//!
+//! Plain data, made fresh for every socket and dropped whole with it, so
+//! that a redial can inherit nothing from the socket before. It owns no
+//! socket itself (the connection is sans-IO) and decides nothing.
+//!
+//! [`Connection`]: super::Connection
+
+use bytes::BytesMut;
+
+use super::flags::Flags;
+use super::outbox::Outbox;
+use super::timer::Stamp;
+
+/// The state of a connection's current socket (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Socket {
+    /// Bytes of an incomplete frame; empty (and unallocated) otherwise.
+    pub(super) recv: BytesMut,
+    /// Output not yet written.
+    pub(super) outbox: Outbox,
+    /// Jitter added to the current heartbeat interval (≤ 10 % of `I`), ms.
+    pub(super) ping_jitter_ms: u32,
+    /// The outstanding PING's nonce, and when the probe it serves began
+    /// (queued, or reused while still queued), for an RTT sample.
+    pub(super) probe_nonce: u64,
+    pub(super) probe_sent: Stamp,
+    /// When the peer's previous PING arrived, and how many came too soon
+    /// (one byte: `PingFlood::MAX_STRIKES` is below its saturation).
+    pub(super) last_ping_rx: Stamp,
+    pub(super) ping_strikes: u8,
+    /// Write-idle period in ms (half the shorter of our and the peer's
+    /// heartbeat interval; 0: off), and the low 32 bits of the talk
+    /// received (see `talk_received`) when we last wrote or checked.
+    pub(super) write_idle_ms: u32,
+    pub(super) recv_mark: u32,
+    /// `messages_received` when this session began (ACK counts per
+    /// session).
+    pub(super) session_rx_base: u64,
+    /// Yes/no facts: read closed, connected reported, a frame since the
+    /// handshake, healthy pending, socket full, peer drained, a send
+    /// refused (see [`Flag`](super::flags::Flag)).
+    pub(super) flags: Flags,
+}
