@@ -20,6 +20,7 @@ use mio::{Interest, Poll, Token};
 use slab::Slab;
 use socket2::SockRef;
 
+use super::filing::{self, Decision};
 use super::id::Generation;
 use super::reply::ReplyRun;
 use super::slot::{Filed, Slot};
@@ -637,45 +638,27 @@ impl Core {
             return;
         };
         let now_tick = self.now_tick;
-        match (slot.timer, next) {
-            (None, None) => {}
-            (Some(filed), None) => {
-                self.wheel.cancel(filed.key);
-                slot.timer = None;
+        let before = slot.timer.map(|f| f.filing);
+        match (filing::decide(before, next, now_tick), next) {
+            (Decision::Keep, _) => {}
+            (Decision::Cancel, _) | (Decision::File, None) => {
+                if let Some(f) = slot.timer.take() {
+                    self.wheel.cancel(f.key);
+                }
             }
-            // Moved later (or not at all) and not yet near the entry: the
-            // entry stays; if it comes due first, the connection finds
-            // nothing due and is filed again. (Filing rounds up to the
-            // grid, which keeps this order.) The usual case on a busy link.
-            (Some(filed), Some(at)) if at >= filed.deadline && now_tick < filed.refile_from => {}
-            (filed, Some(at)) => {
+            (Decision::File, Some(at)) => {
                 let grain = slot.conn.config().timer_grain();
                 // In ticks: one clock conversion for the filing.
                 let want = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
                 let target = Target::Conn(slot.id);
-                let (key, refile_from) = match filed {
-                    None => (self.wheel.insert_tick(want, target), now_tick),
-                    Some(filed) => {
-                        let key = if self.wheel.tick(filed.key) == Some(want)
-                            || self.wheel.reset_tick(filed.key, want)
-                        {
-                            filed.key
-                        } else {
-                            self.wheel.insert_tick(want, target)
-                        };
-                        let refile_from = if at >= filed.deadline {
-                            // Ticks stay below 2^48: no overflow.
-                            now_tick + want.saturating_sub(now_tick) / 4 * 3
-                        } else {
-                            now_tick
-                        };
-                        (key, refile_from)
-                    }
+                let key = match slot.timer {
+                    Some(f) if self.wheel.tick(f.key) == Some(want) => f.key,
+                    Some(f) if self.wheel.reset_tick(f.key, want) => f.key,
+                    _ => self.wheel.insert_tick(want, target),
                 };
                 slot.timer = Some(Filed {
                     key,
-                    deadline: at,
-                    refile_from,
+                    filing: filing::filed(before, at, want, now_tick),
                 });
             }
         }
@@ -973,7 +956,7 @@ impl Core {
                     match slot.timer {
                         Some(filed) if filed.key == key => {
                             let grain = slot.conn.config().timer_grain();
-                            let due = self.wheel.coarsen(filed.deadline, grain);
+                            let due = self.wheel.coarsen(filed.filing.deadline, grain);
                             let late = now.saturating_duration_since(due);
                             lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
                             slot.timer = None;

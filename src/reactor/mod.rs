@@ -35,6 +35,7 @@
 //! ```
 
 mod core;
+mod filing;
 mod handler;
 mod id;
 mod message;

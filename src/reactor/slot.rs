@@ -12,6 +12,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::filing::Filing;
 use super::ConnId;
 use crate::conn::{Connection, Event, State};
 use crate::wheel::TimerKey;
@@ -45,13 +46,9 @@ pub(super) struct Slot {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Filed {
     pub(super) key: TimerKey,
-    /// The deadline it was filed for (the entry's own tick is this
-    /// deadline rounded up to the timer grid, `Wheel::coarsen_tick`).
-    pub(super) deadline: Instant,
-    /// The reactor's clock tick from which a later deadline re-files the
-    /// entry at once; before it, a later deadline leaves the entry to fire
-    /// early and be re-filed then (see `Core::file_timer`).
-    pub(super) refile_from: u64,
+    /// The deadline it was filed for and when a later one moves it (see
+    /// [`filing`](super::filing)).
+    pub(super) filing: Filing,
 }
 
 impl Slot {

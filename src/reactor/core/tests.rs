@@ -26,7 +26,10 @@ fn core_with_one_connection() -> (Core, usize) {
 /// filed for.
 fn filed(core: &Core, idx: usize) -> Option<(u64, Instant)> {
     let f = core.slots[idx].timer?;
-    Some((core.wheel.tick(f.key).expect("live entry"), f.deadline))
+    Some((
+        core.wheel.tick(f.key).expect("live entry"),
+        f.filing.deadline,
+    ))
 }
 
 /// Sets the clock to `now`, files `deadline` as the connection's earliest,
