@@ -1,0 +1,203 @@
+//! Reading a connection's socket and feeding what it read to the
+//! connection: connects that finish, reads into the shared buffer, and the
+//! steps of one read's input.
+//!
+//! Never blocks: a read that would block ends the step.
+
+use std::io::{self, Read};
+use std::mem;
+
+use bytes::BytesMut;
+use log::debug;
+
+use super::{Core, ReadStep, MIN_READ_SPACE, READ_CHUNK};
+use crate::conn::State;
+use crate::net;
+use crate::reactor::ConnId;
+
+impl Core {
+    /// A readiness event on a connection that is still connecting.
+    pub(in crate::reactor) fn on_connect_ready(&mut self, idx: usize) {
+        let now = self.now;
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let Some(stream) = slot.stream.as_ref() else {
+            return;
+        };
+        match net::connect_result(stream) {
+            Ok(true) => slot.conn.handle_connected(now),
+            Ok(false) => {}
+            Err(e) => {
+                debug!("{} {}: connect failed: {e}", slot.id, slot.addr);
+                slot.conn
+                    .handle_connect_failed(now, e.kind(), &mut self.scratch);
+            }
+        }
+        self.collect(idx);
+    }
+
+    /// Reads one chunk from connection `idx` into the shared buffer and
+    /// returns it, unprocessed (empty if nothing was read), with what the
+    /// read says about the socket. The caller feeds it to the connection
+    /// with [`Connection::begin_input`] and friends.
+    ///
+    /// A read that fills less than the buffer emptied the socket's receive
+    /// queue: data arriving after it raises a new edge, so (unless `drain`
+    /// asks for the FIN or error that brings no new edge) it counts as
+    /// drained, saving the extra `recv` that would only say WouldBlock.
+    pub(in crate::reactor) fn read_once(
+        &mut self,
+        idx: usize,
+        drain: bool,
+    ) -> (ReadStep, BytesMut) {
+        let now = self.now;
+        let nothing = (ReadStep::Done, BytesMut::new());
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return nothing;
+        };
+        if !matches!(
+            slot.conn.state(),
+            State::Handshaking | State::Established | State::Closing
+        ) || slot.conn.is_read_closed()
+        {
+            return nothing;
+        }
+        if slot.stream.is_none() {
+            return nothing;
+        }
+        if self.rbuf.len() < MIN_READ_SPACE {
+            // Write out this connection's replies first: queued messages
+            // may still point into the buffer, and once they are gone the
+            // old allocation is reclaimed instead of a new one made. The
+            // zero fill keeps the buffer initialized without unsafe code.
+            slot.flush(now, &mut self.scratch);
+            self.rbuf.clear();
+            self.rbuf.reserve(READ_CHUNK);
+            self.rbuf.resize(READ_CHUNK, 0);
+            self.stats.read_buffer_fills += 1;
+        }
+        let Some(stream) = slot
+            .stream
+            .as_mut()
+            .filter(|_| slot.conn.state().has_socket())
+        else {
+            self.collect(idx);
+            return nothing; // the flush failed and ended it
+        };
+        let result = match stream.read(&mut self.rbuf[..]) {
+            Ok(0) => {
+                slot.conn.handle_eof(now, &mut self.scratch);
+                nothing
+            }
+            Ok(n) => {
+                let short = n < self.rbuf.len();
+                let step = if short && !drain {
+                    ReadStep::Drained
+                } else {
+                    ReadStep::Again
+                };
+                (step, self.rbuf.split_to(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => nothing,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (ReadStep::Again, BytesMut::new()),
+            Err(e) => {
+                slot.conn.handle_io_error(now, e.kind(), &mut self.scratch);
+                nothing
+            }
+        };
+        self.collect(idx);
+        result
+    }
+
+    /// Gives the bytes of a read that were consumed in place back to the
+    /// read buffer when they lie just in front of it, i.e. the read ended
+    /// on a frame boundary (a partial frame at its end, copied out by
+    /// `end_input`, sits in between): the next read then lands in the
+    /// same memory, still in cache, instead of moving on through the
+    /// 64 KiB buffer, and the buffer is zero-filled afresh only when
+    /// something keeps its bytes. Messages the handler took as `Bytes`
+    /// are not in `spent` and keep their bytes: `spent` only ever starts
+    /// after them.
+    #[inline]
+    pub(in crate::reactor) fn reuse_read(&mut self, mut spent: BytesMut) {
+        let adjoins = spent.as_ptr() as usize + spent.len() == self.rbuf.as_ptr() as usize;
+        if spent.is_empty() || !adjoins {
+            return;
+        }
+        // Both are views of the one allocation `read_once` split, and
+        // nothing reallocated the buffer since: joined without a copy.
+        match spent.try_unsplit(mem::take(&mut self.rbuf)) {
+            Ok(()) => self.rbuf = spent,
+            Err(rbuf) => self.rbuf = rbuf,
+        }
+    }
+
+    /// Starts feeding one read's bytes to connection `idx`; see
+    /// [`Connection::begin_input`].
+    pub(in crate::reactor) fn begin_input(
+        &mut self,
+        idx: usize,
+        data: &mut BytesMut,
+    ) -> Option<BytesMut> {
+        let now = self.now;
+        let head = self.slots.get_mut(idx)?.conn.begin_input(now, data);
+        self.collect(idx);
+        head
+    }
+
+    /// The next message in `buf` for connection `idx`, its frame starting
+    /// at `*pos`: its id and the payload length, the frame then at `*pos`
+    /// (see [`Connection::take_data`] and [`Connection::poll_input_after`]).
+    /// Events the frames before it produced are queued for the handler
+    /// first. (Always inlined: it runs once per message, in the read loop.)
+    #[inline(always)]
+    pub(in crate::reactor) fn next_message(
+        &mut self,
+        idx: usize,
+        buf: &mut BytesMut,
+        pos: &mut usize,
+    ) -> Option<(ConnId, usize)> {
+        let slot = self.slots.get_mut(idx)?;
+        let rest = buf.get(*pos..).unwrap_or_default();
+        match slot.conn.take_data(rest) {
+            Some(len) => Some((slot.id, len)),
+            // The read ended on a frame boundary (the usual end): nothing
+            // left to decode; the caller consumes what it stepped over.
+            None if rest.is_empty() => None,
+            None => self.next_message_slow(idx, buf, pos),
+        }
+    }
+
+    /// [`next_message`](Self::next_message) past a whole DATA frame: the
+    /// bytes before `*pos` are consumed (`*pos` becomes 0) and the rest is
+    /// processed the general way.
+    #[inline(never)]
+    pub(super) fn next_message_slow(
+        &mut self,
+        idx: usize,
+        buf: &mut BytesMut,
+        pos: &mut usize,
+    ) -> Option<(ConnId, usize)> {
+        // Input other than a plain message may answer (a PONG) or end the
+        // connection: its output must be whole first.
+        self.settle_reply();
+        let now = self.now;
+        let slot = self.slots.get_mut(idx)?;
+        let next = slot
+            .conn
+            .poll_input_after(now, buf, mem::take(pos), &mut self.scratch);
+        let id = slot.id;
+        self.collect(idx);
+        next.map(|len| (id, len))
+    }
+
+    /// Ends one read's input on connection `idx`; see
+    /// [`Connection::end_input`].
+    pub(in crate::reactor) fn end_input(&mut self, idx: usize, buf: &mut BytesMut) {
+        match self.slots.get_mut(idx) {
+            Some(slot) => slot.conn.end_input(buf),
+            None => buf.clear(),
+        }
+    }
+}

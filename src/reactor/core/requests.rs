@@ -1,0 +1,267 @@
+//! What the application asks of the reactor (through a `Context` or a
+//! `Handle`'s commands): sends, the reply run, closes, pauses, dials,
+//! listeners, shutdown.
+//!
+//! Runs on the reactor thread; never blocks, never reads the clock.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log::debug;
+use mio::{Interest, Token};
+
+use super::{Core, ListenerSlot, ACCEPT_BACKLOG, COMMANDS_PER_TURN, LISTENER_BASE};
+use crate::config::Config;
+use crate::conn::{Connection, Event, SendError, UndeliveredCause};
+use crate::error::CloseCode;
+use crate::handle::Command;
+use crate::net;
+use crate::reactor::reply::ReplyRun;
+use crate::reactor::{ConnId, ListenerId};
+
+impl Core {
+    pub(in crate::reactor) fn send(&mut self, id: ConnId, message: Bytes) -> Result<(), SendError> {
+        self.queue_on(id, |conn| conn.send(message))
+    }
+
+    pub(in crate::reactor) fn send_slice(
+        &mut self,
+        id: ConnId,
+        message: &[u8],
+    ) -> Result<(), SendError> {
+        self.queue_on(id, |conn| conn.send_slice(message))
+    }
+
+    /// (Out of line: the handler's answers to the connection being read
+    /// take the reply run instead, see `Context::forward`.)
+    #[inline(never)]
+    pub(in crate::reactor) fn send_framed(
+        &mut self,
+        id: ConnId,
+        frame: &[u8],
+    ) -> Result<(), SendError> {
+        self.queue_on(id, |conn| conn.send_framed(frame))
+    }
+
+    /// Queues output on connection `id` with `queue`, and marks it for
+    /// writing. (One slab lookup: this runs once per message sent.)
+    #[inline]
+    pub(super) fn queue_on(
+        &mut self,
+        id: ConnId,
+        queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        self.settle_reply();
+        let idx = id.index as usize;
+        let slot = match self.slots.get_mut(idx) {
+            Some(slot) if slot.id == id => slot,
+            _ => return Err(SendError::NotConnected),
+        };
+        queue(&mut slot.conn)?;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+        if self.reading == Some(id) {
+            // Answering the connection being read: its next small answers
+            // go straight into its run.
+            if let Some((run, room, max_payload)) = slot.conn.lend_run() {
+                self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
+            }
+        }
+        Ok(())
+    }
+
+    /// The reply run for an answer to connection `id`: the lent one, or
+    /// — for the first answer of a read, to the connection being read,
+    /// with no DATA queued on it — a fresh run from the thread's pool,
+    /// lent at once (the queue would pack the answer into the same run
+    /// and lend it right after). `None` otherwise: the answer goes the
+    /// queue's way.
+    #[inline]
+    pub(in crate::reactor) fn reply_run(&mut self, id: ConnId) -> Option<&mut ReplyRun> {
+        if self.reply.is_none() && self.reading == Some(id) {
+            self.lend_fresh(id);
+        }
+        self.reply.as_mut()
+    }
+
+    #[inline(never)]
+    pub(super) fn lend_fresh(&mut self, id: ConnId) {
+        let idx = id.index as usize;
+        let Some(slot) = self.slots.get_mut(idx).filter(|slot| slot.id == id) else {
+            return;
+        };
+        let Some((run, room, max_payload)) = slot.conn.lend_fresh_run() else {
+            return;
+        };
+        self.mark_dirty(idx);
+        self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
+    }
+
+    /// Returns the lent reply run, if any, to its connection. Runs before
+    /// anything else touches a connection's output or input.
+    #[inline]
+    pub(in crate::reactor) fn settle_reply(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            self.return_reply(reply);
+        }
+    }
+
+    #[inline(never)]
+    pub(super) fn return_reply(&mut self, reply: ReplyRun) {
+        match self.slots.get_mut(reply.idx) {
+            Some(slot) if slot.id == reply.id => slot.conn.return_run(reply.run, reply.messages),
+            // Not reachable: a slot is only freed after a service, which
+            // settles first. The frames go the way of the connection's.
+            _ => debug!("{}: reply run of a freed slot dropped", reply.id),
+        }
+    }
+
+    pub(in crate::reactor) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.settle_reply();
+        let Some(idx) = self.slot_index(id) else {
+            return false;
+        };
+        let now = self.now;
+        self.slots[idx]
+            .conn
+            .close(now, code, reason, &mut self.scratch);
+        self.collect(idx);
+        self.mark_dirty(idx);
+        true
+    }
+
+    /// Dials `addr` with `config`, which every caller has validated
+    /// (`Config::validate`): its durations are added to instants.
+    /// Pauses (`on` false) or resumes reading connection `id`; false for
+    /// an unknown id. A resumed connection is read at the next turn until
+    /// WouldBlock: what arrived while it was paused raised no edge.
+    pub(in crate::reactor) fn set_reading(&mut self, id: ConnId, on: bool) -> bool {
+        let Some(idx) = self.slot_index(id) else {
+            return false;
+        };
+        let slot = &mut self.slots[idx];
+        if slot.paused == on {
+            slot.paused = !on;
+            if on {
+                self.backlog.push((idx, true));
+            }
+        }
+        true
+    }
+
+    pub(in crate::reactor) fn dial(&mut self, addr: SocketAddr, config: Arc<Config>) -> ConnId {
+        let seed = self.next_seed();
+        let mut conn = Connection::client(config, seed);
+        conn.start(self.now);
+        let id = self.insert(conn, addr, None);
+        self.service(id.index as usize);
+        id
+    }
+
+    pub(in crate::reactor) fn listen(
+        &mut self,
+        addr: SocketAddr,
+        config: Arc<Config>,
+    ) -> io::Result<ListenerId> {
+        let mut listener = net::listen(addr, ACCEPT_BACKLOG, &config.socket, config.heartbeat)?;
+        let generation = self.next_generation();
+        let entry = self.listeners.vacant_entry();
+        let index = entry.key();
+        let id = ListenerId {
+            index: index as u32,
+            generation,
+        };
+        self.poll.registry().register(
+            &mut listener,
+            Token(LISTENER_BASE + index),
+            Interest::READABLE,
+        )?;
+        entry.insert(ListenerSlot {
+            id,
+            listener,
+            config,
+            paused: false,
+        });
+        Ok(id)
+    }
+
+    pub(in crate::reactor) fn unlisten(&mut self, id: ListenerId) -> bool {
+        let idx = id.index as usize;
+        if !self.listeners.get(idx).is_some_and(|l| l.id == id) {
+            return false;
+        }
+        let mut l = self.listeners.remove(idx);
+        let _ = self.poll.registry().deregister(&mut l.listener);
+        true
+    }
+
+    pub(in crate::reactor) fn local_addr(&self, id: ListenerId) -> Option<SocketAddr> {
+        let l = self.listeners.get(id.index as usize)?;
+        if l.id != id {
+            return None;
+        }
+        l.listener.local_addr().ok()
+    }
+
+    pub(in crate::reactor) fn begin_shutdown(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let now = self.now;
+        self.shutdown = Some(now + self.config.close_linger + Duration::from_millis(100));
+        debug!("shutting down: {} connections", self.slots.len());
+        let listeners: Vec<ListenerId> = self.listeners.iter().map(|(_, l)| l.id).collect();
+        for id in listeners {
+            self.unlisten(id);
+        }
+        let ids: Vec<ConnId> = self.slots.iter().map(|(_, s)| s.id).collect();
+        for id in ids {
+            self.close(id, CloseCode::GOING_AWAY, "shutdown");
+        }
+    }
+
+    pub(in crate::reactor) fn drain_commands(&mut self) {
+        self.shared.clear_notified();
+        self.commands_left = false;
+        for _ in 0..COMMANDS_PER_TURN {
+            let Ok(command) = self.commands.try_recv() else {
+                return;
+            };
+            match command {
+                Command::Send(id, message) => {
+                    self.shared.taken(message.len());
+                    // A clone shares the payload (a reference count), so a
+                    // refused message can be handed back whole.
+                    if let Err(e) = self.send(id, message.clone()) {
+                        debug!("{id}: message from a handle refused: {e}");
+                        self.pending.push_back((
+                            id,
+                            Event::Undelivered {
+                                messages: vec![message],
+                                cause: UndeliveredCause::Refused(e),
+                            },
+                        ));
+                    }
+                }
+                Command::Close(id, code, reason) => {
+                    self.close(id, code, &reason);
+                }
+                Command::Dial(addr, config, reply) => {
+                    let config = config.unwrap_or_else(|| self.config.clone());
+                    // Not if the caller gave up waiting: it has no id.
+                    reply.answer(|| self.dial(addr, config));
+                }
+                Command::Shutdown => self.begin_shutdown(),
+                Command::Reading(id, on) => {
+                    self.set_reading(id, on);
+                }
+            }
+        }
+        self.commands_left = true;
+    }
+}

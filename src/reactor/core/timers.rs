@@ -1,0 +1,145 @@
+//! The wheel entry of each connection (filed by the rule of `filing`) and
+//! the timers that come due: connection deadlines, listener pauses, the
+//! shutdown deadline.
+//!
+//! Never reads the clock: `now` is the turn's.
+
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use super::{Core, Target};
+use crate::reactor::filing::{self, Decision};
+use crate::reactor::slot::Filed;
+
+impl Core {
+    /// Keeps one wheel entry per connection at (or just after) its earliest
+    /// deadline. Entries are filed on a grid (see [`Config::timer_grain`])
+    /// so that the deadlines of many connections share wake-ups.
+    ///
+    /// A deadline that moved later (traffic pushes the idle deadline on
+    /// every read) re-files the entry at once the first time after a
+    /// filing, and after that only once the clock is 3/4 of the way to the
+    /// entry; before that it leaves the entry alone, at the cost of a
+    /// compare. So a busy connection costs the wheel one re-file per
+    /// interval, made while its slot is in cache, and an idle one whose
+    /// peer pings (its deadline moves once per interval, just before it
+    /// would come due) none that fire early and find nothing due.
+    pub(super) fn sync_timer(&mut self, idx: usize) {
+        let Some(next) = self.slots.get(idx).map(|slot| slot.conn.poll_timeout()) else {
+            return;
+        };
+        self.file_timer(idx, next);
+    }
+
+    /// [`sync_timer`](Self::sync_timer) with the connection's earliest
+    /// deadline already known.
+    pub(super) fn file_timer(&mut self, idx: usize, next: Option<Instant>) {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let now_tick = self.now_tick;
+        let before = slot.timer.map(|f| f.filing);
+        match (filing::decide(before, next, now_tick), next) {
+            (Decision::Keep, _) => {}
+            (Decision::Cancel, _) | (Decision::File, None) => {
+                if let Some(f) = slot.timer.take() {
+                    self.wheel.cancel(f.key);
+                }
+            }
+            (Decision::File, Some(at)) => {
+                let grain = slot.conn.config().timer_grain();
+                // In ticks: one clock conversion for the filing.
+                let want = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
+                let target = Target::Conn(slot.id);
+                let key = match slot.timer {
+                    Some(f) if self.wheel.tick(f.key) == Some(want) => f.key,
+                    Some(f) if self.wheel.reset_tick(f.key, want) => f.key,
+                    _ => self.wheel.insert_tick(want, target),
+                };
+                slot.timer = Some(Filed {
+                    key,
+                    filing: filing::filed(before, at, want, now_tick),
+                });
+            }
+        }
+    }
+
+    /// Hands every due wheel entry to its connection or listener.
+    pub(in crate::reactor) fn fire_timers(&mut self) {
+        let now = self.now;
+        self.expired.clear();
+        while let Some(entry) = self.wheel.poll_tick(self.now_tick) {
+            self.expired.push(entry);
+        }
+        let mut lag = None;
+        for i in 0..self.expired.len() {
+            let (key, target) = self.expired[i];
+            match target {
+                Target::Conn(id) => {
+                    let Some(idx) = self.slot_index(id) else {
+                        continue;
+                    };
+                    let slot = &mut self.slots[idx];
+                    match slot.timer {
+                        Some(filed) if filed.key == key => {
+                            let grain = slot.conn.config().timer_grain();
+                            let due = self.wheel.coarsen(filed.filing.deadline, grain);
+                            let late = now.saturating_duration_since(due);
+                            lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
+                            slot.timer = None;
+                        }
+                        _ => continue,
+                    }
+                    let next = slot.conn.poll_timeout();
+                    if next.is_some_and(|at| at > now) {
+                        // The lazy entry of a deadline that moved later
+                        // (traffic came) and was not re-filed on the way
+                        // (see `file_timer`): nothing is due, only re-file
+                        // it.
+                        self.stats.early_timers += 1;
+                        self.file_timer(idx, next);
+                        continue;
+                    }
+                    slot.conn.handle_timeout(now, &mut self.scratch);
+                    self.collect(idx);
+                    self.service(idx);
+                }
+                Target::Listener(id) => {
+                    let index = id.index as usize;
+                    if let Some(l) = self.listeners.get_mut(index).filter(|l| l.id == id) {
+                        l.paused = false;
+                        self.accept(index);
+                    }
+                }
+            }
+        }
+        if let Some(lag) = lag {
+            self.stats.lag = lag;
+            self.stats.max_lag = self.stats.max_lag.max(lag);
+        }
+    }
+
+    /// Past the shutdown deadline: whatever has not finished closing is
+    /// dropped (its sockets closed).
+    pub(in crate::reactor) fn finish_shutdown_if_due(&mut self) {
+        if self.shutdown.is_some_and(|deadline| self.now >= deadline) && !self.slots.is_empty() {
+            debug!(
+                "shutdown deadline passed: dropping {} connections",
+                self.slots.len()
+            );
+            let now = self.now;
+            let left: Vec<usize> = self.slots.iter().map(|(idx, _)| idx).collect();
+            for idx in left {
+                // What they still held is handed back (the caller
+                // dispatches the events).
+                self.slots[idx].conn.abort(now, &mut self.scratch);
+                self.collect(idx);
+            }
+            for mut slot in self.slots.drain() {
+                slot.drop_stream(self.poll.registry());
+            }
+            self.reap.clear();
+        }
+    }
+}
