@@ -1,14 +1,39 @@
 //! A hierarchical hashed timing wheel (Varghese & Lauck), after tokio's.
 //!
 //! Its job: hold every deadline of a reactor — thousands of heartbeat,
-//! dead-peer and redial timers — with O(1) (amortised) insert, cancel and
-//! reset, and
-//! hand back the due ones in deadline order. It never reads a clock (the
-//! caller passes every `Instant`) and never fires a timer before its
-//! deadline: deadlines round *up* to the millisecond tick, the clock rounds
-//! *down*, and when a slot of a higher level comes due (at its start, the
-//! earliest deadline it may hold) it only re-files its timers into lower
-//! levels, firing just those due exactly then.
+//! dead-peer and redial timers — and hand back the due ones in deadline
+//! order.
+//!
+//! # Guarantees
+//!
+//! - **Never early.** A timer never fires before its deadline: deadlines
+//!   round *up* to the millisecond tick, the clock rounds *down*, and when
+//!   a slot of a higher level comes due (at its start, the earliest
+//!   deadline it may hold) it only re-files its timers into lower levels,
+//!   firing just those due exactly then.
+//! - **In order.** [`Wheel::poll`] returns due timers earliest first (ties
+//!   within one tick in any order).
+//! - **Stale keys are harmless.** A key whose timer fired or was cancelled
+//!   matches nothing, even after its slab cell is reused (until 2^32
+//!   further inserts).
+//! - **Bounded memory.** Memory is bounded by the most timers pending at
+//!   once, not by how many were ever inserted (see below).
+//!
+//! # Complexity
+//!
+//! Insert, cancel and reset are O(1), amortised (a slot vector may grow or
+//! shrink). Finding the next expiration is a `trailing_zeros` per level.
+//! Cascading moves a timer only to a lower level, except one parked beyond
+//! the top level's span (below), and one `poll` that jumps the clock far
+//! ahead costs at most 4 096 passes of the top level. Measured against a
+//! binary heap: `docs/BENCHMARKS.md`.
+//!
+//! # What it must never do
+//!
+//! Read a clock (the caller passes every `Instant`, or ticks), fire a timer
+//! early, or panic on a deadline, however far in the past or future (its
+//! one panic is running out of `u32` keys, about 2^32 timers pending at
+//! once).
 //!
 //! # Layout
 //!
@@ -37,17 +62,15 @@
 //! | `occupied` | per level, a `u64` with bit `i` set ⇔ slot `i` is non-empty; `trailing_zeros` finds the next slot |
 //! | due list | timers already due, sorted by tick, doubly linked through their places (`Due { prev, next }`), returned one per [`Wheel::poll`] |
 //!
-//! Why vectors and not lists threaded through the slab (as tokio's, and
-//! this wheel's before): linking an entry at a list head writes the old
-//! head's back-pointer, and unlinking writes both neighbours', entries
-//! scattered over the whole slab. A slot vector's tail is hot, so an
-//! insert touches its own cell and that tail, and a cancel touches its
-//! cell, its position in the vector and, unless it was the last, the one
-//! entry moved there. With the slab's free list kept in the wheel (one
-//! lookup per cancel, a cell of 32 bytes for an 8-byte value) and the
-//! common insert done without a call, insert + cancel went from about 170
-//! to about 100 instructions of the wheel's own; `docs/BENCHMARKS.md`
-//! ("The timer wheel") has what that is worth in `benches/wheel.rs`.
+//! Why vectors and not lists threaded through the slab (as in tokio's):
+//! linking an entry at a list head writes the old head's back-pointer,
+//! and unlinking writes both neighbours', entries scattered over the whole
+//! slab. A slot vector's tail is hot, so an insert touches its own cell
+//! and that tail, and a cancel touches its cell, its position in the
+//! vector and, unless it was the last, the one entry moved there. The
+//! slab's free list is kept in the wheel (one lookup per cancel, a cell of
+//! 32 bytes for an 8-byte value) and the common insert needs no call: an
+//! insert + cancel is about 100 instructions of the wheel's own.
 //!
 //! Memory stays bounded by the pending timers: vacant cells are reused,
 //! last vacated first (the slab keeps its peak length, as the `slab` crate

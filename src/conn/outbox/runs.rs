@@ -19,8 +19,7 @@ use bytes::BytesMut;
 /// its output holds its own run until it drains. Keeping more would hold
 /// memory for connections that may never send again, and would break the
 /// per-connection heap bound the fuzz harness checks (it counts the
-/// thread's run with the connection's own, as it counted the run each
-/// connection used to keep).
+/// thread's one kept run as part of a connection's memory).
 const KEPT: usize = 1;
 
 thread_local! {
