@@ -2,9 +2,9 @@
 //! tokio baseline and a raw mio loop, all speaking the same wire contract.
 //!
 //! ```text
-//! cargo bench --bench load                     # full run (about 8-9 minutes)
-//! TETHER_BENCH=quick cargo bench --bench load  # quick run (about 1 minute)
-//! cargo bench --bench load -- --quick --only echo,latency
+//! cargo bench -p tether-bench --bench load                     # full run (about 10 minutes)
+//! TETHER_BENCH=quick cargo bench -p tether-bench --bench load  # quick run (about 1 minute)
+//! cargo bench -p tether-bench --bench load -- --quick --only echo,latency
 //! ```
 //!
 //! The bench binary plays every part: run by `cargo bench` (which passes
