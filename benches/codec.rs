@@ -1,4 +1,4 @@
-//! Micro benchmarks of the frame codec ([`tether::codec`]): encoding into a
+//! Micro benchmarks of the frame codec ([`tether::proto::codec`]): encoding into a
 //! reused buffer and incremental decoding of an encoded stream.
 //!
 //! Run with `cargo bench --bench codec` (one case:
@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use tether::codec::{encode_data, encode_ping, Decoder, Frame};
+use tether::proto::codec::{encode_data, encode_ping, Decoder, Frame};
 
 /// The decoder's DATA limit: the default `Config::max_frame` (1 MiB).
 const MAX_FRAME: usize = 1 << 20;

@@ -1,5 +1,5 @@
 //! Micro benchmarks of the sans-IO connection state machine
-//! ([`tether::conn::Connection`]): no sockets, no reactor, no real clock.
+//! ([`tether::proto::conn::Connection`]): no sockets, no reactor, no real clock.
 //!
 //! Run with `cargo bench --bench conn` (one case:
 //! `cargo bench --bench conn -- heartbeat_round`). The defaults are
@@ -40,7 +40,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use tether::conn::{Connection, Event, State, Timer};
+use tether::proto::conn::{Connection, Event, State, Timer};
 use tether::Config;
 
 /// An established client/server pair and the buffers between them.

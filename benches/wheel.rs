@@ -1,4 +1,4 @@
-//! Micro benchmarks of the timer wheel ([`tether::wheel::Wheel`]) against a
+//! Micro benchmarks of the timer wheel ([`tether::proto::wheel::Wheel`]) against a
 //! binary heap with lazy deletion, side by side in the same groups.
 //!
 //! Run with `cargo bench --bench wheel` (one case:
@@ -82,7 +82,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use tether::wheel::{TimerKey, Wheel};
+use tether::proto::wheel::{TimerKey, Wheel};
 
 /// Background sizes, with the label used in benchmark ids.
 const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use tether::backoff::BackoffConfig;
+use tether::BackoffConfig;
 use tether::{
     Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
 };
@@ -365,7 +365,7 @@ fn handshake_by_hand(server: SocketAddr) -> io::Result<(TcpStream, u64)> {
 }
 
 /// A HELLO frame built by hand from docs/PROTOCOL.md (35 bytes, integers
-/// big-endian). `tether::codec::encode_hello` writes the same bytes.
+/// big-endian). `tether::proto::codec::encode_hello` writes the same bytes.
 fn hello_frame() -> Vec<u8> {
     let interval_ms = u32::try_from(HEARTBEAT.as_millis()).unwrap_or(u32::MAX);
     let mut frame = Vec::with_capacity(35);

@@ -36,7 +36,7 @@ mod common;
 use std::process;
 use std::time::{Duration, Instant};
 
-use tether::backoff::BackoffConfig;
+use tether::BackoffConfig;
 use tether::{
     CloseCode, Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor,
 };

@@ -150,3 +150,15 @@ impl fmt::Display for DisconnectReason {
         }
     }
 }
+
+/// A configuration value out of range; the message says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub &'static str);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid tether config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::error::CloseCode;
-use crate::reactor::ConnId;
+use crate::error::ConfigError;
+use crate::id::ConnId;
 
 /// What another thread asked the reactor to do.
 pub(crate) enum Command {

@@ -1,27 +1,41 @@
 //! # tether — keep TCP connections alive
 //!
+//! ## The dead-peer problem
+//!
 //! TCP on its own does not notice a dead peer. When a peer loses power, a
 //! cable is pulled, or a firewall starts silently dropping packets, no FIN
 //! and no RST ever arrive: the socket stays "established" and a reader waits
-//! forever. The kernel's `SO_KEEPALIVE` would notice, but only after more than
-//! two hours with default settings, and it says nothing about whether the
-//! application on the other side is still answering.
+//! forever. The kernel's `SO_KEEPALIVE` would notice, but only after more
+//! than two hours with default settings, and it says nothing about whether
+//! the application on the other side is still answering.
 //!
 //! tether solves this at the application layer with a small framed protocol
-//! (see `docs/PROTOCOL.md`): both ends send a 13-byte PING when the line has
-//! been quiet for an interval `I`, the other end answers PONG at once, and any
-//! byte received counts as life. If nothing at all arrives within a timeout
-//! `T` after a PING, the peer is declared dead — within `I + T` of its last
-//! frame. A client whose link is lost redials by itself, with exponential
-//! backoff and jitter, keeping one connection id across redials.
+//! (`docs/PROTOCOL.md`): both ends send a 13-byte PING when the line has
+//! been quiet for an interval `I`, the other end answers PONG at once, and
+//! any byte received counts as life. If nothing at all arrives within a
+//! timeout `T` after a PING, the peer is declared dead — within `I + T` of
+//! its last frame. A client whose link is lost redials by itself, with
+//! exponential backoff and jitter, keeping one connection id across
+//! redials.
 //!
-//! ## Quick start
+//! ## The model
 //!
-//! A server that echoes every message, and a client link that redials by
-//! itself:
+//! A [`Reactor`] is one single-threaded loop over a `mio::Poll`: it holds
+//! every connection (accepted on its listeners, or dialed), one timer wheel
+//! for all their deadlines, and calls your [`Handler`] when something
+//! happens — [`on_connected`](Handler::on_connected),
+//! [`on_message`](Handler::on_message) (a [`Message`] borrowed from the
+//! read buffer), [`on_disconnected`](Handler::on_disconnected) with a
+//! [`DisconnectReason`], [`on_reconnecting`](Handler::on_reconnecting).
+//! Callbacks get a [`Context`] to send, close, dial, listen and pause with;
+//! they run on the loop's thread and must not block. A [`ConnId`] names a
+//! connection for its whole life; [`Config`] holds every setting with its
+//! default ([`Config::builder`]). Other threads use a [`Handle`].
+//!
+//! ## A server
 //!
 //! ```no_run
-//! use tether::{ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor};
+//! use tether::{ConnId, Context, DisconnectReason, Handler, Message, Reactor};
 //!
 //! struct Echo;
 //!
@@ -39,77 +53,109 @@
 //!         cx.resume_reading(id);
 //!     }
 //!     fn on_disconnected(&mut self, _: &mut Context<'_>, id: ConnId, why: &DisconnectReason) {
-//!         log::info!("{id} gone: {why}");
+//!         log::info!("{id} gone: {why}"); // e.g. "heartbeat timeout"
 //!     }
 //! }
 //!
 //! let mut reactor = Reactor::new()?; // heartbeat 10 s / 10 s by default
 //! reactor.listen("127.0.0.1:7000".parse().unwrap())?;
-//! // A link to another server: redialled with backoff whenever it is lost,
-//! // under the same id for its whole life.
-//! let _link = reactor.dial("127.0.0.1:7001".parse().unwrap());
 //! reactor.run(&mut Echo)?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! ## Layers
+//! ## A client
 //!
-//! The core is *sans-IO*: it owns no socket and reads no clock. The caller
-//! passes `now` and inputs and collects bytes, deadlines and events back, so
-//! every rule is tested exactly with a fake clock.
+//! ```no_run
+//! use std::time::Duration;
+//! use tether::{Config, ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
 //!
-//! - [`codec`]: the byte-exact frame encoder and incremental decoder.
-//! - [`wheel`]: a hierarchical timer wheel (levels of 64 slots with an
-//!   occupancy bitmask) that schedules every deadline of a reactor.
-//! - [`backoff`]: reconnect delays with exponential growth, a cap and jitter.
-//! - [`conn`]: the per-connection state machine — handshake, heartbeats,
-//!   dead-peer detection, close and reconnect.
+//! struct Client;
 //!
-//! On top, the [`reactor`] drives them over real sockets: one `mio::Poll`,
-//! a slab of connections, one timer wheel, reads drained to `WouldBlock`
-//! into one shared buffer, vectored writes, and your [`Handler`]'s
-//! callbacks. A [`Handle`] reaches it from other threads. [`net`] holds
-//! the socket options (TCP_NODELAY, keepalive, TCP_USER_TIMEOUT).
+//! impl Handler for Client {
+//!     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
+//!         let _ = cx.send(id, &b"hello"[..]); // again after every redial
+//!     }
+//!     fn on_reconnecting(&mut self, _: &mut Context<'_>, id: ConnId, attempt: u32,
+//!                        delay: Duration, why: &DisconnectReason) {
+//!         log::warn!("{id}: {why}; redial #{attempt} in {delay:?}");
+//!     }
+//! }
 //!
-//! ## Guarantees
+//! let config = Config::builder()
+//!     .heartbeat(Duration::from_secs(2), Duration::from_secs(3)) // dead within 5 s
+//!     .build()
+//!     .expect("valid config");
+//! let mut reactor = Reactor::with_config(config)?;
+//! let link = reactor.dial("127.0.0.1:7000".parse().unwrap()); // one id for life
+//! let handle = reactor.handle(); // Send + Clone
+//! std::thread::spawn(move || handle.send(link, &b"from a thread"[..]));
+//! reactor.run(&mut Client)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Embedding
+//!
+//! A service that owns its loop calls [`Reactor::poll_once`] with a
+//! timeout instead of [`Reactor::run`]; the reactor never waits past its
+//! next timer. [`Reactor::stats`] ([`ReactorStats`]) and
+//! [`Reactor::conn_stats`] ([`ConnStats`]) are plain structs, cheap to
+//! read. Socket options ([`SocketOptions`], [`Keepalive`], [`UserTimeout`])
+//! and the reconnect schedule ([`BackoffConfig`]) are part of the
+//! [`Config`]; every configuration is validated ([`ConfigError`]) wherever
+//! it reaches a reactor.
+//!
+//! ## Guarantees and limits
 //!
 //! - A peer that goes silent is declared dead within `I + T` of its last
 //!   byte, plus at most 10 % of `I` for the ping jitter and one step of the
 //!   reactor's timer grid (1–16 ms, [`Config::timer_grain`]).
 //! - Peer input never panics the reactor, never buffers more than one
 //!   frame of `max_frame` plus one read, and a misbehaving peer costs only
-//!   its own connection.
+//!   its own connection (with the right [`CloseCode`]).
 //! - Output per connection is bounded by `max_outbound`; beyond it `send`
-//!   returns backpressure, and [`Handler::on_drain`] says when there is
-//!   room again. [`Context::pause_reading`] holds a peer back through TCP.
+//!   returns [`SendError::Backpressure`], and [`Handler::on_drain`] says
+//!   when there is room again. [`Context::pause_reading`] holds a peer back
+//!   through TCP. A [`Handle`]'s queue is bounded too
+//!   ([`HandleError::Backpressure`]).
 //! - Nothing is dropped silently: a message accepted and then not written
 //!   whole to the socket (the link ended, a close's linger ran out, a
 //!   handle send was refused) is handed back to
-//!   [`Handler::on_undelivered`], in order. What was written to the socket
-//!   is not confirmed by the peer.
+//!   [`Handler::on_undelivered`], in order ([`UndeliveredCause`]). What was
+//!   written to the socket is not confirmed by the peer: a link that breaks
+//!   may lose what the kernels still held.
 //! - A stall of the local process does not convict live peers: overdue
-//!   heartbeat deadlines get a fresh PING and a fresh `T`.
+//!   heartbeat deadlines get a fresh PING and a fresh `T`
+//!   ([`Config::stall_tolerance`]).
+//!
+//! The sans-IO pieces under the reactor (codec, timer wheel, connection
+//! state machine) are reachable in [`proto`], outside semver, for tests,
+//! fuzzing and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
-pub mod backoff;
-pub mod codec;
-pub mod config;
-pub mod conn;
-pub mod error;
+mod backoff;
+mod config;
+mod error;
 mod handle;
-pub mod net;
-pub mod reactor;
+mod id;
+mod net;
+mod reactor;
 mod rng;
-pub mod wheel;
 
-pub use config::Config;
-pub use conn::{PeerInfo, SendError, UndeliveredCause};
-pub use error::{CloseCode, DisconnectReason};
-pub use handle::{Handle, HandleError, DIAL_WAIT};
-pub use reactor::{
-    ConnId, ConnStats, Context, Handler, ListenerId, Message, Reactor, ReactorStats,
+// The sans-IO core lives in `proto`; the crate uses it by these names.
+use proto::{codec, conn, wheel};
+
+pub use config::{
+    BackoffConfig, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood, SocketOptions,
+    UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
 };
+pub use conn::{PeerInfo, Role, SendError, State, UndeliveredCause};
+pub use error::{CloseCode, ConfigError, DisconnectReason};
+pub use handle::{Handle, HandleError, DIAL_WAIT};
+pub use id::{ConnId, ListenerId};
+pub use reactor::{CloseCounts, ConnStats, Context, Handler, Message, Reactor, ReactorStats};
+
+pub mod proto;
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

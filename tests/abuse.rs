@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{CloseCode, ConnId, Context, DisconnectReason, Handler, Message, Reactor};
 
 #[test]

@@ -11,7 +11,7 @@ use std::thread;
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{ConnId, Context, Handler, Message};
 
 /// Counts allocations per thread, so the server thread's own count can be

@@ -43,9 +43,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use support::ms;
-use tether::backoff::BackoffConfig;
-use tether::net::{Keepalive, SocketOptions, UserTimeout};
+use tether::BackoffConfig;
 use tether::{Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor};
+use tether::{Keepalive, SocketOptions, UserTimeout};
 
 /// Heartbeat interval `I` and timeout `T` of the heartbeat run, in ms.
 const I: u64 = 1000;

@@ -154,7 +154,8 @@ fn a_send_through_reactor_context_goes_out_on_the_next_poll() {
     let mut reactor = tether::Reactor::with_config(config(60_000, 60_000)).expect("reactor");
     let link = reactor.dial(addr);
     let deadline = Instant::now() + Duration::from_secs(3);
-    while reactor.conn_stats(link).map(|s| s.state) != Some(tether::conn::State::Established) {
+    while reactor.conn_stats(link).map(|s| s.state) != Some(tether::proto::conn::State::Established)
+    {
         assert!(Instant::now() < deadline, "never connected");
         reactor.poll_once(&mut handler, Some(ms(10))).expect("poll");
     }

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tether::backoff::BackoffConfig;
-use tether::config::{ConfigError, Heartbeat, PingFlood, MAX_DURATION};
-use tether::conn::{Action, Connection, Event, State};
-use tether::net::{Keepalive, SocketOptions, UserTimeout};
+use tether::proto::conn::{Action, Connection, Event, State};
+use tether::BackoffConfig;
 use tether::{CloseCode, Config, ConnId, Context, DisconnectReason, HandleError, Handler, Reactor};
+use tether::{ConfigError, Heartbeat, PingFlood, MAX_DURATION};
+use tether::{Keepalive, SocketOptions, UserTimeout};
 
 /// Configurations per run, unless `TETHER_PROPTEST_CASES` says otherwise.
 const CASES: u64 = 3_000;

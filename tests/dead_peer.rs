@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use support::*;
-use tether::codec::{Frame, Handshake};
+use tether::proto::codec::{Frame, Handshake};
 use tether::{CloseCode, DisconnectReason};
 
 const I: u64 = 300;

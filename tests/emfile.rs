@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 
 /// This process's CPU time (user + system), from /proc (through a file
 /// opened beforehand, as no descriptor is left to open it later).

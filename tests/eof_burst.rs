@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor};
 
 /// Counts what the reactor reports.

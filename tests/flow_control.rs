@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{ConnId, Context, Handler, Message, Reactor};
 
 /// Pauses a connection at its message "pause" and records every message.

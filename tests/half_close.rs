@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{Config, DisconnectReason};
 
 /// `count` DATA frames of `size` bytes, each telling its number.

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
-use tether::backoff::BackoffConfig;
-use tether::config::ConfigError;
+use tether::BackoffConfig;
+use tether::ConfigError;
 use tether::{Config, ConnId, Context, HandleError, Handler, PeerInfo, Reactor};
 
 /// A loopback address nobody listens on (a dial there is refused).

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::{init_logs, ms, Seen};
-use tether::backoff::BackoffConfig;
+use tether::BackoffConfig;
 use tether::{
     Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
 };

@@ -8,7 +8,7 @@ use std::thread;
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{ConnId, Context, Handler, Message, Reactor};
 
 /// 64 bytes that tell message `seq` apart from every other.

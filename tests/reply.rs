@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use support::*;
-use tether::codec::Frame;
-use tether::conn::SendError;
+use tether::proto::codec::Frame;
+use tether::proto::conn::SendError;
 use tether::{CloseCode, Config, ConnId, Context, Handler, Message, PeerInfo, Reactor};
 
 /// What the scripted server did with one message: its command byte and

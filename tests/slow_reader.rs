@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 use tether::{ConnId, Context, Handler, Message, Reactor};
 
 /// Answers every message with `forward` or `send_slice` (by the message's

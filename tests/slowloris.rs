@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 
 #[test]
 fn a_trickled_hello_is_closed_at_the_handshake_timeout() {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use proxy::{Mode, Proxy};
 use support::{config, init_logs, ms};
-use tether::conn::SendError;
+use tether::proto::conn::SendError;
 use tether::{
     ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor, ReactorStats,
 };

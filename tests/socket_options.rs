@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::*;
-use tether::net::{Keepalive, SocketOptions, UserTimeout};
 use tether::{Config, Reactor};
+use tether::{Keepalive, SocketOptions, UserTimeout};
 
 fn with_socket(mut config: Config, socket: SocketOptions) -> Config {
     config.socket = socket;
@@ -40,7 +40,7 @@ fn high_bounds() -> Config {
     }));
     let mut config = with_socket(config(300, 300), socket);
     let timeout = Duration::from_secs(10);
-    config.heartbeat = Some(tether::config::Heartbeat {
+    config.heartbeat = Some(tether::Heartbeat {
         interval: UserTimeout::MAX - timeout,
         timeout,
     });

@@ -92,7 +92,7 @@ fn after_a_stall_the_reactor_reads_before_it_convicts() {
     thread::sleep(ms(1000)); // the server's own stall: 5 × T
     server.turn(Duration::ZERO);
     let stats = server.reactor.conn_stats(link).expect("still there");
-    assert_eq!(stats.state, tether::conn::State::Established);
+    assert_eq!(stats.state, tether::proto::conn::State::Established);
     assert_eq!(server.reactor.stats().closes.total(), 0);
     assert!(stats.pongs_received >= 1);
 }
@@ -126,6 +126,6 @@ fn a_deadline_that_passed_during_a_stall_gets_a_fresh_ping_and_t() {
     assert_eq!(server.reactor.stats().closes.total(), 0);
     assert_eq!(
         server.reactor.conn_stats(link).expect("link").state,
-        tether::conn::State::Established
+        tether::proto::conn::State::Established
     );
 }

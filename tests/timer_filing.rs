@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::*;
-use tether::codec::Frame;
+use tether::proto::codec::Frame;
 
 const I: u64 = 200;
 const T: u64 = 1000;

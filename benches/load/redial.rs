@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tether::backoff::BackoffConfig;
+use tether::BackoffConfig;
 use tether::{Config, ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
 
 /// How long any phase may take at most.

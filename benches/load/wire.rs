@@ -9,7 +9,7 @@
 //! (1002), a DATA payload above `max_frame` is 1009.
 
 use bytes::BufMut;
-use tether::codec::{HANDSHAKE_LEN, HEADER_LEN, MAGIC, VERSION};
+use tether::proto::codec::{HANDSHAKE_LEN, HEADER_LEN, MAGIC, VERSION};
 
 pub const HELLO: u8 = 0x01;
 pub const WELCOME: u8 = 0x02;
@@ -144,14 +144,14 @@ pub fn self_check() -> Result<(), String> {
     ours.extend_from_slice(b"hi");
     put_handshake(&mut ours, HELLO, 1000, 2000, 0);
     let mut theirs = BytesMut::new();
-    tether::codec::encode_ping(7, &mut theirs);
-    tether::codec::encode_data(b"hi", &mut theirs);
-    let hs = tether::codec::Handshake {
+    tether::proto::codec::encode_ping(7, &mut theirs);
+    tether::proto::codec::encode_data(b"hi", &mut theirs);
+    let hs = tether::proto::codec::Handshake {
         interval_ms: 1000,
         timeout_ms: 2000,
         ..Default::default()
     };
-    tether::codec::encode_hello(&hs, &mut theirs);
+    tether::proto::codec::encode_hello(&hs, &mut theirs);
     if ours[..] != theirs[..] {
         return Err(format!("encoders disagree: {ours:?} vs {:?}", &theirs[..]));
     }

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tether::codec::{Decoder, Frame};
-use tether::config::Heartbeat;
-use tether::conn::{Action, Connection, Event, Role, SendError, State, Stats};
+use tether::proto::codec::{Decoder, Frame};
+use tether::proto::conn::{Action, Connection, Event, Role, SendError, State, Stats};
+use tether::Heartbeat;
 use tether::{CloseCode, Config};
 
 use super::input::Input;

@@ -26,7 +26,7 @@
 //!   allocates one small shared header).
 
 use bytes::{Bytes, BytesMut};
-use tether::codec::{DecodeError, Decoder, Frame, Handshake, Kind};
+use tether::proto::codec::{DecodeError, Decoder, Frame, Handshake, Kind};
 use tether::CloseCode;
 
 use super::input::SplitMix;

@@ -3,7 +3,7 @@
 //! to `corpus/<target>/seed-<name>`; `tests/fuzz_quick.rs` runs them.
 
 use bytes::{Bytes, BytesMut};
-use tether::codec::{Frame, Handshake};
+use tether::proto::codec::{Frame, Handshake};
 use tether::CloseCode;
 
 use super::conn::{flags, script, Bug, Op, PeerFrame, CONFIG_LEN};

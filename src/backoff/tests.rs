@@ -1,7 +1,46 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Backoff, BackoffConfig};
+use super::{Attempts, BackoffConfig};
+use crate::rng::Rng;
+
+/// The reconnect schedule of one client link, as the connection keeps it
+/// (attempts, configuration and PRNG together), for these tests.
+#[derive(Clone, Debug)]
+pub(super) struct Backoff {
+    config: BackoffConfig,
+    attempts: Attempts,
+    rng: Rng,
+}
+
+impl Backoff {
+    /// A fresh schedule; `seed` makes the jitter reproducible.
+    pub(super) fn new(config: BackoffConfig, seed: u64) -> Self {
+        Backoff {
+            config,
+            attempts: Attempts::default(),
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// Counts one more attempt and returns the delay to wait before it, or
+    /// `None` once `max_attempts` attempts have been used up.
+    pub(super) fn next_delay(&mut self) -> Option<Duration> {
+        self.attempts.next_delay(&self.config, &mut self.rng)
+    }
+
+    /// Attempts counted since the last reset (the number of the attempt the
+    /// last delay was for).
+    pub(super) fn attempt(&self) -> u32 {
+        self.attempts.get()
+    }
+
+    /// Starts the schedule over. Call only after a connection has proven
+    /// healthy, never merely on connect or handshake.
+    pub(super) fn reset(&mut self) {
+        self.attempts.reset();
+    }
+}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -18,7 +18,6 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Poll, Token};
 use slab::Slab;
 
-use super::id::Generation;
 use super::reply::ReplyRun;
 use super::slot::Slot;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
@@ -26,6 +25,7 @@ use crate::config::Config;
 use crate::conn::{Connection, Event, State};
 use crate::error::DisconnectReason;
 use crate::handle::{Command, Handle, Shared};
+use crate::id::Generation;
 use crate::net;
 use crate::wheel::{TimerKey, Wheel};
 

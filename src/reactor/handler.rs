@@ -15,8 +15,9 @@ use log::warn;
 
 use super::core::Core;
 use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::conn::{PeerInfo, SendError, UndeliveredCause};
+use crate::error::ConfigError;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Handle;
 

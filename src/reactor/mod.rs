@@ -1,13 +1,6 @@
 //! The reactor: one `mio::Poll` loop that serves and dials TCP with
-//! heartbeats, dead-peer detection and automatic reconnect.
-//!
-//! One turn of the loop: poll with a timeout that ends at the next timer;
-//! for each readiness event read until WouldBlock (into one shared buffer),
-//! feed the connection's state machine, hand its events to the
-//! [`Handler`], write its output until WouldBlock, and wait for writable
-//! readiness only while output is pending; then advance the timer wheel to
-//! the current instant and feed each expiry to its connection. The loop is
-//! single-threaded and never blocks anywhere but in `poll`.
+//! heartbeats, dead-peer detection and automatic reconnect (see
+//! [`Reactor`] for one turn of its loop).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -37,7 +30,6 @@
 mod core;
 mod filing;
 mod handler;
-mod id;
 mod message;
 mod reply;
 mod slot;
@@ -53,12 +45,13 @@ use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
 use crate::codec::HEADER_LEN;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::conn::Event;
+use crate::error::ConfigError;
 use crate::handle::Handle;
 
+pub(crate) use crate::id::{ConnId, ListenerId};
 pub use handler::{Context, Handler};
-pub use id::{ConnId, ListenerId};
 pub use message::Message;
 pub use stats::{CloseCounts, ConnStats, ReactorStats};
 
@@ -69,7 +62,15 @@ const EVENTS_CAPACITY: usize = 1024;
 const READ_BUDGET: usize = 16;
 
 /// A single-threaded event loop holding every connection, listener and
-/// timer. See the [module docs](self).
+/// timer (see the [crate docs](crate) for a server and a client).
+///
+/// One turn of the loop: poll with a timeout that ends at the next timer;
+/// for each readiness event read until WouldBlock (into one shared buffer),
+/// feed the connection's state machine, hand its events to the
+/// [`Handler`], write its output until WouldBlock, and wait for writable
+/// readiness only while output is pending; then advance the timer wheel to
+/// the current instant and feed each expiry to its connection. The loop is
+/// single-threaded and never blocks anywhere but in `poll`.
 pub struct Reactor {
     core: Core,
     events: Events,

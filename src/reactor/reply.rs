@@ -97,7 +97,7 @@ mod tests {
     fn id(index: u32) -> ConnId {
         ConnId {
             index,
-            generation: crate::reactor::id::Generation::new(1),
+            generation: crate::id::Generation::new(1),
         }
     }
 

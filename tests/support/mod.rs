@@ -10,8 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tether::backoff::BackoffConfig;
-use tether::codec::{self, Decoder, Frame, Handshake};
+use tether::proto::codec::{self, Decoder, Frame, Handshake};
+use tether::BackoffConfig;
 use tether::{
     Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
 };
@@ -97,7 +97,11 @@ impl Handler for Recorder {
             // A message can arrive in the same read as the peer's CLOSE;
             // then the echo is refused as not connected, which is right.
             if let Err(e) = cx.send(id, message.clone()) {
-                assert_eq!(e, tether::conn::SendError::NotConnected, "echo refused");
+                assert_eq!(
+                    e,
+                    tether::proto::conn::SendError::NotConnected,
+                    "echo refused"
+                );
             }
         }
         self.report(Seen::Message(id, message));

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tether::codec::{Decoder, Frame, Handshake};
-use tether::conn::{Event, Role, State, Timer};
+use tether::proto::codec::{Decoder, Frame, Handshake};
+use tether::proto::conn::{Event, Role, State, Timer};
 use tether::{CloseCode, DisconnectReason};
 
 use super::super::track;

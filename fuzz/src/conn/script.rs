@@ -5,11 +5,11 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tether::backoff::BackoffConfig;
-use tether::codec::{self, Handshake};
-use tether::config::{PingFlood, MIN_STALL_TOLERANCE};
-use tether::conn::Role;
+use tether::proto::codec::{self, Handshake};
+use tether::proto::conn::Role;
+use tether::BackoffConfig;
 use tether::{CloseCode, Config};
+use tether::{PingFlood, MIN_STALL_TOLERANCE};
 
 use super::super::input::Input;
 

@@ -32,7 +32,7 @@ pub enum InPlace {
 ///
 /// ```
 /// use bytes::{BufMut, BytesMut};
-/// use tether::codec::{encode_data, encode_ping, Decoder, DecodeError, Frame};
+/// use tether::proto::codec::{encode_data, encode_ping, Decoder, DecodeError, Frame};
 /// use tether::CloseCode;
 ///
 /// let decoder = Decoder::new(1024);

@@ -106,7 +106,7 @@ pub fn encode_data(payload: &[u8], dst: &mut BytesMut) {
 /// writev-style sends (this header, then the caller's own payload buffer).
 ///
 /// ```
-/// use tether::codec::data_header;
+/// use tether::proto::codec::data_header;
 /// assert_eq!(data_header(2), [0, 0, 0, 3, 0x03]);
 /// ```
 ///

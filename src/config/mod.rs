@@ -2,11 +2,14 @@
 //!
 //! Plain data plus validation; nothing here reads a clock or touches a socket.
 
-use std::fmt;
 use std::time::Duration;
 
-use crate::backoff::BackoffConfig;
-use crate::net::SocketOptions;
+mod backoff;
+mod socket;
+
+pub use self::backoff::BackoffConfig;
+pub use self::socket::{Keepalive, SocketOptions, UserTimeout};
+use crate::error::ConfigError;
 
 /// Application heartbeats: PING after `interval` of read silence, peer dead
 /// if nothing arrives within `timeout` after the PING.
@@ -270,18 +273,6 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// delay (a millisecond of rounding and the scheduler's latency) stays
 /// well within it.
 pub const MIN_STALL_TOLERANCE: Duration = Duration::from_millis(10);
-
-/// A configuration value out of range; the message says which.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConfigError(pub &'static str);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid tether config: {}", self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Builds a [`Config`]; every setter documents its default.
 #[derive(Clone, Debug)]

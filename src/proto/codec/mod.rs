@@ -74,7 +74,7 @@ const HANDSHAKE_FRAME_LEN: usize = HEADER_LEN + HANDSHAKE_LEN;
 /// The kind byte that follows the length of every frame.
 ///
 /// ```
-/// use tether::codec::Kind;
+/// use tether::proto::codec::Kind;
 /// assert_eq!(Kind::from_u8(0x04), Some(Kind::Ping));
 /// assert_eq!(Kind::Ping as u8, 0x04);
 /// assert_eq!(Kind::from_u8(0x08), None);
@@ -140,7 +140,7 @@ pub struct Handshake {
 ///
 /// ```
 /// use bytes::{Bytes, BytesMut};
-/// use tether::codec::{Decoder, Frame, Kind};
+/// use tether::proto::codec::{Decoder, Frame, Kind};
 ///
 /// let frame = Frame::Data(Bytes::from_static(b"hi"));
 /// let mut buf = BytesMut::new();
@@ -217,7 +217,7 @@ impl Frame {
     ///
     /// ```
     /// use bytes::BytesMut;
-    /// use tether::codec::Frame;
+    /// use tether::proto::codec::Frame;
     ///
     /// let mut buf = BytesMut::new();
     /// Frame::Ping(0x0102_0304_0506_0708).encode(&mut buf);

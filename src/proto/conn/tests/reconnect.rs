@@ -3,7 +3,7 @@
 use std::io;
 
 use super::{config, kinds, ms, Listener, Pair};
-use crate::backoff::BackoffConfig;
+use crate::config::BackoffConfig;
 use crate::conn::{Event, State};
 use crate::error::{CloseCode, DisconnectReason};
 

@@ -161,7 +161,7 @@ enum Cell<T> {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tether::wheel::Wheel;
+/// use tether::proto::wheel::Wheel;
 ///
 /// let start = Instant::now();
 /// let mut wheel = Wheel::new(start);
@@ -249,7 +249,7 @@ impl<T> Wheel<T> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use tether::wheel::Wheel;
+    /// use tether::proto::wheel::Wheel;
     ///
     /// let start = Instant::now();
     /// let mut wheel = Wheel::new(start);
@@ -539,7 +539,7 @@ impl<T> Wheel<T> {
         }
         match u32::try_from(self.cells.len()) {
             Ok(index) if index != NONE => index,
-            _ => panic!("tether::wheel: too many pending timers for u32 keys"),
+            _ => panic!("tether::proto::wheel: too many pending timers for u32 keys"),
         }
     }
 

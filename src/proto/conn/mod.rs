@@ -16,7 +16,7 @@
 //! use std::time::{Duration, Instant};
 //! use bytes::BytesMut;
 //! use tether::Config;
-//! use tether::conn::{Action, Connection, Event, Timer};
+//! use tether::proto::conn::{Action, Connection, Event, Timer};
 //!
 //! let config = Arc::new(Config::default());
 //! let t0 = Instant::now();

@@ -38,7 +38,7 @@ pub(super) fn config() -> Config {
         }),
         handshake_timeout: ms(500),
         connect_timeout: ms(300),
-        backoff: crate::backoff::BackoffConfig {
+        backoff: crate::config::BackoffConfig {
             initial: ms(100),
             multiplier: 2.0,
             max: ms(1600),
