@@ -141,7 +141,7 @@ pub(crate) fn this_thread() -> ThreadId {
 /// What one message costs in a handle's queue: its payload and its frame
 /// header.
 fn queue_cost(len: usize) -> usize {
-    len.saturating_add(crate::codec::HEADER_LEN)
+    len.saturating_add(crate::proto::codec::HEADER_LEN)
 }
 
 /// Why a [`Handle`] call did not reach the reactor.

@@ -142,17 +142,14 @@ mod net;
 mod reactor;
 mod rng;
 
-// The sans-IO core lives in `proto`; the crate uses it by these names.
-use proto::{codec, conn, wheel};
-
 pub use config::{
     BackoffConfig, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood, SocketOptions,
     UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
 };
-pub use conn::{PeerInfo, Role, SendError, State, UndeliveredCause};
 pub use error::{CloseCode, ConfigError, DisconnectReason};
 pub use handle::{Handle, HandleError, DIAL_WAIT};
 pub use id::{ConnId, ListenerId};
+pub use proto::conn::{PeerInfo, Role, SendError, State, UndeliveredCause};
 pub use reactor::{CloseCounts, ConnStats, Context, Handler, Message, Reactor, ReactorStats};
 
 pub mod proto;

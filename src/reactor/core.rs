@@ -22,12 +22,12 @@ use super::reply::ReplyRun;
 use super::slot::Slot;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
-use crate::conn::{Connection, Event, State};
 use crate::error::DisconnectReason;
 use crate::handle::{Command, Handle, Shared};
 use crate::id::Generation;
 use crate::net;
-use crate::wheel::{TimerKey, Wheel};
+use crate::proto::conn::{Connection, Event, State};
+use crate::proto::wheel::{TimerKey, Wheel};
 
 /// Listener tokens start here; connection tokens are slab indices below.
 pub(super) const LISTENER_BASE: usize = 1 << 30;
@@ -199,7 +199,7 @@ impl Core {
                 .map(|t| self.now.saturating_duration_since(t)),
             reconnect_attempt: conn.reconnect_attempt(),
             reconnect_in: conn
-                .timer(crate::conn::Timer::Reconnect)
+                .timer(crate::proto::conn::Timer::Reconnect)
                 .map(|t| t.saturating_duration_since(self.now)),
             pending_output: conn.pending_output() + lent_bytes,
             messages_undelivered: s.messages_undelivered,
@@ -315,8 +315,8 @@ impl Core {
             };
             acted = true;
             match action {
-                crate::conn::Action::CloseSocket => slot.drop_stream(self.poll.registry()),
-                crate::conn::Action::Connect => {
+                crate::proto::conn::Action::CloseSocket => slot.drop_stream(self.poll.registry()),
+                crate::proto::conn::Action::Connect => {
                     slot.drop_stream(self.poll.registry());
                     // A pause belongs to the socket it paused.
                     slot.paused = false;

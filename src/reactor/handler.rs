@@ -16,10 +16,10 @@ use log::warn;
 use super::core::Core;
 use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats};
 use crate::config::Config;
-use crate::conn::{PeerInfo, SendError, UndeliveredCause};
 use crate::error::ConfigError;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Handle;
+use crate::proto::conn::{PeerInfo, SendError, UndeliveredCause};
 
 /// What the application does when something happens on a connection.
 /// Every method has an empty default; implement the ones you need.
@@ -198,7 +198,7 @@ impl Context<'_> {
     /// the read buffer as by [`send`](Self::send) (no copy).
     #[inline]
     pub fn forward(&mut self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
-        if message.len() <= crate::conn::COPY_MAX {
+        if message.len() <= crate::proto::conn::COPY_MAX {
             match message.frame() {
                 // As it came in: header and payload in one copy.
                 Some(frame) => {

@@ -10,7 +10,7 @@ use std::ops::Deref;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::codec::HEADER_LEN;
+use crate::proto::codec::HEADER_LEN;
 
 /// One application message, as [`Handler::on_message`](super::Handler::on_message)
 /// receives it.

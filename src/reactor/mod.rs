@@ -44,11 +44,11 @@ use bytes::{Buf, BytesMut};
 use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
-use crate::codec::HEADER_LEN;
 use crate::config::Config;
-use crate::conn::Event;
 use crate::error::ConfigError;
 use crate::handle::Handle;
+use crate::proto::codec::HEADER_LEN;
+use crate::proto::conn::Event;
 
 pub(crate) use crate::id::{ConnId, ListenerId};
 pub use handler::{Context, Handler};
@@ -302,7 +302,7 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
     let Some(slot) = core.slots.get(idx) else {
         return;
     };
-    if slot.conn.state() == crate::conn::State::Connecting {
+    if slot.conn.state() == crate::proto::conn::State::Connecting {
         core.on_connect_ready(idx);
     } else if ready.readable && !slot.paused {
         let mut budget = READ_BUDGET;

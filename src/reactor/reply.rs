@@ -20,7 +20,7 @@
 use bytes::BytesMut;
 
 use super::ConnId;
-use crate::codec::{self, HEADER_LEN};
+use crate::proto::codec::{self, HEADER_LEN};
 
 /// A connection's output run, out of its queue for the length of a read.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use mio::{Interest, Registry, Token};
 
 use super::filing::Filing;
 use super::ConnId;
-use crate::conn::{Connection, Event, State};
-use crate::wheel::TimerKey;
+use crate::proto::conn::{Connection, Event, State};
+use crate::proto::wheel::TimerKey;
 
 /// Slices gathered for one `writev`.
 const MAX_IOV: usize = 64;

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::conn::{Role, State};
 use crate::error::DisconnectReason;
+use crate::proto::conn::{Role, State};
 
 /// How many sockets ended for each kind of reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

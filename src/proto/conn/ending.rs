@@ -14,8 +14,8 @@ use log::debug;
 use super::flags::Flag;
 use super::timer::Timer;
 use super::{Connection, Event, Role, State, UndeliveredCause};
-use crate::codec;
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec;
 
 impl Connection {
     pub(super) fn protocol_error(

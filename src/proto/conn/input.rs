@@ -16,8 +16,8 @@ use log::debug;
 use super::flags::Flag;
 use super::timer::Stamp;
 use super::{Connection, Event, Role, State, PARTIAL_RESERVE_CAP, PONG_BACKLOG};
-use crate::codec::{self, Decoder, Frame, InPlace, Kind, HEADER_LEN};
 use crate::error::DisconnectReason;
+use crate::proto::codec::{self, Decoder, Frame, InPlace, Kind, HEADER_LEN};
 
 impl Connection {
     /// Bytes read from the socket. Consumes all of `data`: whole frames are

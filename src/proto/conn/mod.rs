@@ -74,9 +74,9 @@ use bytes::{Bytes, BytesMut};
 use log::{debug, trace, warn};
 
 use crate::backoff::Attempts;
-use crate::codec::{self, Handshake, HEADER_LEN};
 use crate::config::Config;
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{self, Handshake, HEADER_LEN};
 use crate::rng::Rng;
 
 pub use event::{Action, Event, PeerInfo, SendError, Stats, UndeliveredCause};

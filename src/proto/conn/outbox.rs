@@ -21,7 +21,7 @@ use std::mem;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::codec::{self, HEADER_LEN};
+use crate::proto::codec::{self, HEADER_LEN};
 
 /// Messages up to this size are copied into a packed run rather than
 /// queued as their own `Bytes`: for small frames one contiguous write is

@@ -14,9 +14,9 @@ use socket2::SockRef;
 
 use super::{Core, Target, ACCEPT_PAUSE};
 use crate::config::Config;
-use crate::conn::Connection;
 use crate::error::CloseCode;
 use crate::net;
+use crate::proto::conn::Connection;
 
 impl Core {
     /// Accepts until the listen queue is empty (or accepting must pause).
@@ -66,7 +66,7 @@ impl Core {
     pub(super) fn refuse(&mut self, mut stream: TcpStream, addr: SocketAddr) {
         self.stats.refused += 1;
         let mut close = BytesMut::new();
-        crate::codec::encode_close(CloseCode::POLICY_VIOLATION, "server full", &mut close);
+        crate::proto::codec::encode_close(CloseCode::POLICY_VIOLATION, "server full", &mut close);
         let _ = io::Write::write(&mut stream, &close);
         debug!("{addr}: refused, {} connections held", self.slots.len());
     }

@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use log::debug;
 
 use super::{Core, ReadStep, MIN_READ_SPACE, READ_CHUNK};
-use crate::conn::State;
 use crate::net;
+use crate::proto::conn::State;
 use crate::reactor::ConnId;
 
 impl Core {

@@ -15,10 +15,10 @@ use mio::{Interest, Token};
 
 use super::{Core, ListenerSlot, ACCEPT_BACKLOG, COMMANDS_PER_TURN, LISTENER_BASE};
 use crate::config::Config;
-use crate::conn::{Connection, Event, SendError, UndeliveredCause};
 use crate::error::CloseCode;
 use crate::handle::Command;
 use crate::net;
+use crate::proto::conn::{Connection, Event, SendError, UndeliveredCause};
 use crate::reactor::reply::ReplyRun;
 use crate::reactor::{ConnId, ListenerId};
 

@@ -3,7 +3,7 @@ use std::io::IoSlice;
 use bytes::{BufMut, Bytes};
 
 use super::{spare, Outbox};
-use crate::codec::{self, Decoder, Frame};
+use crate::proto::codec::{self, Decoder, Frame};
 use crate::rng::Rng;
 
 /// Writes everything, `step(i)` bytes at a time, and returns the stream.

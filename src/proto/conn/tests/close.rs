@@ -3,9 +3,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{config, kinds, ms, Pair};
-use crate::codec::{self, Frame};
-use crate::conn::{Action, Connection, Event, SendError, State};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{self, Frame};
+use crate::proto::conn::{Action, Connection, Event, SendError, State};
 
 #[test]
 fn an_application_close_flushes_messages_then_sends_close_and_never_redials() {
@@ -68,7 +68,7 @@ fn nothing_is_sent_after_receiving_close() {
     pair.server_mut().send(Bytes::from_static(b"late")).unwrap();
     let now = pair.now;
     let mut raw = bytes::BytesMut::new();
-    crate::codec::encode_close(CloseCode::NORMAL, "", &mut raw);
+    crate::proto::codec::encode_close(CloseCode::NORMAL, "", &mut raw);
     let mut events = Vec::new();
     let server = pair.server_mut();
     server.handle_input(now, &mut raw, &mut events);
@@ -87,7 +87,7 @@ fn a_peer_that_does_not_read_is_closed_after_the_linger() {
     assert_eq!(conn.poll_action(), Some(Action::Connect));
     conn.handle_connected(t0);
     let mut welcome = bytes::BytesMut::new();
-    crate::codec::encode_welcome(&crate::codec::Handshake::default(), &mut welcome);
+    crate::proto::codec::encode_welcome(&crate::proto::codec::Handshake::default(), &mut welcome);
     conn.handle_input(t0, &mut welcome, &mut events);
     assert_eq!(conn.state(), State::Established);
     conn.send(Bytes::from(vec![0u8; 1000])).unwrap();
@@ -116,7 +116,7 @@ fn a_closing_connection_ignores_further_input() {
     let server = pair.server_mut();
     assert_eq!(server.state(), State::Closing);
     let mut data = bytes::BytesMut::new();
-    crate::codec::encode_data(b"ignored", &mut data);
+    crate::proto::codec::encode_data(b"ignored", &mut data);
     server.handle_input(now, &mut data, &mut events);
     assert!(data.is_empty());
     assert_eq!(events.len(), 1, "{events:?}");
@@ -182,7 +182,11 @@ fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
     // and with the trim timer armed to free the buffers once idle.
     let mut pair = Pair::connected(config());
     let c = &mut pair.client;
-    assert_eq!(c.timer(crate::conn::Timer::Trim), None, "nothing sent yet");
+    assert_eq!(
+        c.timer(crate::proto::conn::Timer::Trim),
+        None,
+        "nothing sent yet"
+    );
     let sent = c.stats().messages_sent;
     let (mut run, room, max_payload) = c.lend_fresh_run().expect("established, nothing queued");
     assert!(room >= 2 * 69 && max_payload >= 64, "{room} {max_payload}");
@@ -193,7 +197,7 @@ fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
     c.return_run(run, 2);
     assert_eq!(c.stats().messages_sent, sent + 2);
     assert!(
-        c.timer(crate::conn::Timer::Trim).is_some(),
+        c.timer(crate::proto::conn::Timer::Trim).is_some(),
         "trim timer armed"
     );
     // With DATA queued, a fresh run is refused (the open run is lent instead).
@@ -295,7 +299,7 @@ fn replies_a_half_closed_peer_does_not_take_are_dropped_at_the_linger() {
         events[1],
         Event::Undelivered {
             messages: vec![bytes::Bytes::from_static(b"stuck")],
-            cause: crate::conn::UndeliveredCause::Dropped,
+            cause: crate::proto::conn::UndeliveredCause::Dropped,
         }
     );
 }
@@ -319,7 +323,7 @@ fn a_write_that_fails_after_a_half_close_closes_at_once() {
             },
             Event::Undelivered {
                 messages: vec![bytes::Bytes::from_static(b"reply")],
-                cause: crate::conn::UndeliveredCause::Dropped,
+                cause: crate::proto::conn::UndeliveredCause::Dropped,
             }
         ]
     );

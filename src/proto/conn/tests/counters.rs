@@ -5,8 +5,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{config, ms, Pair};
-use crate::codec;
-use crate::conn::{State, Timer};
+use crate::proto::codec;
+use crate::proto::conn::{State, Timer};
 
 #[test]
 fn counters_of_frames_received_go_past_u32_max() {

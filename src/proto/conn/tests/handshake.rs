@@ -1,9 +1,9 @@
 //! HELLO/WELCOME, handshake timeouts and malformed input before and after.
 
 use super::{config, kinds, ms, Pair};
-use crate::codec::{self, Frame, Handshake};
-use crate::conn::{Event, State};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{self, Frame, Handshake};
+use crate::proto::conn::{Event, State};
 
 #[test]
 fn hello_then_welcome_connects_both_sides_with_the_session_id() {

@@ -9,9 +9,9 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 
 use super::config;
-use crate::codec::{self, Frame, Handshake, HEADER_LEN};
-use crate::conn::{Connection, Event, State};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{self, Frame, Handshake, HEADER_LEN};
+use crate::proto::conn::{Connection, Event, State};
 
 fn hello() -> BytesMut {
     let mut b = BytesMut::new();

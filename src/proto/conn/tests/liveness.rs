@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{config, ms, Pair};
-use crate::codec::{self, Frame};
 use crate::config::Config;
-use crate::conn::{Event, State, Timer};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{self, Frame};
+use crate::proto::conn::{Event, State, Timer};
 
 #[test]
 fn a_silent_peer_is_pinged_after_i_and_declared_dead_t_later() {
@@ -545,7 +545,7 @@ fn late_deadlines_without_writes(pair: &mut Pair, rounds: u32) -> Instant {
 }
 
 /// Writes all of `conn`'s output and decodes it.
-fn written(conn: &mut crate::conn::Connection) -> Vec<Frame> {
+fn written(conn: &mut crate::proto::conn::Connection) -> Vec<Frame> {
     let mut out = bytes::BytesMut::new();
     conn.transmit_into(&mut out);
     let decoder = codec::Decoder::new(1 << 20);

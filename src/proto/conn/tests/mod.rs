@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{Action, Connection, Event, State};
-use crate::codec::{Decoder, Frame};
 use crate::config::Config;
+use crate::proto::codec::{Decoder, Frame};
 
 pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -3,9 +3,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{config, ms, Pair};
-use crate::codec::{self, Frame};
-use crate::conn::{Action, Event, State, Timer};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{self, Frame};
+use crate::proto::conn::{Action, Event, State, Timer};
 
 fn ping(nonce: u64) -> BytesMut {
     let mut b = BytesMut::new();
@@ -114,7 +114,7 @@ fn a_peer_that_does_not_read_is_closed_after_the_write_stall_timeout() {
             // The message partly written is handed back.
             Event::Undelivered {
                 messages: vec![Bytes::from(vec![0u8; 1000])],
-                cause: crate::conn::UndeliveredCause::Dropped,
+                cause: crate::proto::conn::UndeliveredCause::Dropped,
             }
         ]
     );

@@ -4,8 +4,8 @@ use std::io;
 
 use super::{config, kinds, ms, Listener, Pair};
 use crate::config::BackoffConfig;
-use crate::conn::{Event, State};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::conn::{Event, State};
 
 fn reconnect_delays(events: &[(std::time::Duration, Event)]) -> Vec<(u32, std::time::Duration)> {
     events
@@ -75,7 +75,7 @@ fn a_connect_that_hangs_times_out_and_backs_off() {
     // The attempt at 1600 timed out at 1900; the next is due at 2700.
     assert_eq!(pair.client.state(), State::Backoff);
     assert_eq!(
-        pair.client.timer(crate::conn::Timer::Reconnect),
+        pair.client.timer(crate::proto::conn::Timer::Reconnect),
         Some(pair.t0 + ms(2700))
     );
 }
@@ -118,7 +118,7 @@ fn break_link(pair: &mut Pair, how: usize) -> DisconnectReason {
             pair.inject_to_client(&[0, 0, 0, 0]);
             DisconnectReason::ProtocolError {
                 code: CloseCode::PROTOCOL_ERROR,
-                detail: crate::codec::DecodeError::ZeroLength.detail(),
+                detail: crate::proto::codec::DecodeError::ZeroLength.detail(),
             }
         }
     }

@@ -7,8 +7,8 @@ use std::io;
 use bytes::{Bytes, BytesMut};
 
 use super::{config, ms, Pair};
-use crate::conn::{Event, SendError, State, UndeliveredCause};
 use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::conn::{Event, SendError, State, UndeliveredCause};
 
 fn msg(tag: u8, len: usize) -> Bytes {
     Bytes::from(vec![tag; len])
