@@ -1,0 +1,252 @@
+//! Output: what the application sends (checked against the limits),
+//! the run lent to the reactor for answers, the bytes the driver writes,
+//! backpressure and the drain that follows it, and the trimming of idle
+//! output buffers.
+//!
+//! It never writes to a socket: the driver gathers the slices, writes what
+//! it can and reports the count.
+
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::flags::Flag;
+use super::timer::Timer;
+use super::{Connection, Event, SendError, State, COPY_MAX};
+use crate::proto::codec::HEADER_LEN;
+
+impl Connection {
+    /// Queues one message. Refused unless established, when larger than
+    /// `max_frame`, or when the output queue would pass `max_outbound`.
+    pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.may_send(payload.len())?;
+        self.sock.outbox.push_data(payload);
+        self.note_send();
+        Ok(())
+    }
+
+    /// Queues a copy of one message, refused as by [`send`](Self::send).
+    /// A small message is copied straight into the output (no allocation).
+    pub fn send_slice(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.may_send(payload.len())?;
+        self.sock.outbox.push_slice(payload);
+        self.note_send();
+        Ok(())
+    }
+
+    /// Queues a copy of one whole DATA frame — its header and a payload of
+    /// at most [`COPY_MAX`] bytes — as received (a message forwarded as it
+    /// came off the wire): one copy into the output instead of encoding
+    /// the header and copying the payload. Refused as by [`send`](Self::send).
+    #[inline]
+    pub(crate) fn send_framed(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.may_send(frame.len().saturating_sub(HEADER_LEN))?;
+        self.sock.outbox.push_framed(frame);
+        self.note_send();
+        Ok(())
+    }
+
+    /// Lends the driver the packed run at the back of the output, to append
+    /// whole small DATA frames to directly while it answers this
+    /// connection's input (the reactor's reply run): the run, how many
+    /// bytes may be appended (its cap and `max_outbound` both counted), and
+    /// the largest payload allowed. Frames appended within those limits
+    /// are exactly what [`send`](Self::send) would accept. `None` unless
+    /// established with such a run open. Nothing else may touch the output
+    /// until [`return_run`](Self::return_run).
+    pub(crate) fn lend_run(&mut self) -> Option<(BytesMut, usize, usize)> {
+        if self.state != State::Established {
+            return None;
+        }
+        let (run, room) = self.sock.outbox.take_open_run()?;
+        let queued = self.sock.outbox.len() + run.len();
+        let room = room.min(self.config.max_outbound.saturating_sub(queued));
+        let max_payload = self.config.max_frame.min(COPY_MAX);
+        Some((run, room, max_payload))
+    }
+
+    /// [`lend_run`](Self::lend_run) with no DATA queued: a fresh run from
+    /// the thread's pool, for the first answer of a read. `None` unless
+    /// established with no DATA (or closing frames) queued; queued control
+    /// frames stay ahead of it, as ahead of any unstarted DATA.
+    pub(crate) fn lend_fresh_run(&mut self) -> Option<(BytesMut, usize, usize)> {
+        if self.state != State::Established {
+            return None;
+        }
+        let (run, room) = self.sock.outbox.take_fresh_run()?;
+        let room = room.min(
+            self.config
+                .max_outbound
+                .saturating_sub(self.sock.outbox.len()),
+        );
+        let max_payload = self.config.max_frame.min(COPY_MAX);
+        Some((run, room, max_payload))
+    }
+
+    /// Takes back a run lent by [`lend_run`](Self::lend_run) or
+    /// [`lend_fresh_run`](Self::lend_fresh_run), with `messages` frames
+    /// appended to it since.
+    pub(crate) fn return_run(&mut self, run: BytesMut, messages: u64) {
+        self.sock.outbox.put_back_run(run);
+        if messages > 0 {
+            // As `note_send` for each: counted, and the trim timer armed
+            // (a fresh run's first message did not pass `note_send`).
+            self.stats.messages_sent += messages - 1;
+            self.note_send();
+        }
+    }
+
+    /// Bookkeeping for every message queued: the count, and the trim timer
+    /// that frees the output buffers once the connection stops sending.
+    #[inline]
+    pub(super) fn note_send(&mut self) {
+        self.stats.messages_sent += 1;
+        if !self.timers.is_armed(Timer::Trim) {
+            // From the last receipt (a stamp: no clock read here); a
+            // deadline already past only means an early first look.
+            let due = self.last_recv.after(self.trim_period());
+            self.timers.set_stamp(Timer::Trim, due);
+        }
+    }
+
+    /// How long output buffers stay with a connection that stopped sending:
+    /// the heartbeat interval, or 1 s without heartbeats.
+    pub(super) fn trim_period(&self) -> Duration {
+        self.config
+            .heartbeat
+            .map_or(Duration::from_secs(1), |hb| hb.interval)
+    }
+
+    /// The trim timer fired: free the output buffers if nothing is queued
+    /// (so a connection that went quiet holds none). It looks again one
+    /// period later if output is queued or if it just freed something, and
+    /// stops once a look finds nothing to free, until the next message
+    /// arms it. So a connection that sends all the time gives its buffers
+    /// back at most once per period, when its queue happens to be empty —
+    /// an allocation per period, not per message — even when the receipt
+    /// its first deadline counted from is long past (a peer that never
+    /// talks, no heartbeats), and one that stopped sending is looked at at
+    /// most twice more.
+    pub(super) fn on_trim(&mut self, now: Instant) {
+        if !self.sock.outbox.is_empty() || self.sock.outbox.release_idle_memory() {
+            let due = now + self.trim_period();
+            self.timers.set(Timer::Trim, due);
+        }
+    }
+
+    #[inline]
+    pub(super) fn may_send(&mut self, len: usize) -> Result<(), SendError> {
+        if self.state != State::Established {
+            return Err(SendError::NotConnected);
+        }
+        let max = self.config.max_frame;
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
+        }
+        let queued = self.sock.outbox.len();
+        let limit = self.config.max_outbound;
+        // Saturating: `queued` counts a shared payload once per send, and
+        // on a 32-bit target `max_frame` alone may approach `usize::MAX`.
+        if queued.saturating_add(HEADER_LEN).saturating_add(len) > limit {
+            self.sock.flags.set(Flag::Refused, true);
+            return Err(SendError::Backpressure { queued, limit });
+        }
+        Ok(())
+    }
+
+    /// After output was written (see [`advance_transmit`](Self::advance_transmit)):
+    /// pushes [`Event::Drained`] if a send was refused with backpressure
+    /// and the queued output has fallen to half of `max_outbound` or
+    /// below since. Cheap when nothing was refused.
+    #[inline]
+    pub fn poll_drain(&mut self, events: &mut Vec<Event>) {
+        if self.sock.flags.get(Flag::Refused)
+            && self.sock.outbox.len() <= self.config.max_outbound / 2
+        {
+            self.sock.flags.set(Flag::Refused, false);
+            if self.state == State::Established {
+                events.push(Event::Drained);
+            }
+        }
+    }
+
+    /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
+    /// slices were written to the socket.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.sock.outbox.advance(n);
+        self.stats.bytes_sent += n as u64;
+        if n > 0 {
+            // We said something: whatever the peer said so far is
+            // answered (see `on_write_idle`).
+            self.timers.stop(Timer::WriteIdle);
+            self.sock.recv_mark = self.talk_received();
+            if self.sock.flags.take(Flag::SocketFull) {
+                // Room in a full send buffer appears only as the peer acks.
+                self.sock.flags.set(Flag::PeerDrained, true);
+            }
+        }
+        if self.state == State::Closing && self.sock.outbox.is_empty() {
+            // Nothing is queued: nothing can be handed back.
+            self.close_socket(&mut Vec::new());
+        }
+    }
+
+    /// The socket would not take more output while some is pending. Arms
+    /// the write-stall timer: if not one byte is written before it fires,
+    /// the peer is not reading and the connection is closed.
+    ///
+    /// It also lets a sender whose PING is queued behind a large message
+    /// tell a live, reading peer from a dead one: when a full socket takes
+    /// more output, the peer acknowledged data, and that counts as life.
+    pub fn handle_write_blocked(&mut self, now: Instant) {
+        self.sock.flags.set(Flag::SocketFull, true);
+        let Some(timeout) = self.config.write_stall_timeout else {
+            return;
+        };
+        if self.pending_output() > 0 && !self.timers.is_armed(Timer::WriteStall) {
+            self.stall_mark = self.stats.bytes_sent as u32;
+            self.timers.set(Timer::WriteStall, now + timeout);
+        }
+    }
+
+    /// Fills `dst` with the next slices to write, in order, and returns how
+    /// many it filled (0: nothing to write). Write them with one vectored
+    /// write, then report the count with [`advance_transmit`](Self::advance_transmit).
+    pub fn transmit<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.sock.outbox.chunks(dst)
+    }
+
+    /// All pending output when it is one contiguous slice, to write with
+    /// one plain `send` (then [`advance_transmit`](Self::advance_transmit));
+    /// `None` when it is not (use [`transmit`](Self::transmit)) or when
+    /// nothing is pending.
+    #[inline]
+    pub(crate) fn transmit_contiguous(&self) -> Option<&[u8]> {
+        self.sock.outbox.contiguous()
+    }
+
+    /// Moves all pending output into `dst` (for tests and simple drivers
+    /// that copy anyway).
+    pub fn transmit_into(&mut self, dst: &mut BytesMut) {
+        loop {
+            let mut iov = [IoSlice::new(&[]); 16];
+            let n = self.sock.outbox.chunks(&mut iov);
+            if n == 0 {
+                return;
+            }
+            let mut written = 0;
+            for s in &iov[..n] {
+                dst.extend_from_slice(s);
+                written += s.len();
+            }
+            self.advance_transmit(written);
+        }
+    }
+
+    /// Bytes waiting to be written. While non-zero the driver wants
+    /// writable readiness.
+    pub fn pending_output(&self) -> usize {
+        self.sock.outbox.len()
+    }
+}
