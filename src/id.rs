@@ -1,74 +1,107 @@
 //! Identifiers the application holds: connections and listeners.
 //!
-//! An id names a slab slot plus a generation drawn from one 64-bit counter
-//! per reactor, so an id kept after its connection ended can never reach
-//! the connection that reuses the slot: the counter would have to pass
-//! 2^64, which it does not (a million connections a second take 584 000
-//! years).
+//! An id is one `u64`: a slab index in its low [`INDEX_BITS`] bits and, above
+//! them, a generation drawn from one counter per reactor, so an id kept
+//! after its connection ended does not reach the connection that reuses
+//! its slot. The generation has 40 bits: it repeats only after 2^40 (about
+//! 10^12) connections and listeners of one reactor — 35 years at a
+//! thousand a second — and even then a stale id names a connection only if
+//! that connection sits in the same slot. Eight bytes, so that comparing
+//! and passing ids costs one register on the per-message path.
 
 use std::fmt;
 
-/// Names one connection for its whole life — for a dialed link, across
-/// every redial.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    pub(crate) index: u32,
-    pub(crate) generation: Generation,
+/// Bits of an id that hold the slab index.
+pub(crate) const INDEX_BITS: u32 = 24;
+/// Slots a reactor's slab may use: one index, the highest, is kept for ids
+/// that name no slot (see [`ConnId::nowhere`]).
+pub(crate) const MAX_SLOTS: usize = (1 << INDEX_BITS) - 1;
+/// Generations run through these values, then start again at 1 (0 is never
+/// given out).
+const GENERATION_MASK: u64 = (1 << (64 - INDEX_BITS)) - 1;
+
+/// The next generation after `g`: 1 to 2^40 - 1, round and round.
+pub(crate) fn next_generation(g: u64) -> u64 {
+    let next = (g + 1) & GENERATION_MASK;
+    next.max(1)
 }
 
+/// Names one connection for its whole life — for a dialed link, across
+/// every redial.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
 impl ConnId {
-    /// The id as one number (for logs and maps): a number no other
-    /// connection or listener of the same reactor ever has, since each
-    /// takes the next value of one counter.
+    pub(crate) fn new(index: usize, generation: u64) -> ConnId {
+        debug_assert!(index <= MAX_SLOTS && generation <= GENERATION_MASK);
+        ConnId((generation << INDEX_BITS) | index as u64)
+    }
+
+    /// An id of this generation that names no slot: every lookup misses.
+    pub(crate) fn nowhere(generation: u64) -> ConnId {
+        ConnId::new(MAX_SLOTS, generation)
+    }
+
+    /// The slab index it names.
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        (self.0 & ((1 << INDEX_BITS) - 1)) as usize
+    }
+
+    fn generation(self) -> u64 {
+        self.0 >> INDEX_BITS
+    }
+
+    /// The id as one number (for logs and maps): no other connection or
+    /// listener of the same reactor has it while the reactor makes fewer
+    /// than 2^40 of them.
     pub fn as_u64(self) -> u64 {
-        self.generation.get()
+        self.0
     }
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn#{}.{}", self.index, self.generation.get())
+        write!(f, "conn#{}.{}", self.index(), self.generation())
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnId")
+            .field("index", &self.index())
+            .field("generation", &self.generation())
+            .finish()
     }
 }
 
 /// Names one listening socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerId {
-    pub(crate) index: u32,
-    pub(crate) generation: Generation,
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(ConnId);
+
+impl ListenerId {
+    pub(crate) fn new(index: usize, generation: u64) -> ListenerId {
+        ListenerId(ConnId::new(index, generation))
+    }
+
+    /// The listener slab index it names.
+    pub(crate) fn index(self) -> usize {
+        self.0.index()
+    }
 }
 
 impl fmt::Display for ListenerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "listener#{}.{}", self.index, self.generation.get())
+        write!(f, "listener#{}.{}", self.0.index(), self.0.generation())
     }
 }
 
-/// A 64-bit generation kept as two 32-bit halves, high first (so the
-/// derived order is the number's): an id stays 4-byte aligned, 12 bytes
-/// instead of 16, and so does every timer-wheel entry that names one.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Generation {
-    hi: u32,
-    lo: u32,
-}
-
-impl Generation {
-    pub(crate) fn new(n: u64) -> Generation {
-        Generation {
-            hi: (n >> 32) as u32,
-            lo: n as u32,
-        }
-    }
-
-    pub(crate) fn get(self) -> u64 {
-        (u64::from(self.hi) << 32) | u64::from(self.lo)
-    }
-}
-
-impl fmt::Debug for Generation {
+impl fmt::Debug for ListenerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.get(), f)
+        f.debug_struct("ListenerId")
+            .field("index", &self.0.index())
+            .field("generation", &self.0.generation())
+            .finish()
     }
 }
 
@@ -77,20 +110,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_id_is_twelve_bytes_and_its_number_is_its_generation() {
-        assert_eq!(std::mem::size_of::<ConnId>(), 12);
-        assert_eq!(std::mem::align_of::<ConnId>(), 4);
-        let id = ConnId {
-            index: 7,
-            generation: Generation::new((5 << 32) | 9),
-        };
-        assert_eq!(id.as_u64(), (5 << 32) | 9);
-        assert_eq!(id.to_string(), format!("conn#7.{}", (5u64 << 32) | 9));
+    fn an_id_is_eight_bytes_holding_its_index_and_generation() {
+        assert_eq!(std::mem::size_of::<ConnId>(), 8);
+        let id = ConnId::new(7, 9);
+        assert_eq!((id.index(), id.generation()), (7, 9));
+        assert_eq!(id.as_u64(), (9 << INDEX_BITS) | 7);
+        assert_eq!(id.to_string(), "conn#7.9");
+        assert_eq!(format!("{id:?}"), "ConnId { index: 7, generation: 9 }");
+        let top = ConnId::new(MAX_SLOTS - 1, GENERATION_MASK);
         assert_eq!(
-            format!("{id:?}"),
-            format!("ConnId {{ index: 7, generation: {} }}", (5u64 << 32) | 9)
+            (top.index(), top.generation()),
+            (MAX_SLOTS - 1, GENERATION_MASK)
         );
-        // Ordered as the numbers are.
-        assert!(Generation::new(1 << 32) > Generation::new(u64::from(u32::MAX)));
+        assert_eq!(ConnId::nowhere(3).index(), MAX_SLOTS);
+        assert_ne!(ConnId::nowhere(3), ConnId::new(MAX_SLOTS - 1, 3));
+    }
+
+    #[test]
+    fn generations_skip_zero_and_wrap_within_their_bits() {
+        assert_eq!(next_generation(0), 1);
+        assert_eq!(next_generation(41), 42);
+        assert_eq!(next_generation(GENERATION_MASK - 1), GENERATION_MASK);
+        assert_eq!(next_generation(GENERATION_MASK), 1);
     }
 }

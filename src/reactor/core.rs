@@ -6,7 +6,7 @@
 //! is read once per turn by the loop and passed down as `now`.
 
 use std::collections::VecDeque;
-use std::io::{self};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
 use crate::error::DisconnectReason;
 use crate::handle::{Command, Handle, Shared};
-use crate::id::Generation;
+use crate::id::MAX_SLOTS;
 use crate::net;
 use crate::proto::conn::{Connection, Event, State};
 use crate::proto::wheel::{TimerKey, Wheel};
@@ -112,6 +112,9 @@ pub(crate) struct Core {
     pub(super) shutdown: Option<Instant>,
     /// Accepted connections beyond this are refused with CLOSE 1008.
     pub(super) max_connections: usize,
+    /// The most slots the slab may use: [`MAX_SLOTS`], all an id can name
+    /// (lower in tests).
+    pub(super) slot_limit: usize,
     /// The thread last published as the reactor's (see `Reactor::turn`).
     pub(super) reactor_thread: Option<std::thread::ThreadId>,
     /// The connection whose read is being delivered to the handler.
@@ -159,13 +162,14 @@ impl Core {
             seed,
             shutdown: None,
             max_connections: usize::MAX,
+            slot_limit: MAX_SLOTS,
             reading: None,
             reply: None,
         })
     }
 
     fn slot_index(&self, id: ConnId) -> Option<usize> {
-        let idx = id.index as usize;
+        let idx = id.index();
         match self.slots.get(idx) {
             Some(slot) if slot.id == id => Some(idx),
             _ => None,
@@ -215,11 +219,11 @@ impl Core {
         }
     }
 
-    /// A generation no id of this reactor had before (2^64 of them: the
-    /// counter does not wrap in practice, and wraps rather than panics).
-    fn next_generation(&mut self) -> Generation {
-        self.generation = self.generation.wrapping_add(1);
-        Generation::new(self.generation)
+    /// The next generation for an id (see [`ConnId`]: 2^40 of them before
+    /// one repeats).
+    fn next_generation(&mut self) -> u64 {
+        self.generation = crate::id::next_generation(self.generation);
+        self.generation
     }
 
     fn next_seed(&mut self) -> u64 {
@@ -227,13 +231,20 @@ impl Core {
         self.seed
     }
 
-    fn insert(&mut self, conn: Connection, addr: SocketAddr, stream: Option<TcpStream>) -> ConnId {
+    /// Puts a connection in a free slot and names it; `None` when the slab
+    /// holds [`MAX_SLOTS`] already (the most an id can name).
+    fn insert(
+        &mut self,
+        conn: Connection,
+        addr: SocketAddr,
+        stream: Option<TcpStream>,
+    ) -> Option<ConnId> {
+        if self.slots.len() >= self.slot_limit {
+            return None;
+        }
         let generation = self.next_generation();
         let entry = self.slots.vacant_entry();
-        let id = ConnId {
-            index: entry.key() as u32,
-            generation,
-        };
+        let id = ConnId::new(entry.key(), generation);
         entry.insert(Slot {
             id,
             conn,
@@ -245,7 +256,7 @@ impl Core {
             paused: false,
             counted_disconnects: 0,
         });
-        id
+        Some(id)
     }
 
     /// Moves the events the last connection call produced to the handler's

@@ -95,7 +95,9 @@ impl Reactor {
 
     /// Caps the connections the reactor holds (accepted and dialed);
     /// connections accepted beyond it are sent CLOSE 1008 "server full" and
-    /// closed at once. Default: no cap but the process's file limit.
+    /// closed at once. Default: no cap but the process's file limit and
+    /// the 2^24 − 1 connections a reactor's ids can name (a dial beyond
+    /// those gives up at once, with [`Handler::on_gave_up`]).
     pub fn set_max_connections(&mut self, limit: usize) {
         self.core.max_connections = limit;
     }

@@ -94,11 +94,8 @@ impl ReplyRun {
 mod tests {
     use super::*;
 
-    fn id(index: u32) -> ConnId {
-        ConnId {
-            index,
-            generation: crate::id::Generation::new(1),
-        }
+    fn id(index: usize) -> ConnId {
+        ConnId::new(index, 1)
     }
 
     #[test]

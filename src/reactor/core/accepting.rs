@@ -30,7 +30,8 @@ impl Core {
             }
             match l.listener.accept() {
                 Ok((stream, addr)) => {
-                    if self.slots.len() >= self.max_connections {
+                    // (An id names at most `slot_limit` slots.)
+                    if self.slots.len() >= self.max_connections.min(self.slot_limit) {
                         self.refuse(stream, addr);
                         continue;
                     }
@@ -82,8 +83,10 @@ impl Core {
         self.next_session = self.next_session.wrapping_add(1);
         let seed = self.next_seed();
         let conn = Connection::server(config, self.now, session, seed);
-        let id = self.insert(conn, addr, Some(stream));
-        debug!("{id} {addr}: accepted");
-        self.service(id.index as usize);
+        // `accept` refuses before the slab is full.
+        if let Some(id) = self.insert(conn, addr, Some(stream)) {
+            debug!("{id} {addr}: accepted");
+            self.service(id.index());
+        }
     }
 }

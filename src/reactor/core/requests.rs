@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use log::debug;
+use log::{debug, warn};
 use mio::{Interest, Token};
 
 use super::{Core, ListenerSlot, ACCEPT_BACKLOG, COMMANDS_PER_TURN, LISTENER_BASE};
 use crate::config::Config;
-use crate::error::CloseCode;
+use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Command;
 use crate::net;
 use crate::proto::conn::{Connection, Event, SendError, UndeliveredCause};
@@ -55,7 +55,7 @@ impl Core {
         queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
         self.settle_reply();
-        let idx = id.index as usize;
+        let idx = id.index();
         let slot = match self.slots.get_mut(idx) {
             Some(slot) if slot.id == id => slot,
             _ => return Err(SendError::NotConnected),
@@ -91,7 +91,7 @@ impl Core {
 
     #[inline(never)]
     pub(super) fn lend_fresh(&mut self, id: ConnId) {
-        let idx = id.index as usize;
+        let idx = id.index();
         let Some(slot) = self.slots.get_mut(idx).filter(|slot| slot.id == id) else {
             return;
         };
@@ -158,9 +158,27 @@ impl Core {
         let seed = self.next_seed();
         let mut conn = Connection::client(config, seed);
         conn.start(self.now);
-        let id = self.insert(conn, addr, None);
-        self.service(id.index as usize);
-        id
+        match self.insert(conn, addr, None) {
+            Some(id) => {
+                self.service(id.index());
+                id
+            }
+            None => {
+                // The slab holds all an id can name: the link gives up at
+                // once, under an id that names no slot.
+                let id = ConnId::nowhere(self.next_generation());
+                warn!("{id} {addr}: not dialed: the reactor holds its maximum of connections");
+                let reason = DisconnectReason::ConnectFailed(io::ErrorKind::OutOfMemory);
+                self.pending.push_back((
+                    id,
+                    Event::GaveUp {
+                        attempts: 0,
+                        reason,
+                    },
+                ));
+                id
+            }
+        }
     }
 
     pub(in crate::reactor) fn listen(
@@ -172,10 +190,7 @@ impl Core {
         let generation = self.next_generation();
         let entry = self.listeners.vacant_entry();
         let index = entry.key();
-        let id = ListenerId {
-            index: index as u32,
-            generation,
-        };
+        let id = ListenerId::new(index, generation);
         self.poll.registry().register(
             &mut listener,
             Token(LISTENER_BASE + index),
@@ -191,7 +206,7 @@ impl Core {
     }
 
     pub(in crate::reactor) fn unlisten(&mut self, id: ListenerId) -> bool {
-        let idx = id.index as usize;
+        let idx = id.index();
         if !self.listeners.get(idx).is_some_and(|l| l.id == id) {
             return false;
         }
@@ -201,7 +216,7 @@ impl Core {
     }
 
     pub(in crate::reactor) fn local_addr(&self, id: ListenerId) -> Option<SocketAddr> {
-        let l = self.listeners.get(id.index as usize)?;
+        let l = self.listeners.get(id.index())?;
         if l.id != id {
             return None;
         }

@@ -18,8 +18,8 @@ fn core_with_one_connection() -> (Core, usize) {
     let mut core = Core::new(config).expect("core");
     let conn = Connection::server(core.config.clone(), core.now, 1, 1);
     let addr = "127.0.0.1:9".parse().expect("addr");
-    let id = core.insert(conn, addr, None);
-    (core, id.index as usize)
+    let id = core.insert(conn, addr, None).expect("a free slot");
+    (core, id.index())
 }
 
 /// The tick the connection's entry is filed at, and the deadline it was
@@ -135,13 +135,13 @@ fn a_stale_id_never_reaches_a_connection_that_reuses_its_slot() {
     let mut core = Core::new(Config::default()).expect("core");
     let addr = "127.0.0.1:9".parse().expect("addr");
     let conn = |core: &Core| Connection::server(core.config.clone(), core.now, 1, 1);
-    let old = core.insert(conn(&core), addr, None);
-    core.slots.remove(old.index as usize);
+    let old = core.insert(conn(&core), addr, None).expect("a free slot");
+    core.slots.remove(old.index());
     // 2^32 more connections came and went elsewhere: the counter as they
     // left it.
     core.generation = 1 << 32;
-    let new = core.insert(conn(&core), addr, None);
-    assert_eq!(new.index, old.index, "the slot is reused");
+    let new = core.insert(conn(&core), addr, None).expect("a free slot");
+    assert_eq!(new.index(), old.index(), "the slot is reused");
     assert_ne!(new, old);
     assert_ne!(new.as_u64(), old.as_u64());
     assert_eq!(
@@ -149,5 +149,31 @@ fn a_stale_id_never_reaches_a_connection_that_reuses_its_slot() {
         None,
         "the stale id reaches the new connection"
     );
-    assert_eq!(core.slot_index(new), Some(new.index as usize));
+    assert_eq!(core.slot_index(new), Some(new.index()));
+}
+
+#[test]
+fn a_dial_beyond_the_slots_an_id_can_name_gives_up_at_once_under_an_id_of_its_own() {
+    let mut core = Core::new(Config::default()).expect("core");
+    core.slot_limit = 2;
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let config = core.config.clone();
+    let a = core.dial(addr, config.clone());
+    let b = core.dial(addr, config.clone());
+    assert!(core.slot_index(a).is_some() && core.slot_index(b).is_some());
+    core.pending.clear();
+    let c = core.dial(addr, config.clone());
+    let d = core.dial(addr, config);
+    assert_eq!(core.slots.len(), 2, "no slot taken");
+    assert!(core.slot_index(c).is_none() && core.slot_index(d).is_none());
+    assert_ne!(c, d, "each has an id of its own");
+    let ends: Vec<_> = core.pending.drain(..).collect();
+    assert_eq!(ends.len(), 2);
+    for ((id, event), want) in ends.into_iter().zip([c, d]) {
+        assert_eq!(id, want);
+        assert!(
+            matches!(event, Event::GaveUp { attempts: 0, .. }),
+            "{event:?}"
+        );
+    }
 }

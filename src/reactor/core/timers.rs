@@ -106,7 +106,7 @@ impl Core {
                     self.service(idx);
                 }
                 Target::Listener(id) => {
-                    let index = id.index as usize;
+                    let index = id.index();
                     if let Some(l) = self.listeners.get_mut(index).filter(|l| l.id == id) {
                         l.paused = false;
                         self.accept(index);
