@@ -155,7 +155,7 @@ fn flush(conn: &mut Connection, wire: &mut BytesMut) {
             }
             written
         };
-        conn.advance_transmit(written);
+        conn.advance_transmit(written, &mut Vec::new());
     }
 }
 

@@ -371,16 +371,16 @@ impl Sim {
         let now = self.now;
         let mut wire = BytesMut::new();
         let Some(server) = self.server.as_mut() else {
-            self.client.transmit_into(&mut wire);
+            self.client.transmit_into(&mut wire, &mut Vec::new());
             return;
         };
         for _ in 0..4 {
-            self.client.transmit_into(&mut wire);
+            self.client.transmit_into(&mut wire, &mut Vec::new());
             if !wire.is_empty() && server.state().has_socket() {
                 server.handle_input(now, &mut wire, &mut self.events);
             }
             wire.clear();
-            server.transmit_into(&mut wire);
+            server.transmit_into(&mut wire, &mut Vec::new());
             if !self.server_silent && !wire.is_empty() && self.client.state().has_socket() {
                 self.client.handle_input(now, &mut wire, &mut self.events);
             }

@@ -442,7 +442,7 @@ impl World {
                     self.conn.handle_write_blocked(now);
                 }
             }
-            Op::Transmit(n) => self.transmit(n),
+            Op::Transmit(n) => self.transmit(n, &mut events),
             Op::Start => {
                 let _scope = track::enter();
                 self.conn.start(now);
@@ -559,7 +559,7 @@ impl World {
         }
     }
 
-    fn transmit(&mut self, max: u8) {
+    fn transmit(&mut self, max: u8, events: &mut Vec<Event>) {
         if !self.sock.as_ref().is_some_and(|s| s.open) {
             return;
         }
@@ -567,7 +567,7 @@ impl World {
             let mut out = BytesMut::new();
             {
                 let _scope = track::enter();
-                self.conn.transmit_into(&mut out);
+                self.conn.transmit_into(&mut out, events);
             }
             self.require(None, self.conn.pending_output() == 0, || {
                 "transmit_into left output pending".into()
@@ -605,7 +605,7 @@ impl World {
             budget -= chunk.len();
             {
                 let _scope = track::enter();
-                self.conn.advance_transmit(chunk.len());
+                self.conn.advance_transmit(chunk.len(), events);
             }
             self.wrote(&chunk);
         }

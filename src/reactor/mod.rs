@@ -388,8 +388,16 @@ fn deliver_frames<H: Handler>(
     // over, not consumed one by one.
     let mut pos = 0;
     while let Some((id, len)) = core.next_message(idx, buf, &mut pos) {
-        // Events of the frames before this one (a handshake) go first.
-        dispatch(core, handler);
+        // Events of the frames before this one (a handshake) go first; a
+        // callback among them may end this connection (a close from
+        // another connection's callback): then nothing more of this read
+        // is delivered, as after a close from its own `on_message`.
+        if !core.pending.is_empty() {
+            dispatch_pending(core, handler);
+            if !core.delivers_to(idx, id) {
+                break;
+            }
+        }
         let before = buf.len();
         let cx = &mut Context { core: &mut *core };
         handler.on_message(cx, id, Message::new(buf, pos + HEADER_LEN, len));

@@ -39,9 +39,9 @@ impl Connection {
             .close_code_sent()
             .unwrap_or(CloseCode::INTERNAL_ERROR);
         debug!("{:?}: closing with {code}: {reason}", self.role);
-        let mut dropped = Vec::new();
-        self.sock.outbox.discard_unstarted(&mut dropped);
-        self.hand_back(dropped, events);
+        // Handed back when the socket goes, behind the frame being written
+        // if that is not finished by then: in send order.
+        self.sock.outbox.discard_unstarted();
         let text = match &reason {
             DisconnectReason::ProtocolError { detail, .. } => detail,
             DisconnectReason::HeartbeatTimeout => "heartbeat timeout",

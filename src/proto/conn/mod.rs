@@ -30,9 +30,9 @@
 //! let mut server = Connection::server(config, t0, 42, 2);
 //! // Move the client's HELLO to the server, and the WELCOME back.
 //! let mut wire = BytesMut::new();
-//! client.transmit_into(&mut wire);
+//! client.transmit_into(&mut wire, &mut events);
 //! server.handle_input(t0, &mut wire, &mut events);
-//! server.transmit_into(&mut wire);
+//! server.transmit_into(&mut wire, &mut events);
 //! client.handle_input(t0, &mut wire, &mut events);
 //!
 //! assert!(matches!(events[0], Event::Connected(_))); // the server's
@@ -47,7 +47,7 @@
 //! // unless it writes something first, it ACKs I/2 (5 s) later.
 //! let t1 = t0 + Duration::from_secs(1);
 //! client.send(bytes::Bytes::from_static(b"hi")).unwrap();
-//! client.transmit_into(&mut wire);
+//! client.transmit_into(&mut wire, &mut events);
 //! server.handle_input(t1, &mut wire, &mut events);
 //! assert_eq!(server.poll_timeout(), Some(t1 + Duration::from_secs(5)));
 //! ```

@@ -133,23 +133,27 @@ impl Outbox {
         self.queue().push_framed(frame);
     }
 
-    /// Drops every DATA frame that has not started onto the wire, and the
-    /// tail. A partly written frame is kept so the stream stays framed.
-    /// The payloads of the dropped frames are appended to `dropped`, in
-    /// order.
-    pub(crate) fn discard_unstarted(&mut self, dropped: &mut Vec<Bytes>) {
+    /// Takes every DATA frame that has not started onto the wire, and the
+    /// tail, out of the output. A partly written frame is kept so the
+    /// stream stays framed. The payloads taken are withheld, in order,
+    /// until [`clear`](Self::clear) hands them back behind that frame (if
+    /// it is not finished by then), so the hand-back keeps send order.
+    pub(crate) fn discard_unstarted(&mut self) {
         if let Some(q) = self.queue.as_mut() {
-            q.discard_unstarted(dropped);
+            q.discard_unstarted();
         }
     }
 
     /// Drops everything (the socket is going away). The payloads of the
     /// DATA frames not completely written are appended to `dropped`, in
-    /// order (a frame partly written counts: the peer cannot have it).
+    /// send order (a frame partly written counts: the peer cannot have
+    /// it), the ones withheld by [`discard_unstarted`](Self::discard_unstarted)
+    /// included.
     pub(crate) fn clear(&mut self, dropped: &mut Vec<Bytes>) {
         if let Some(mut q) = self.queue.take() {
             let head_sent = mem::take(&mut q.head_sent);
             payloads(q.data.drain(..), head_sent, dropped);
+            dropped.append(&mut q.withheld);
         }
     }
 
@@ -157,7 +161,7 @@ impl Outbox {
     /// holds no output buffers. (An active one keeps its queue, so sending
     /// does not allocate per message.) True if there was memory to free.
     pub(crate) fn release_idle_memory(&mut self) -> bool {
-        if !self.is_empty() {
+        if !self.is_empty() || self.queue.as_ref().is_some_and(|q| !q.withheld.is_empty()) {
             return false;
         }
         match self.queue.take() {
@@ -263,7 +267,7 @@ impl Outbox {
             // connection goes idle, so sending does not allocate per
             // message, but its control buffer is freed: control frames
             // are rare (one heartbeat per interval).
-            if q.len() == 0 && q.data.capacity() == 0 {
+            if q.len() == 0 && q.data.capacity() == 0 && q.withheld.is_empty() {
                 if let Some(queue) = self.queue.take() {
                     spare::give(queue);
                 }
@@ -292,6 +296,9 @@ struct Queue {
     tail: BytesMut,
     /// Unsent bytes of `data` (excluding `head_sent`).
     data_bytes: usize,
+    /// Payloads taken out by `discard_unstarted`, in order: handed back by
+    /// `clear`, behind the frame that was partly written.
+    withheld: Vec<Bytes>,
 }
 
 impl Queue {
@@ -413,13 +420,13 @@ impl Queue {
         }
     }
 
-    /// Drops every DATA frame that has not started onto the wire, and the
-    /// tail, appending the dropped payloads to `dropped`. A partly written
-    /// frame is kept so the stream stays framed.
-    fn discard_unstarted(&mut self, dropped: &mut Vec<Bytes>) {
+    /// Takes every DATA frame that has not started onto the wire, and the
+    /// tail, out, withholding their payloads. A partly written frame is
+    /// kept so the stream stays framed.
+    fn discard_unstarted(&mut self) {
         self.split_head();
         let keep = usize::from(self.head_sent > 0);
-        payloads(self.data.drain(keep..), 0, dropped);
+        payloads(self.data.drain(keep..), 0, &mut self.withheld);
         self.data_bytes = self
             .data
             .front()

@@ -173,7 +173,7 @@ impl Connection {
 
     /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
     /// slices were written to the socket.
-    pub fn advance_transmit(&mut self, n: usize) {
+    pub fn advance_transmit(&mut self, n: usize, events: &mut Vec<Event>) {
         self.sock.outbox.advance(n);
         self.stats.bytes_sent += n as u64;
         if n > 0 {
@@ -187,8 +187,9 @@ impl Connection {
             }
         }
         if self.state == State::Closing && self.sock.outbox.is_empty() {
-            // Nothing is queued: nothing can be handed back.
-            self.close_socket(&mut Vec::new());
+            // All written: what a failing connection withheld is handed
+            // back with the socket.
+            self.close_socket(events);
         }
     }
 
@@ -228,7 +229,7 @@ impl Connection {
 
     /// Moves all pending output into `dst` (for tests and simple drivers
     /// that copy anyway).
-    pub fn transmit_into(&mut self, dst: &mut BytesMut) {
+    pub fn transmit_into(&mut self, dst: &mut BytesMut, events: &mut Vec<Event>) {
         loop {
             let mut iov = [IoSlice::new(&[]); 16];
             let n = self.sock.outbox.chunks(&mut iov);
@@ -240,7 +241,7 @@ impl Connection {
                 dst.extend_from_slice(s);
                 written += s.len();
             }
-            self.advance_transmit(written);
+            self.advance_transmit(written, events);
         }
     }
 

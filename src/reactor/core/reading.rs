@@ -192,6 +192,14 @@ impl Core {
         next.map(|len| (id, len))
     }
 
+    /// Whether connection `id`, in slot `idx`, still takes messages (it is
+    /// established): a callback may have closed it since its read began.
+    pub(in crate::reactor) fn delivers_to(&self, idx: usize, id: ConnId) -> bool {
+        self.slots
+            .get(idx)
+            .is_some_and(|slot| slot.id == id && slot.conn.state() == State::Established)
+    }
+
     /// Ends one read's input on connection `idx`; see
     /// [`Connection::end_input`].
     pub(in crate::reactor) fn end_input(&mut self, idx: usize, buf: &mut BytesMut) {

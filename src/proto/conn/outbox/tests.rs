@@ -100,9 +100,7 @@ fn discard_keeps_the_frame_on_the_wire_and_drops_the_rest() {
     o.push_data(Bytes::from(vec![2u8; 20]));
     codec::encode_close(crate::CloseCode::NORMAL, "", o.tail());
     o.advance(3);
-    let mut dropped = Vec::new();
-    o.discard_unstarted(&mut dropped);
-    assert_eq!(dropped, [Bytes::from(vec![2u8; 20])], "the unstarted one");
+    o.discard_unstarted();
     assert_eq!(o.len(), 25 - 3);
     codec::encode_close(crate::CloseCode::GOING_AWAY, "", o.ctrl());
     let mut wire = codec::data_header(20)[..3].to_vec();
@@ -111,14 +109,21 @@ fn discard_keeps_the_frame_on_the_wire_and_drops_the_rest() {
     assert_eq!(frames.len(), 2);
     assert_eq!(frames[0], Frame::Data(Bytes::from(vec![1u8; 20])));
     assert!(matches!(frames[1], Frame::Close { code, .. } if code == crate::CloseCode::GOING_AWAY));
+    // The withheld one comes back when the output is dropped; the one
+    // finished on the wire does not.
+    assert!(!o.release_idle_memory(), "withheld messages keep the queue");
+    let mut dropped = Vec::new();
+    o.clear(&mut dropped);
+    assert_eq!(dropped, [Bytes::from(vec![2u8; 20])], "the unstarted one");
 
     // Nothing started: everything goes.
     let mut o = Outbox::default();
     o.push_data(Bytes::from(vec![1u8; 20]));
     o.push_slice(b"small");
-    let mut dropped = Vec::new();
-    o.discard_unstarted(&mut dropped);
+    o.discard_unstarted();
     assert!(o.is_empty());
+    let mut dropped = Vec::new();
+    o.clear(&mut dropped);
     assert_eq!(
         dropped,
         [Bytes::from(vec![1u8; 20]), Bytes::from_static(b"small")]
@@ -584,4 +589,25 @@ fn a_run_partly_on_the_wire_is_not_lent_and_keeps_its_count() {
     // Once the head is written, the run at the back is lent again.
     o.push_slice(b"f");
     assert!(o.take_open_run().is_some());
+}
+
+#[test]
+fn a_discard_hands_back_in_send_order_with_the_unfinished_frame_first() {
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![1u8; 2000]));
+    o.push_slice(b"two");
+    o.push_slice(b"three");
+    o.advance(100);
+    o.discard_unstarted();
+    // The socket goes before the first frame is finished.
+    let mut dropped = Vec::new();
+    o.clear(&mut dropped);
+    assert_eq!(
+        dropped,
+        [
+            Bytes::from(vec![1u8; 2000]),
+            Bytes::from_static(b"two"),
+            Bytes::from_static(b"three")
+        ]
+    );
 }

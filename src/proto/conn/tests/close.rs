@@ -203,7 +203,7 @@ fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
     // With DATA queued, a fresh run is refused (the open run is lent instead).
     assert!(c.lend_fresh_run().is_none());
     let mut wire = BytesMut::new();
-    c.transmit_into(&mut wire);
+    c.transmit_into(&mut wire, &mut Vec::new());
     let d = codec::Decoder::new(1024);
     for byte in [1u8, 2] {
         match d.decode(&mut wire) {
@@ -221,7 +221,7 @@ fn server_with_replies(t0: std::time::Instant, replies: &[&'static [u8]]) -> Con
     let mut hello = BytesMut::new();
     codec::encode_hello(&codec::Handshake::default(), &mut hello);
     conn.handle_input(t0, &mut hello, &mut Vec::new());
-    conn.transmit_into(&mut BytesMut::new()); // the WELCOME
+    conn.transmit_into(&mut BytesMut::new(), &mut Vec::new()); // the WELCOME
     for reply in replies {
         conn.send(Bytes::from_static(reply)).unwrap();
     }
@@ -256,9 +256,9 @@ fn a_peer_that_half_closes_gets_the_replies_queued_for_it_then_the_close() {
     let mut iov = [std::io::IoSlice::new(&[]); 4];
     let n = conn.transmit(&mut iov);
     let mut out: BytesMut = iov[..n].iter().flat_map(|s| s.to_vec()).collect();
-    conn.advance_transmit(5);
+    conn.advance_transmit(5, &mut Vec::new());
     assert_eq!(conn.state(), State::Closing);
-    conn.advance_transmit(out.len() - 5);
+    conn.advance_transmit(out.len() - 5, &mut Vec::new());
     assert_eq!(conn.poll_action(), Some(Action::CloseSocket));
     assert!(conn.is_closed());
     assert!(!conn.is_read_closed());

@@ -70,11 +70,11 @@ fn stalls_forgiven_and_drain_extensions_stop_at_the_maximum() {
     let server = pair.server_mut();
     server.stats.drain_extensions = u32::MAX;
     server.send(Bytes::from(vec![1u8; 100_000])).unwrap();
-    server.advance_transmit(20_000);
+    server.advance_transmit(20_000, &mut Vec::new());
     server.handle_write_blocked(now);
     let ping_at = server.timer(Timer::Idle).unwrap();
     server.handle_timeout(ping_at, &mut Vec::new());
-    server.advance_transmit(20_000);
+    server.advance_transmit(20_000, &mut Vec::new());
     server.handle_write_blocked(ping_at + ms(500));
     server.handle_timeout(ping_at + ms(1000), &mut Vec::new());
     assert_eq!(

@@ -184,7 +184,7 @@ fn data_before_the_handshake_is_a_protocol_error_not_a_message() {
     assert!(events.is_empty(), "never connected, so nothing to report");
     // What it sent: the CLOSE, no WELCOME.
     let mut out = BytesMut::new();
-    conn.transmit_into(&mut out);
+    conn.transmit_into(&mut out, &mut Vec::new());
     assert_eq!(out[4], codec::Kind::Close as u8);
     assert_eq!(&out[..4], &[0, 0, 0, out.len() as u8 - 4]);
 }
@@ -208,7 +208,7 @@ fn closing_between_messages_stops_the_input_and_keeps_nothing() {
 /// What `conn` queued for the wire, decoded (and taken).
 fn sent(conn: &mut Connection) -> Vec<Frame> {
     let mut out = BytesMut::new();
-    conn.transmit_into(&mut out);
+    conn.transmit_into(&mut out, &mut Vec::new());
     let decoder = codec::Decoder::new(1 << 20);
     let mut frames = Vec::new();
     while let Ok(Some(frame)) = decoder.decode(&mut out) {

@@ -333,7 +333,7 @@ fn a_ping_is_answered_ahead_of_queued_data() {
     let server = pair.server_mut();
     server.handle_input(now, &mut ping, &mut events);
     let mut out = bytes::BytesMut::new();
-    server.transmit_into(&mut out);
+    server.transmit_into(&mut out, &mut Vec::new());
     let decoder = codec::Decoder::new(1 << 20);
     assert_eq!(decoder.decode(&mut out).unwrap(), Some(Frame::Pong(0xABCD)));
     assert!(matches!(
@@ -420,7 +420,7 @@ fn a_deadline_handled_late_after_a_local_stall_gets_a_fresh_ping_and_t() {
     assert_eq!(pair.server().stats().stalls_forgiven, 1);
     assert_eq!(pair.server().timer(Timer::Dead), Some(woke + ms(1000)));
     let mut out = bytes::BytesMut::new();
-    pair.server_mut().transmit_into(&mut out);
+    pair.server_mut().transmit_into(&mut out, &mut Vec::new());
     assert!(matches!(
         codec::Decoder::new(64).decode(&mut out),
         Ok(Some(Frame::Ping(_)))
@@ -461,7 +461,7 @@ fn sender_behind_a_thin_link(pair: &mut Pair) -> std::time::Duration {
     let t0 = pair.now;
     let server = pair.server_mut();
     server.send(Bytes::from(vec![1u8; 100_000])).unwrap();
-    server.advance_transmit(20_000);
+    server.advance_transmit(20_000, &mut Vec::new());
     server.handle_write_blocked(t0);
     let ping_at = server.timer(Timer::Idle).unwrap();
     let mut events = Vec::new();
@@ -478,7 +478,7 @@ fn a_sender_whose_ping_waits_behind_data_the_peer_is_taking_keeps_the_link() {
     let server = pair.server_mut();
     let mut events = Vec::new();
     // The kernel takes more of the message: the peer acked and is reading.
-    server.advance_transmit(20_000);
+    server.advance_transmit(20_000, &mut Vec::new());
     server.handle_write_blocked(ping_at + ms(500));
     server.handle_timeout(ping_at + ms(1000), &mut events);
     assert!(
@@ -547,7 +547,7 @@ fn late_deadlines_without_writes(pair: &mut Pair, rounds: u32) -> Instant {
 /// Writes all of `conn`'s output and decodes it.
 fn written(conn: &mut crate::proto::conn::Connection) -> Vec<Frame> {
     let mut out = bytes::BytesMut::new();
-    conn.transmit_into(&mut out);
+    conn.transmit_into(&mut out, &mut Vec::new());
     let decoder = codec::Decoder::new(1 << 20);
     let mut frames = Vec::new();
     while let Some(frame) = decoder.decode(&mut out).unwrap() {

@@ -356,7 +356,8 @@ impl Pair {
         let at = now + self.latency;
         let mut any = false;
         let mut buf = BytesMut::new();
-        self.client.transmit_into(&mut buf);
+        self.client.transmit_into(&mut buf, &mut self.scratch);
+        self.drain_client_events();
         if self.client_mute {
             buf.clear();
         }
@@ -366,7 +367,8 @@ impl Pair {
             self.c2s.queue.push_back((at, Some(buf.split().freeze())));
         }
         if let Some(server) = self.server.as_mut().filter(|_| !self.server_frozen) {
-            server.transmit_into(&mut buf);
+            server.transmit_into(&mut buf, &mut self.scratch);
+            self.drain_server_events();
             if !buf.is_empty() {
                 any = true;
                 record(&mut self.server_sent, now - self.t0, &buf);
@@ -513,7 +515,7 @@ fn a_sender_that_never_hears_back_frees_its_buffers_at_most_once_per_period() {
         server.send(Bytes::from_static(b"tick")).unwrap();
         // Written at once, before the timers are looked at, as the reactor
         // does (the bytes go nowhere: only the server's buffers matter).
-        server.transmit_into(&mut BytesMut::new());
+        server.transmit_into(&mut BytesMut::new(), &mut Vec::new());
         pair.run_for(ms(100));
         freed += usize::from(pair.server().sock.outbox.is_unallocated());
     }
