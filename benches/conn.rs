@@ -84,7 +84,7 @@ impl Pair {
     /// Moves everything the client has queued into the server.
     #[inline]
     fn client_to_server(&mut self) {
-        flush(&mut self.client, &mut self.wire);
+        flush(&mut self.client, &mut self.wire, self.now);
         self.server
             .handle_input(self.now, &mut self.wire, &mut self.events);
     }
@@ -92,7 +92,7 @@ impl Pair {
     /// Moves everything the server has queued into the client.
     #[inline]
     fn server_to_client(&mut self) {
-        flush(&mut self.server, &mut self.wire);
+        flush(&mut self.server, &mut self.wire, self.now);
         self.client
             .handle_input(self.now, &mut self.wire, &mut self.events);
     }
@@ -143,7 +143,7 @@ impl Pair {
 /// Writes all of `conn`'s pending output into `wire` the way the reactor
 /// does: vectored slices from `transmit`, then `advance_transmit`.
 #[inline]
-fn flush(conn: &mut Connection, wire: &mut BytesMut) {
+fn flush(conn: &mut Connection, wire: &mut BytesMut, now: Instant) {
     while conn.pending_output() > 0 {
         let written = {
             let mut iov = [IoSlice::new(&[]); 8];
@@ -155,7 +155,7 @@ fn flush(conn: &mut Connection, wire: &mut BytesMut) {
             }
             written
         };
-        conn.advance_transmit(written, &mut Vec::new());
+        conn.advance_transmit(now, written, &mut Vec::new());
     }
 }
 

@@ -136,7 +136,7 @@ struct Before {
     dead_at: Option<Instant>,
     /// Our last PING is queued, not completely written yet.
     ping_queued: bool,
-    drained: bool,
+    drained_at: Option<Instant>,
     probe: Option<(u64, Instant)>,
     first_blocked: Option<Instant>,
     last_progress: Option<Instant>,
@@ -175,10 +175,12 @@ struct World {
     sock: Option<Sock>,
     sends: u64,
     /// The connection's view of its socket: it refused output and has not
-    /// taken any since; a full socket took output since our last PING
-    /// (the peer acknowledged data: life, which extends a death deadline).
+    /// taken any since; when a full socket last took output after our
+    /// PING was completely written, through `advance_transmit` (the peer
+    /// acknowledged data: life, which may extend a death deadline to `T`
+    /// after it).
     socket_full: bool,
-    drained: bool,
+    drained_at: Option<Instant>,
     peak_pending: usize,
     peak_read: usize,
     trace: VecDeque<String>,
@@ -289,7 +291,7 @@ impl World {
             sock,
             sends: 0,
             socket_full: false,
-            drained: false,
+            drained_at: None,
             peak_pending: 0,
             peak_read: 0,
             trace: VecDeque::new(),
@@ -355,7 +357,7 @@ impl World {
                 .sock
                 .as_ref()
                 .is_some_and(|s| !s.pings_queued.is_empty()),
-            drained: self.drained,
+            drained_at: self.drained_at,
             probe: self.sock.as_ref().and_then(|s| s.probe),
             first_blocked: self.sock.as_ref().and_then(|s| s.first_blocked),
             last_progress: self.sock.as_ref().map(|s| s.last_progress),
@@ -572,7 +574,7 @@ impl World {
             self.require(None, self.conn.pending_output() == 0, || {
                 "transmit_into left output pending".into()
             });
-            return self.wrote(&out);
+            return self.wrote(&out, false);
         }
         let mut budget = match max {
             0 => usize::MAX,
@@ -605,19 +607,24 @@ impl World {
             budget -= chunk.len();
             {
                 let _scope = track::enter();
-                self.conn.advance_transmit(chunk.len(), events);
+                self.conn.advance_transmit(self.now, chunk.len(), events);
             }
-            self.wrote(&chunk);
+            self.wrote(&chunk, true);
         }
     }
 
     /// Records bytes written to the socket and checks the frames they end.
-    fn wrote(&mut self, bytes: &[u8]) {
+    /// `timed`: written through `advance_transmit` (with the time), not
+    /// `transmit_into`.
+    fn wrote(&mut self, bytes: &[u8], timed: bool) {
         if bytes.is_empty() {
             return;
         }
-        if std::mem::take(&mut self.socket_full) {
-            self.drained = true;
+        // Our PING completely written before these bytes (the frames they
+        // end are parsed below).
+        let ping_was_out = self.sock.as_ref().map_or(true, |s| s.pings_queued.is_empty());
+        if std::mem::take(&mut self.socket_full) && timed && ping_was_out {
+            self.drained_at = Some(self.now);
         }
         let s = self.sock.as_mut().expect("the socket is open");
         s.out_total += bytes.len() as u64;

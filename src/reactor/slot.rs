@@ -122,7 +122,7 @@ fn write_out(stream: &mut TcpStream, conn: &mut Connection, now: Instant, events
                 conn.handle_io_error(now, io::ErrorKind::WriteZero, events);
                 return;
             }
-            Ok(n) => conn.advance_transmit(n, events),
+            Ok(n) => conn.advance_transmit(now, n, events),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 conn.handle_write_blocked(now);
                 return;

@@ -443,7 +443,7 @@ impl World {
                             before.jitter
                         )
                     });
-                    self.drained = false;
+                    self.drained_at = None;
                 }
                 Some(p) => {
                     self.require(None, forgiven == 1, || {
@@ -498,19 +498,20 @@ impl World {
         ) {
             if pings == 0 && forgiven == 0 && before.state == State::Established {
                 let dead = self.conn.timer(Timer::Dead);
-                let ok = before.drained
+                let extended = before.drained_at.map(|d| d + hb.timeout);
+                let ok = extended.is_some_and(|e| e > now)
                     && late(Some(due)) <= Some(tolerance)
-                    && dead == Some(now + hb.timeout);
+                    && dead == extended;
                 self.require(None, ok, || {
                     format!(
-                        "death deadline t+{:?} passed at t+{:?} with no conviction (drained: {}, Dead timer {:?})",
+                        "death deadline t+{:?} passed at t+{:?} with no conviction (drained at: {:?}, Dead timer {:?})",
                         due - self.t0,
                         now - self.t0,
-                        before.drained,
+                        before.drained_at.map(|d| d - self.t0),
                         dead.map(|d| d - self.t0)
                     )
                 });
-                self.drained = false;
+                self.drained_at = None;
                 if let Some(s) = self.sock.as_mut() {
                     s.dead_at = dead;
                 }
@@ -539,8 +540,9 @@ impl World {
                             before.dead_at.map(|d| d - self.t0)
                         )
                     });
-                    self.require(None, !before.drained, || {
-                        "declared dead though a full socket took output since our PING".into()
+                    let drained_lately = before.drained_at.is_some_and(|d| d + hb.timeout > now);
+                    self.require(None, !drained_lately, || {
+                        "declared dead though a full socket took output less than T ago, after our PING went out".into()
                     });
                 }
                 DisconnectReason::WriteStalled => {
@@ -563,7 +565,7 @@ impl World {
         }
         if stats.disconnects > before.stats.disconnects {
             self.socket_full = false;
-            self.drained = false;
+            self.drained_at = None;
         }
 
         // Established with heartbeats: always a deadline by the next PING or

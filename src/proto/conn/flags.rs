@@ -20,13 +20,9 @@ pub(crate) enum Flag {
     /// The socket refused output (its send buffer was full) and has not
     /// taken any since.
     SocketFull = 1 << 4,
-    /// Since our last PING, a full socket took more output: the peer's TCP
-    /// acknowledged our data, so the peer is alive and reading even if its
-    /// PONG is stuck behind our data.
-    PeerDrained = 1 << 5,
     /// A send was refused with backpressure and no `Event::Drained` has
     /// followed yet.
-    Refused = 1 << 6,
+    Refused = 1 << 5,
 }
 
 /// A set of [`Flag`]s.
@@ -69,7 +65,6 @@ mod tests {
             Flag::FrameSinceHandshake,
             Flag::HealthyPending,
             Flag::SocketFull,
-            Flag::PeerDrained,
             Flag::Refused,
         ];
         for (i, &a) in all.iter().enumerate() {

@@ -6,12 +6,13 @@
 //!
 //! It never reads a clock: `now` comes with every input.
 
+use std::mem;
 use std::time::{Duration, Instant};
 
 use log::{trace, warn};
 
 use super::flags::Flag;
-use super::timer::Timer;
+use super::timer::{Stamp, Timer};
 use super::{millis_u32, Connection, Event, PeerInfo, Role, State};
 use crate::error::DisconnectReason;
 use crate::proto::codec::{self, Handshake};
@@ -121,6 +122,16 @@ impl Connection {
         self.timers.set_stamp(Timer::Idle, due);
     }
 
+    /// The death deadline `T` after the latest drain of our full socket
+    /// since our PING went out, if that is later than `now` (and forgets
+    /// the drain).
+    fn drain_extension(&mut self, now: Instant) -> Option<Instant> {
+        let drained = mem::replace(&mut self.sock.drained_at, Stamp::NONE);
+        let hb = self.config.heartbeat?;
+        let at = self.timers.instant_of(drained)? + hb.timeout;
+        (at > now).then_some(at)
+    }
+
     /// The idle timer fired: a whole interval (and the jitter) of silence.
     pub(super) fn on_idle(&mut self, now: Instant) {
         let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv()) else {
@@ -132,7 +143,7 @@ impl Connection {
             return;
         }
         self.probe(now, hb.timeout);
-        self.sock.flags.set(Flag::PeerDrained, false);
+        self.sock.drained_at = Stamp::NONE;
         self.sock.ping_jitter_ms = self.next_jitter_ms();
         trace!(
             "{:?}: PING {:#x} after {:?} of silence",
@@ -220,13 +231,12 @@ impl Connection {
                     .saturating_add(self.config.stall_tolerance);
                 if late > allowed {
                     self.forgive_stall(now, late);
-                } else if self.sock.flags.take(Flag::PeerDrained) {
-                    // Our PING is stuck behind data the peer is visibly
-                    // taking in: wait another T for its answer.
-                    if let Some(hb) = self.config.heartbeat {
-                        self.stats.drain_extensions = self.stats.drain_extensions.saturating_add(1);
-                        self.timers.set(Timer::Dead, now + hb.timeout);
-                    }
+                } else if let Some(extended) = self.drain_extension(now) {
+                    // The peer's TCP kept taking our output after our PING
+                    // went out (its answer waits behind our data): wait
+                    // until `T` after that, as the contract allows.
+                    self.stats.drain_extensions = self.stats.drain_extensions.saturating_add(1);
+                    self.timers.set(Timer::Dead, extended);
                 } else {
                     self.fail(now, DisconnectReason::HeartbeatTimeout, events)
                 }

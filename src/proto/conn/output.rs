@@ -172,8 +172,16 @@ impl Connection {
     }
 
     /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
-    /// slices were written to the socket.
-    pub fn advance_transmit(&mut self, n: usize, events: &mut Vec<Event>) {
+    /// slices were written to the socket at `now`.
+    pub fn advance_transmit(&mut self, now: Instant, n: usize, events: &mut Vec<Event>) {
+        self.advance(Some(now), n, events);
+    }
+
+    /// [`advance_transmit`](Self::advance_transmit), the time of the write
+    /// known or not (without it, a full socket taking bytes is not taken
+    /// as the peer's acknowledgement).
+    fn advance(&mut self, now: Option<Instant>, n: usize, events: &mut Vec<Event>) {
+        let ping_was_out = !self.sock.outbox.ping_queued();
         self.sock.outbox.advance(n);
         self.stats.bytes_sent += n as u64;
         if n > 0 {
@@ -181,9 +189,13 @@ impl Connection {
             // answered (see `on_write_idle`).
             self.timers.stop(Timer::WriteIdle);
             self.sock.recv_mark = self.talk_received();
-            if self.sock.flags.take(Flag::SocketFull) {
-                // Room in a full send buffer appears only as the peer acks.
-                self.sock.flags.set(Flag::PeerDrained, true);
+            // Room in a full send buffer appears only as the peer's TCP
+            // acknowledges. It counts as the peer's life only once our
+            // PING is on the wire, and from the moment it happened.
+            if self.sock.flags.take(Flag::SocketFull) && ping_was_out {
+                if let Some(now) = now {
+                    self.sock.drained_at = self.timers.stamp(now);
+                }
             }
         }
         if self.state == State::Closing && self.sock.outbox.is_empty() {
@@ -241,7 +253,7 @@ impl Connection {
                 dst.extend_from_slice(s);
                 written += s.len();
             }
-            self.advance_transmit(written, events);
+            self.advance(None, written, events);
         }
     }
 

@@ -27,6 +27,11 @@ pub(super) struct Socket {
     /// (queued, or reused while still queued), for an RTT sample.
     pub(super) probe_nonce: u64,
     pub(super) probe_sent: Stamp,
+    /// When a full socket last took more of our output after our PING was
+    /// written: the peer's TCP acknowledged, so it is alive (a death
+    /// deadline may move to `T` after it). `NONE` when it has not since
+    /// the PING.
+    pub(super) drained_at: Stamp,
     /// When the peer's previous PING arrived, and how many came too soon
     /// (one byte: `PingFlood::MAX_STRIKES` is below its saturation).
     pub(super) last_ping_rx: Stamp,
@@ -40,7 +45,7 @@ pub(super) struct Socket {
     /// session).
     pub(super) session_rx_base: u64,
     /// Yes/no facts: read closed, connected reported, a frame since the
-    /// handshake, healthy pending, socket full, peer drained, a send
+    /// handshake, healthy pending, socket full, a send
     /// refused (see [`Flag`](super::flags::Flag)).
     pub(super) flags: Flags,
 }

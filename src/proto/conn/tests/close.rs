@@ -256,9 +256,9 @@ fn a_peer_that_half_closes_gets_the_replies_queued_for_it_then_the_close() {
     let mut iov = [std::io::IoSlice::new(&[]); 4];
     let n = conn.transmit(&mut iov);
     let mut out: BytesMut = iov[..n].iter().flat_map(|s| s.to_vec()).collect();
-    conn.advance_transmit(5, &mut Vec::new());
+    conn.advance_transmit(t0 + ms(1), 5, &mut Vec::new());
     assert_eq!(conn.state(), State::Closing);
-    conn.advance_transmit(out.len() - 5, &mut Vec::new());
+    conn.advance_transmit(t0 + ms(1), out.len() - 5, &mut Vec::new());
     assert_eq!(conn.poll_action(), Some(Action::CloseSocket));
     assert!(conn.is_closed());
     assert!(!conn.is_read_closed());

@@ -70,17 +70,21 @@ fn stalls_forgiven_and_drain_extensions_stop_at_the_maximum() {
     let server = pair.server_mut();
     server.stats.drain_extensions = u32::MAX;
     server.send(Bytes::from(vec![1u8; 100_000])).unwrap();
-    server.advance_transmit(20_000, &mut Vec::new());
+    server.send(Bytes::from(vec![2u8; 100_000])).unwrap();
+    server.advance_transmit(now, 20_000, &mut Vec::new());
     server.handle_write_blocked(now);
     let ping_at = server.timer(Timer::Idle).unwrap();
     server.handle_timeout(ping_at, &mut Vec::new());
-    server.advance_transmit(20_000, &mut Vec::new());
+    // The first message and the PING out, then more taken after it.
+    server.advance_transmit(ping_at + ms(300), 80_005 + 13, &mut Vec::new());
+    server.handle_write_blocked(ping_at + ms(300));
+    server.advance_transmit(ping_at + ms(500), 20_000, &mut Vec::new());
     server.handle_write_blocked(ping_at + ms(500));
     server.handle_timeout(ping_at + ms(1000), &mut Vec::new());
     assert_eq!(
         server.timer(Timer::Dead),
-        Some(ping_at + ms(2000)),
-        "no extension"
+        Some(ping_at + ms(1500)),
+        "extended"
     );
     assert_eq!(server.stats().drain_extensions, u32::MAX);
     assert_eq!(server.state(), State::Established);

@@ -454,14 +454,16 @@ fn a_deadline_handled_within_the_tolerance_convicts() {
     );
 }
 
-/// A server connection with a 100 KB message partly written and its socket
-/// full; returns the instant its PING went out (stuck behind the message).
+/// A server connection with two 100 KB messages queued, the first partly
+/// written and its socket full; returns the instant its PING was queued
+/// (behind the first message, which it cannot interrupt).
 fn sender_behind_a_thin_link(pair: &mut Pair) -> std::time::Duration {
     pair.client_mute = true;
     let t0 = pair.now;
     let server = pair.server_mut();
     server.send(Bytes::from(vec![1u8; 100_000])).unwrap();
-    server.advance_transmit(20_000, &mut Vec::new());
+    server.send(Bytes::from(vec![2u8; 100_000])).unwrap();
+    server.advance_transmit(t0, 20_000, &mut Vec::new());
     server.handle_write_blocked(t0);
     let ping_at = server.timer(Timer::Idle).unwrap();
     let mut events = Vec::new();
@@ -472,13 +474,17 @@ fn sender_behind_a_thin_link(pair: &mut Pair) -> std::time::Duration {
 }
 
 #[test]
-fn a_sender_whose_ping_waits_behind_data_the_peer_is_taking_keeps_the_link() {
+fn a_peer_taking_our_output_after_our_ping_went_out_keeps_the_link_until_t_after() {
     let mut pair = Pair::connected(config());
     let ping_at = pair.t0 + sender_behind_a_thin_link(&mut pair);
     let server = pair.server_mut();
     let mut events = Vec::new();
-    // The kernel takes more of the message: the peer acked and is reading.
-    server.advance_transmit(20_000, &mut Vec::new());
+    // The rest of the first message and our PING go out (the PING only
+    // now: what drained before it proves nothing yet).
+    server.advance_transmit(ping_at + ms(300), 80_005 + 13, &mut Vec::new());
+    server.handle_write_blocked(ping_at + ms(300));
+    // Then the kernel takes more: the peer's TCP acknowledged.
+    server.advance_transmit(ping_at + ms(500), 20_000, &mut Vec::new());
     server.handle_write_blocked(ping_at + ms(500));
     server.handle_timeout(ping_at + ms(1000), &mut events);
     assert!(
@@ -486,9 +492,30 @@ fn a_sender_whose_ping_waits_behind_data_the_peer_is_taking_keeps_the_link() {
         "a reading peer was convicted: {events:?}"
     );
     assert_eq!(server.stats().drain_extensions, 1);
-    assert_eq!(server.timer(Timer::Dead), Some(ping_at + ms(2000)));
+    // T after that progress, not after the deadline.
+    assert_eq!(server.timer(Timer::Dead), Some(ping_at + ms(1500)));
     // Then the drain stops: nothing acked, nothing received for a whole T.
-    server.handle_timeout(ping_at + ms(2000), &mut events);
+    server.handle_timeout(ping_at + ms(1500), &mut events);
+    assert_eq!(
+        events,
+        vec![Event::Disconnected {
+            reason: DisconnectReason::HeartbeatTimeout
+        }]
+    );
+}
+
+#[test]
+fn output_drained_while_our_ping_still_waited_extends_nothing() {
+    let mut pair = Pair::connected(config());
+    let ping_at = pair.t0 + sender_behind_a_thin_link(&mut pair);
+    let server = pair.server_mut();
+    let mut events = Vec::new();
+    // The kernel takes more of the first message; our PING is still
+    // queued behind it, so the contract does not count this.
+    server.advance_transmit(ping_at + ms(500), 20_000, &mut Vec::new());
+    server.handle_write_blocked(ping_at + ms(500));
+    server.handle_timeout(ping_at + ms(1000), &mut events);
+    assert_eq!(server.stats().drain_extensions, 0);
     assert_eq!(
         events,
         vec![Event::Disconnected {

@@ -460,8 +460,10 @@ fn a_connection_fits_its_memory_budget() {
     // the state machine's share is this. Growing it is a decision, not an
     // accident.
     let size = std::mem::size_of::<Connection>();
-    // (344: 8 bytes count the messages handed back undelivered.)
-    assert!(size <= 344, "Connection grew to {size} bytes");
+    // (352: the count of messages handed back undelivered, and when a
+    // full socket last drained; the slot's 448 did not grow, as ids
+    // shrank to 8 bytes.)
+    assert!(size <= 352, "Connection grew to {size} bytes");
     // An idle connection holds no heap buffers besides the shared config.
     let mut pair = Pair::connected(config());
     pair.run_for(ms(5_000)); // heartbeats exchanged, idle timer ran

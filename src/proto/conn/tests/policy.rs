@@ -93,11 +93,11 @@ fn a_peer_that_does_not_read_is_closed_after_the_write_stall_timeout() {
     let server = pair.server_mut();
     server.send(Bytes::from(vec![0u8; 1000])).unwrap();
     // The socket takes 100 bytes, then would block.
-    server.advance_transmit(100, &mut Vec::new());
+    server.advance_transmit(t0, 100, &mut Vec::new());
     server.handle_write_blocked(t0);
     assert_eq!(server.timer(Timer::WriteStall), Some(t0 + ms(3000)));
     // Some progress within the first window: not a stall yet.
-    server.advance_transmit(50, &mut Vec::new());
+    server.advance_transmit(t0, 50, &mut Vec::new());
     server.handle_timeout(t0 + ms(3000), &mut events);
     assert_eq!(server.state(), State::Established);
     assert_eq!(server.timer(Timer::WriteStall), Some(t0 + ms(6000)));
@@ -134,7 +134,7 @@ fn output_that_drains_disarms_nothing_and_never_stalls() {
     let server = pair.server_mut();
     server.send(Bytes::from(vec![0u8; 10])).unwrap();
     server.handle_write_blocked(t0);
-    server.advance_transmit(15, &mut Vec::new()); // all of it, later
+    server.advance_transmit(t0, 15, &mut Vec::new()); // all of it, later
     server.handle_timeout(t0 + ms(1000), &mut events);
     assert!(events.is_empty());
     assert_eq!(server.state(), State::Established);

@@ -38,7 +38,9 @@ fn loaded() -> (Pair, Vec<Bytes>) {
         server.send(m.clone()).unwrap();
     }
     server.send_slice(b"four").unwrap();
-    server.advance_transmit(100, &mut Vec::new());
+    let now = pair.now;
+    pair.server_mut()
+        .advance_transmit(now, 100, &mut Vec::new());
     (pair, sent)
 }
 
@@ -130,6 +132,7 @@ fn a_refused_sender_hears_once_when_the_output_falls_to_half() {
     };
     let mut pair = Pair::connected(cfg);
     pair.client_mute = true;
+    let t = pair.now;
     let server = pair.server_mut();
     let mut events = Vec::new();
     server.send(msg(1, 4000)).unwrap();
@@ -141,13 +144,13 @@ fn a_refused_sender_hears_once_when_the_output_falls_to_half() {
         Err(SendError::Backpressure { .. })
     ));
     // 8010 queued; 5000 is half the mark.
-    server.advance_transmit(3000, &mut Vec::new());
+    server.advance_transmit(t, 3000, &mut Vec::new());
     server.poll_drain(&mut events);
     assert!(events.is_empty(), "5010 bytes still queued");
-    server.advance_transmit(10, &mut Vec::new());
+    server.advance_transmit(t, 10, &mut Vec::new());
     server.poll_drain(&mut events);
     assert_eq!(events, [Event::Drained]);
-    server.advance_transmit(1000, &mut Vec::new());
+    server.advance_transmit(t, 1000, &mut Vec::new());
     server.poll_drain(&mut events);
     assert_eq!(events.len(), 1, "once per refusal");
     let mut out = BytesMut::new();
