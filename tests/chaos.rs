@@ -55,11 +55,12 @@
 //!   server's CLOSE), a prefix of them otherwise;
 //! - no busy loop: under 50 000 turns a second.
 //!
-//! Two defects are tolerated, exactly as `tests/known_issues.rs`
-//! reproduces them: a message delivered after `on_disconnected` when a
-//! callback closed its connection earlier in the same read (the turn and
-//! the reason are checked), and the partly written message of a failing
-//! connection handed back alone after the batch of those behind it.
+//! Its accounting can tell two misorderings apart from other faults (a
+//! message delivered after `on_disconnected` when a callback closed its
+//! connection earlier in the same read; the partly written message of a
+//! failing connection handed back alone after the batch of those behind
+//! it): both are fixed (`tests/delivery_order.rs`), and a round fails if
+//! it sees either.
 //!
 //! Modes:
 //!
@@ -88,9 +89,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use support::{frame_bytes, free_addr, init_logs, ms};
-use tether::backoff::BackoffConfig;
-use tether::codec::{self, Decoder, Frame, Handshake};
-use tether::conn::Role;
+use tether::proto::codec::{self, Decoder, Frame, Handshake};
+use tether::proto::conn::Role;
+use tether::BackoffConfig;
 use tether::{
     CloseCode, Config, ConnId, ConnStats, Context, DisconnectReason, Handle, HandleError, Handler,
     Message, PeerInfo, Reactor, SendError, UndeliveredCause,
@@ -335,7 +336,7 @@ struct DropRec {
     floor: usize,
     /// The connection's state and the reactor's turn when it came (for
     /// diagnostics).
-    when: (Option<tether::conn::State>, u64),
+    when: (Option<tether::proto::conn::State>, u64),
 }
 
 /// Everything the handler saw of one connection.
@@ -2277,6 +2278,13 @@ fn round(seed: u64) -> Summary {
             + client.as_ref().map_or(0, |c| c.handler.counts.late_heads),
         late: s.counts.late + client.as_ref().map_or(0, |c| c.handler.counts.late),
     };
+    // Both orderings hold now (`tests/delivery_order.rs`): the checks
+    // below the tolerances must find neither.
+    assert_eq!(
+        (summary.late, summary.late_heads),
+        (0, 0),
+        "seed {seed}: a message after on_disconnected, or a partly written message handed back after the ones behind it"
+    );
     drop((server, client, peers, ctl));
     if let (Some(before), Some(after)) = (fds_before, open_fds()) {
         assert_eq!(after, before, "seed {seed}: file descriptors leaked");

@@ -622,7 +622,10 @@ impl World {
         }
         // Our PING completely written before these bytes (the frames they
         // end are parsed below).
-        let ping_was_out = self.sock.as_ref().map_or(true, |s| s.pings_queued.is_empty());
+        let ping_was_out = self
+            .sock
+            .as_ref()
+            .map_or(true, |s| s.pings_queued.is_empty());
         if std::mem::take(&mut self.socket_full) && timed && ping_was_out {
             self.drained_at = Some(self.now);
         }
