@@ -88,7 +88,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use support::{frame_bytes, free_addr, init_logs, ms};
+use support::{frame_bytes, free_addr, init_logs, ms, Rng};
 use tether::proto::codec::{self, Decoder, Frame, Handshake};
 use tether::proto::conn::Role;
 use tether::BackoffConfig;
@@ -113,55 +113,9 @@ const MAX_TURNS_PER_SEC: f64 = 50_000.0;
 /// loaded 2-core machine).
 const WITHIN: Duration = Duration::from_secs(20);
 
-// ----- a small seeded PRNG (splitmix64) ----------------------------------
-
-#[derive(Clone, Debug)]
-struct Rng(u64);
+// ----- message lengths ---------------------------------------------------
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn usize(&mut self, lo: usize, hi: usize) -> usize {
-        self.range(lo as u64, hi as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    /// An independent generator for a thread or a peer.
-    fn fork(&mut self) -> Rng {
-        Rng::new(self.next())
-    }
-
     /// A message length: mostly small (around the 1 KiB copy boundary
     /// too), sometimes up to 64 KiB, rarely up to 1 MiB.
     fn msg_len(&mut self) -> usize {

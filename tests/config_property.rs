@@ -9,6 +9,8 @@
 //! The seed is printed; `TETHER_PROPTEST_SEED=<n>` reruns one,
 //! `TETHER_PROPTEST_CASES=<n>` runs more (or fewer) configurations.
 
+mod support;
+
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use support::Rng;
 use tether::proto::conn::{Action, Connection, Event, State};
 use tether::BackoffConfig;
 use tether::{CloseCode, Config, ConnId, Context, DisconnectReason, HandleError, Handler, Reactor};
@@ -26,32 +29,6 @@ use tether::{Keepalive, SocketOptions, UserTimeout};
 const CASES: u64 = 3_000;
 /// One accepted configuration in this many also runs on a real reactor.
 const REACTOR_SHARE: u64 = 5;
-
-/// SplitMix64 (the crate's own PRNG is private).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`; the bias is irrelevant here).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<T: Copy>(&mut self, values: &[T]) -> T {
-        values[self.below(values.len() as u64) as usize]
-    }
-}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -119,7 +96,7 @@ fn count(rng: &mut Rng) -> u32 {
 }
 
 fn keepalive(rng: &mut Rng) -> Option<Keepalive> {
-    rng.chance(4).then(|| Keepalive {
+    rng.one_in(4).then(|| Keepalive {
         idle: duration(rng),
         interval: duration(rng),
         count: count(rng),
@@ -137,7 +114,7 @@ fn user_timeout(rng: &mut Rng) -> UserTimeout {
 /// A base to mutate: the defaults, or one with short timers (so that a
 /// reactor run of a few milliseconds sees heartbeats and redials).
 fn base(rng: &mut Rng) -> Config {
-    if rng.chance(2) {
+    if rng.one_in(2) {
         return Config::default();
     }
     let mut c = Config::default();
@@ -175,7 +152,7 @@ fn mutate_field(rng: &mut Rng, c: &mut Config) {
         7 => c.backoff.multiplier = float(rng),
         8 => c.backoff.jitter = float(rng),
         9 => c.backoff.max_attempts = rng.pick(&[None, Some(0), Some(1), Some(3), Some(u32::MAX)]),
-        10 => c.healthy_after = rng.chance(3).then(|| duration(rng)),
+        10 => c.healthy_after = rng.one_in(3).then(|| duration(rng)),
         11 => c.max_outbound = size(rng),
         12 => c.close_linger = duration(rng),
         13 => c.ping_flood = None,
@@ -185,9 +162,9 @@ fn mutate_field(rng: &mut Rng, c: &mut Config) {
                 max_strikes: count(rng),
             })
         }
-        15 => c.write_stall_timeout = rng.chance(3).then(|| duration(rng)),
+        15 => c.write_stall_timeout = rng.one_in(3).then(|| duration(rng)),
         16 => c.stall_tolerance = duration(rng),
-        17 => c.socket.nodelay = rng.chance(2),
+        17 => c.socket.nodelay = rng.one_in(2),
         18 => c.socket.keepalive = keepalive(rng),
         19 => c.socket.user_timeout = user_timeout(rng),
         20 => c.seed = rng.next_u64(),
@@ -578,7 +555,7 @@ fn every_config_is_refused_or_runs_without_panic() {
     let mut reactor_connects = 0u64;
     let started = Instant::now();
     for case in 0..cases {
-        let mut rng = Rng(seed ^ case.wrapping_mul(0xA076_1D64_78BD_642F));
+        let mut rng = Rng::new(seed ^ case.wrapping_mul(0xA076_1D64_78BD_642F));
         let config = random_config(&mut rng);
         let verdict = config.validate();
         let what = format!("case {case} of seed {seed:#x}: {config:?} ({verdict:?})");

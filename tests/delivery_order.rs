@@ -5,15 +5,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use support::*;
 use tether::proto::codec::Frame;
 use tether::{
-    CloseCode, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor,
-    UndeliveredCause,
+    CloseCode, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, UndeliveredCause,
 };
 
 /// Logs what it sees. On the message "close the other", closes the other
@@ -42,16 +41,6 @@ impl Handler for CloseChain {
         for &other in self.ids.iter().filter(|&&o| o != id) {
             cx.close(other, CloseCode::NORMAL, "");
         }
-    }
-}
-
-fn turn_until<H: Handler>(reactor: &mut Reactor, h: &mut H, mut done: impl FnMut(&H) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done(h) {
-        assert!(Instant::now() < deadline, "not within 5 s");
-        reactor
-            .poll_once(h, Some(Duration::from_millis(10)))
-            .expect("poll");
     }
 }
 

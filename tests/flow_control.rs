@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use support::*;
 use tether::proto::codec::Frame;
-use tether::{ConnId, Context, Handler, Message, Reactor};
+use tether::{ConnId, Context, Handler, Message};
 
 /// Pauses a connection at its message "pause" and records every message.
 #[derive(Default)]
@@ -28,16 +28,6 @@ impl Handler for Pauser {
             assert!(cx.pause_reading(id));
         }
         self.got.push((id, message.into_bytes()));
-    }
-}
-
-fn turn_until<H: Handler>(reactor: &mut Reactor, h: &mut H, mut done: impl FnMut(&H) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done(h) {
-        assert!(Instant::now() < deadline, "not within 5 s");
-        reactor
-            .poll_once(h, Some(Duration::from_millis(10)))
-            .expect("poll");
     }
 }
 

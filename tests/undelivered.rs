@@ -70,17 +70,6 @@ impl Seen {
     }
 }
 
-/// Turns the reactor until `done` or 5 s.
-fn turn_until(reactor: &mut Reactor, seen: &mut Seen, mut done: impl FnMut(&Seen) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done(seen) {
-        assert!(Instant::now() < deadline, "not within 5 s");
-        reactor
-            .poll_once(seen, Some(Duration::from_millis(10)))
-            .expect("poll");
-    }
-}
-
 #[test]
 fn a_handle_send_the_reactor_refuses_is_handed_back() {
     let mut reactor = Reactor::with_config(config(60_000, 60_000)).expect("reactor");

@@ -3,6 +3,11 @@
 //! speak the wire protocol by hand.
 #![allow(dead_code)] // each test binary uses its own subset
 
+mod rng;
+
+#[allow(unused_imports)] // not every test binary draws random numbers
+pub use rng::Rng;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -343,4 +348,19 @@ pub fn hello_bytes(interval_ms: u32, timeout_ms: u32) -> Vec<u8> {
         &mut out,
     );
     out.to_vec()
+}
+
+/// Turns `reactor` with `handler` until `done` says so, failing after 5 s.
+pub fn turn_until<H: Handler>(
+    reactor: &mut Reactor,
+    handler: &mut H,
+    mut done: impl FnMut(&H) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done(handler) {
+        assert!(Instant::now() < deadline, "not within 5 s");
+        reactor
+            .poll_once(handler, Some(Duration::from_millis(10)))
+            .expect("poll");
+    }
 }
