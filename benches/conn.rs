@@ -13,7 +13,7 @@
 //! (`Throughput::Elements(1)`):
 //!
 //! - `heartbeat_round`: one application heartbeat. Time jumps straight to
-//!   the server's idle timer (`timer(Timer::Idle)`: 10 s of silence plus
+//!   the server's idle timer (`timer(Timer::Ping)`: 10 s of silence plus
 //!   jitter), `handle_timeout` there queues a PING, its 13 bytes go to
 //!   `client.handle_input`, which queues a PONG, and the PONG goes back to
 //!   `server.handle_input`, which stands down the dead-peer timer and
@@ -104,7 +104,7 @@ impl Pair {
         // may come earlier and is handled on the way.
         self.now = self
             .server
-            .timer(Timer::Idle)
+            .timer(Timer::Ping)
             .expect("server idle timer armed");
         self.server.handle_timeout(self.now, &mut self.events);
         self.server_to_client(); // PING

@@ -2,7 +2,7 @@
 //! arithmetic on deadlines and clock ticks.
 //!
 //! Each connection keeps at most one wheel entry, at (or just after) its
-//! earliest deadline. Traffic pushes the idle deadline later on every
+//! earliest deadline. Traffic pushes the PING deadline later on every
 //! read; moving the entry each time would cost a wheel operation per read.
 //! So a deadline that moved later re-files the entry at once the first
 //! time after a filing, and after that only once the clock is 3/4 of the

@@ -73,7 +73,7 @@ impl Connection {
         for timer in [
             Timer::Connect,
             Timer::Handshake,
-            Timer::Idle,
+            Timer::Ping,
             Timer::Dead,
             Timer::Healthy,
             Timer::WriteStall,

@@ -46,7 +46,7 @@ impl Connection {
         if let Some(hb) = self.config.heartbeat {
             self.sock.ping_jitter_ms = self.next_jitter_ms();
             self.timers
-                .set(Timer::Idle, now + hb.interval + self.ping_jitter());
+                .set(Timer::Ping, now + hb.interval + self.ping_jitter());
         }
         if self.role == Role::Client {
             self.timers
@@ -83,7 +83,7 @@ impl Connection {
         self.timers.stop(Timer::Dead);
         if let Some(hb) = self.config.heartbeat {
             let due = self.last_recv.after(hb.interval + self.ping_jitter());
-            self.timers.set_stamp(Timer::Idle, due);
+            self.timers.set_stamp(Timer::Ping, due);
         }
     }
 
@@ -119,7 +119,7 @@ impl Connection {
         }
         self.sock.ping_jitter_ms = self.next_jitter_ms();
         let due = self.last_recv.after(hb.interval + self.ping_jitter());
-        self.timers.set_stamp(Timer::Idle, due);
+        self.timers.set_stamp(Timer::Ping, due);
     }
 
     /// The death deadline `T` after the latest drain of our full socket
@@ -132,14 +132,14 @@ impl Connection {
         (at > now).then_some(at)
     }
 
-    /// The idle timer fired: a whole interval (and the jitter) of silence.
-    pub(super) fn on_idle(&mut self, now: Instant) {
+    /// The PING timer fired: a whole interval (and the jitter) of silence.
+    pub(super) fn on_ping_due(&mut self, now: Instant) {
         let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv()) else {
             return;
         };
         let due = last + hb.interval + self.ping_jitter();
         if now < due {
-            self.timers.set(Timer::Idle, due);
+            self.timers.set(Timer::Ping, due);
             return;
         }
         self.probe(now, hb.timeout);
@@ -220,7 +220,7 @@ impl Connection {
             (Timer::Handshake, State::Handshaking) => {
                 self.fail(now, DisconnectReason::HandshakeTimeout, events)
             }
-            (Timer::Idle, State::Established) => self.on_idle(now),
+            (Timer::Ping, State::Established) => self.on_ping_due(now),
             (Timer::Dead, State::Established) => {
                 // Handled within one grain of the reactor's timer grid
                 // after `due` is on time: the deadline was filed there.

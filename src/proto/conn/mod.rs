@@ -39,7 +39,7 @@
 //! assert!(matches!(events[1], Event::Connected(ref p) if p.session_id == 42));
 //! // The server PINGs after I (10 s) of silence, plus jitter.
 //! let ping_at = t0 + Duration::from_secs(10) + server.ping_jitter();
-//! assert_eq!(server.timer(Timer::Idle), Some(ping_at));
+//! assert_eq!(server.timer(Timer::Ping), Some(ping_at));
 //! // Nothing is due sooner: the handshake needs no answer.
 //! assert_eq!(server.poll_timeout(), Some(ping_at));
 //!

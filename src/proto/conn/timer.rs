@@ -20,7 +20,7 @@ pub enum Timer {
     /// Read silence reaches the heartbeat interval: send a PING. Pushed
     /// later by every read (integer arithmetic on a stamp, no clock read),
     /// so it only comes due on a connection that has really gone quiet.
-    Idle,
+    Ping,
     /// A PING is out and nothing has been received: the peer is dead then.
     Dead,
     /// Client: redial then.
@@ -47,7 +47,7 @@ impl Timer {
     pub const ALL: [Timer; 10] = [
         Timer::Connect,
         Timer::Handshake,
-        Timer::Idle,
+        Timer::Ping,
         Timer::Dead,
         Timer::Reconnect,
         Timer::Healthy,
@@ -209,13 +209,13 @@ mod tests {
         let mut table = TimerTable::default();
         assert_eq!(table.next(), None);
         table.set(Timer::Linger, t0 + Duration::from_millis(30));
-        table.set(Timer::Idle, t0 + Duration::from_millis(10));
+        table.set(Timer::Ping, t0 + Duration::from_millis(10));
         table.set(Timer::Dead, t0 + Duration::from_millis(20));
         assert_eq!(table.next(), Some(t0 + Duration::from_millis(10)));
         let now = t0 + Duration::from_millis(25);
         assert_eq!(
             table.pop_due(now),
-            Some((Timer::Idle, t0 + Duration::from_millis(10)))
+            Some((Timer::Ping, t0 + Duration::from_millis(10)))
         );
         assert_eq!(
             table.pop_due(now),
@@ -231,13 +231,13 @@ mod tests {
     fn deadlines_before_the_base_keep_their_exact_instant() {
         let t0 = Instant::now();
         let mut table = TimerTable::default();
-        table.set(Timer::Idle, t0 + Duration::from_nanos(1_500_000_123));
+        table.set(Timer::Ping, t0 + Duration::from_nanos(1_500_000_123));
         table.set(Timer::Dead, t0);
         table.set(Timer::Linger, t0 + Duration::from_secs(3600));
         assert_eq!(table.get(Timer::Dead), Some(t0));
         assert_eq!(table.next(), Some(t0));
         assert_eq!(
-            table.get(Timer::Idle),
+            table.get(Timer::Ping),
             Some(t0 + Duration::from_nanos(1_500_000_123))
         );
         assert_eq!(table.pop_due(t0), Some((Timer::Dead, t0)));
@@ -253,15 +253,15 @@ mod tests {
         for at in [t0, t0 + Duration::from_nanos(1_234_567_891)] {
             let by = Duration::from_millis(1_050);
             let stamp = table.stamp(at).after(by);
-            table.set_stamp(Timer::Idle, stamp);
-            assert_eq!(table.get(Timer::Idle), Some(at + by));
+            table.set_stamp(Timer::Ping, stamp);
+            assert_eq!(table.get(Timer::Ping), Some(at + by));
             assert_eq!(table.instant_of(stamp), Some(at + by));
         }
         assert_eq!(
             super::Stamp::NONE.after(Duration::from_secs(1)),
             super::Stamp::NONE
         );
-        table.set_stamp(Timer::Idle, super::Stamp::NONE);
-        assert!(!table.is_armed(Timer::Idle));
+        table.set_stamp(Timer::Ping, super::Stamp::NONE);
+        assert!(!table.is_armed(Timer::Ping));
     }
 }

@@ -17,7 +17,7 @@ impl Core {
     /// deadline. Entries are filed on a grid (see [`Config::timer_grain`])
     /// so that the deadlines of many connections share wake-ups.
     ///
-    /// A deadline that moved later (traffic pushes the idle deadline on
+    /// A deadline that moved later (traffic pushes the PING deadline on
     /// every read) re-files the entry at once the first time after a
     /// filing, and after that only once the clock is 3/4 of the way to the
     /// entry; before that it leaves the entry alone, at the cost of a

@@ -73,7 +73,7 @@ fn stalls_forgiven_and_drain_extensions_stop_at_the_maximum() {
     server.send(Bytes::from(vec![2u8; 100_000])).unwrap();
     server.advance_transmit(now, 20_000, &mut Vec::new());
     server.handle_write_blocked(now);
-    let ping_at = server.timer(Timer::Idle).unwrap();
+    let ping_at = server.timer(Timer::Ping).unwrap();
     server.handle_timeout(ping_at, &mut Vec::new());
     // The first message and the PING out, then more taken after it.
     server.advance_transmit(ping_at + ms(300), 80_005 + 13, &mut Vec::new());

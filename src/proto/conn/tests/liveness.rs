@@ -168,9 +168,9 @@ fn both_sides_of_an_idle_link_take_turns_pinging() {
 
 #[test]
 fn on_an_idle_link_only_the_side_that_pings_wakes_up() {
-    // A received frame pushes the idle deadline out, and the PONG that
+    // A received frame pushes the PING deadline out, and the PONG that
     // answers a PING stops the write-idle clock the PING started, so the
-    // only deadline that ever comes due is the pinging side's idle timer
+    // only deadline that ever comes due is the pinging side's PING timer
     // (and the client's one-off healthy timer): one wake-up per interval
     // for the whole link, not one per timer per side.
     for latency in [0, 5] {
@@ -394,7 +394,7 @@ fn heartbeats_off_means_no_pings_and_no_timeouts() {
     pair.run_for(ms(60_000));
     assert!(pair.client_pings().is_empty());
     assert_eq!(pair.client.state(), State::Established);
-    assert_eq!(pair.client.timer(Timer::Idle), None);
+    assert_eq!(pair.client.timer(Timer::Ping), None);
     // The handshake announced no heartbeat.
     assert!(matches!(pair.client_sent[0].1, Frame::Hello(h) if h.interval_ms == 0));
 }
@@ -465,7 +465,7 @@ fn sender_behind_a_thin_link(pair: &mut Pair) -> std::time::Duration {
     server.send(Bytes::from(vec![2u8; 100_000])).unwrap();
     server.advance_transmit(t0, 20_000, &mut Vec::new());
     server.handle_write_blocked(t0);
-    let ping_at = server.timer(Timer::Idle).unwrap();
+    let ping_at = server.timer(Timer::Ping).unwrap();
     let mut events = Vec::new();
     server.handle_timeout(ping_at, &mut events);
     assert!(events.is_empty());
@@ -547,7 +547,7 @@ fn a_sender_whose_output_does_not_drain_still_convicts_on_time() {
 fn late_deadlines_without_writes(pair: &mut Pair, rounds: u32) -> Instant {
     pair.client_mute = true;
     let server = pair.server_mut();
-    let ping_at = server.timer(Timer::Idle).unwrap();
+    let ping_at = server.timer(Timer::Ping).unwrap();
     let mut events = Vec::new();
     server.handle_timeout(ping_at, &mut events);
     assert_eq!(server.pending_output(), codec::HEARTBEAT_FRAME_LEN);
@@ -633,7 +633,7 @@ fn a_ping_still_queued_when_the_next_falls_due_is_reused() {
     let server = pair.server_mut();
     let mut events = Vec::new();
     for round in 1..=10 {
-        let ping_at = server.timer(Timer::Idle).unwrap();
+        let ping_at = server.timer(Timer::Ping).unwrap();
         server.handle_timeout(ping_at, &mut events);
         assert_eq!(server.timer(Timer::Dead), Some(ping_at + ms(1000)));
         assert_eq!(

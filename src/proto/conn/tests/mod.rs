@@ -466,7 +466,7 @@ fn a_connection_fits_its_memory_budget() {
     assert!(size <= 352, "Connection grew to {size} bytes");
     // An idle connection holds no heap buffers besides the shared config.
     let mut pair = Pair::connected(config());
-    pair.run_for(ms(5_000)); // heartbeats exchanged, idle timer ran
+    pair.run_for(ms(5_000)); // heartbeats exchanged, PING timer ran
     assert!(pair.client.sock.recv.is_empty() && pair.client.sock.recv.capacity() == 0);
     assert_eq!(pair.client.sock.outbox.len(), 0);
     assert!(pair.client.sock.outbox.is_unallocated());
@@ -474,7 +474,7 @@ fn a_connection_fits_its_memory_budget() {
 
 #[test]
 fn both_sides_give_back_their_output_buffers_once_they_stop_sending() {
-    // On an idle link only one side's idle timer fires (the one that
+    // On an idle link only one side's PING timer fires (the one that
     // pings); the other only answers. Both must let go of the buffers
     // their messages left behind, within about one interval.
     let mut pair = Pair::connected(config());
