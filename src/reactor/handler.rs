@@ -59,7 +59,9 @@ pub trait Handler {
     /// Messages are delivered even when the peer closed the connection
     /// right behind them (in the same read); a reply to such a message is
     /// refused with [`SendError::NotConnected`], and
-    /// [`on_disconnected`](Self::on_disconnected) follows.
+    /// [`on_disconnected`](Self::on_disconnected) follows. Once the
+    /// application closes a connection (from any callback), no further
+    /// message of it is delivered: never one after its `on_disconnected`.
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let _ = (cx, id, message);
     }
