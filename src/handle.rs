@@ -148,7 +148,7 @@ fn queue_cost(len: usize) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HandleError {
-    /// The reactor has been dropped, or (for a dial) has shut down.
+    /// The reactor has been dropped or has shut down.
     ReactorGone,
     /// A blocking call was made on the reactor's own thread (from inside a
     /// callback), where it would deadlock; use the [`Context`] instead.
@@ -260,12 +260,23 @@ impl Handle {
     /// [`UndeliveredCause::Refused`]: crate::UndeliveredCause::Refused
     /// [`UndeliveredCause::Dropped`]: crate::UndeliveredCause::Dropped
     pub fn send(&self, link: ConnId, message: impl Into<Bytes>) -> Result<(), HandleError> {
+        // A reactor that shut down takes no more messages: nothing would
+        // ever send them or hand them back.
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(HandleError::ReactorGone);
+        }
         let message = message.into();
         let cost = queue_cost(message.len());
         let before = self.shared.queued.fetch_add(cost, Ordering::AcqRel);
         if before > 0 && before.saturating_add(cost) > self.shared.limit {
             self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
             self.shared.refused.store(true, Ordering::Release);
+            // The reactor may have drained the queue and looked for a
+            // refusal just before this one: wake it, so that it looks
+            // again (and calls `on_handle_drain` if there is room).
+            if !self.shared.notified.swap(true, Ordering::AcqRel) {
+                let _ = self.shared.waker.wake();
+            }
             return Err(HandleError::Backpressure);
         }
         self.submit(Command::Send(link, message)).inspect_err(|_| {

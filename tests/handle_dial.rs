@@ -35,14 +35,21 @@ fn a_dial_on_the_constructing_thread_before_any_poll_is_refused_at_once() {
 }
 
 #[test]
-fn a_dial_after_the_reactor_shut_down_is_refused_at_once() {
+fn a_dial_or_a_send_after_the_reactor_shut_down_is_refused_at_once() {
     let mut reactor = Reactor::new().expect("reactor");
+    let link = reactor.dial(free_addr());
     let handle = reactor.handle();
     handle.shutdown().expect("alive");
     reactor.run(&mut ()).expect("run");
     let other = handle.clone();
     let result = within(Duration::from_secs(3), move || other.dial(free_addr()));
     assert_eq!(result, Err(HandleError::ReactorGone));
+    // Nor does it take a message that nothing would ever send or hand
+    // back.
+    assert_eq!(
+        handle.send(link, &b"late"[..]),
+        Err(HandleError::ReactorGone)
+    );
     drop(reactor);
 }
 
