@@ -49,6 +49,9 @@ impl Handler for CloseChain {
 /// those callbacks closes the connection, the message is still delivered,
 /// after `on_disconnected` (`deliver_frames` in `src/reactor/mod.rs`
 /// takes the message, dispatches, then delivers it without looking again).
+/// Found by the chaos test, e.g. seeds 701484792774893821 and
+/// 2228937533687712369 (about one round in six before it was tolerated;
+/// a seed replays the choices, not the timing).
 #[test]
 fn no_message_after_on_disconnected() {
     let (mut reactor, addr, _) = listening(config(60_000, 60_000));
@@ -127,6 +130,8 @@ impl Handler for BigThenSmall {
 /// keeps the one partly on the wire to finish it; when the close linger
 /// runs out first, that one is handed back alone, after the messages
 /// sent behind it — not "in send order" as README and RELIABILITY.md say.
+/// Found by the chaos test: seed 1686047473791135983 failed on it five
+/// runs out of five before it was tolerated.
 #[test]
 fn undelivered_messages_come_back_in_send_order() {
     let mut cfg = config(100, 100);
