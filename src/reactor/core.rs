@@ -18,8 +18,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Poll, Token};
 use slab::Slab;
 
-use super::reply::ReplyRun;
 use super::slot::Slot;
+use super::slots::Slots;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
 use crate::config::Config;
 use crate::error::DisconnectReason;
@@ -72,7 +72,8 @@ pub(super) enum ReadStep {
 
 pub(crate) struct Core {
     pub(super) poll: Poll,
-    pub(super) slots: Slab<Slot>,
+    /// The connections, and the reply run lent out of one of them.
+    pub(super) slots: Slots,
     pub(super) listeners: Slab<ListenerSlot>,
     pub(super) wheel: Wheel<Target>,
     /// The one read buffer of the reactor: reads land here, complete frames
@@ -117,10 +118,6 @@ pub(crate) struct Core {
     pub(super) slot_limit: usize,
     /// The thread last published as the reactor's (see `Reactor::turn`).
     pub(super) reactor_thread: Option<std::thread::ThreadId>,
-    /// The connection whose read is being delivered to the handler.
-    pub(super) reading: Option<ConnId>,
-    /// Its output run, lent while the handler answers it (see [`ReplyRun`]).
-    pub(super) reply: Option<ReplyRun>,
 }
 
 impl Core {
@@ -136,7 +133,7 @@ impl Core {
         shared.set_reactor_thread(thread);
         Ok(Core {
             poll,
-            slots: Slab::new(),
+            slots: Slots::new(),
             listeners: Slab::new(),
             wheel: Wheel::new(now),
             rbuf: BytesMut::new(),
@@ -163,17 +160,11 @@ impl Core {
             shutdown: None,
             max_connections: usize::MAX,
             slot_limit: MAX_SLOTS,
-            reading: None,
-            reply: None,
         })
     }
 
     fn slot_index(&self, id: ConnId) -> Option<usize> {
-        let idx = id.index();
-        match self.slots.get(idx) {
-            Some(slot) if slot.id == id => Some(idx),
-            _ => None,
-        }
+        self.slots.index_of(id)
     }
 
     pub(super) fn conn_stats(&self, id: ConnId) -> Option<ConnStats> {
@@ -181,10 +172,7 @@ impl Core {
         let conn = &slot.conn;
         let s = conn.stats();
         // What the handler queued into the lent reply run counts.
-        let (lent_messages, lent_bytes) = match &self.reply {
-            Some(r) if r.id == id => (r.messages, r.run.len()),
-            _ => (0, 0),
-        };
+        let (lent_messages, lent_bytes) = self.slots.lent(id);
         Some(ConnStats {
             role: conn.role(),
             state: conn.state(),
@@ -243,20 +231,10 @@ impl Core {
             return None;
         }
         let generation = self.next_generation();
-        let entry = self.slots.vacant_entry();
-        let id = ConnId::new(entry.key(), generation);
-        entry.insert(Slot {
-            id,
-            conn,
-            addr,
-            stream,
-            interest: None,
-            timer: None,
-            dirty: false,
-            paused: false,
-            counted_disconnects: 0,
-        });
-        Some(id)
+        let idx = self
+            .slots
+            .insert_with(|idx| Slot::new(ConnId::new(idx, generation), conn, addr, stream));
+        Some(ConnId::new(idx, generation))
     }
 
     /// Moves the events the last connection call produced to the handler's
@@ -275,11 +253,8 @@ impl Core {
     }
 
     pub(super) fn mark_dirty(&mut self, idx: usize) {
-        if let Some(slot) = self.slots.get_mut(idx) {
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(idx);
-            }
+        if self.slots.mark_dirty(idx) {
+            self.dirty.push(idx);
         }
     }
 
@@ -287,7 +262,6 @@ impl Core {
     /// output, carries out its socket actions, adjusts readiness interest,
     /// re-files its timer, and frees the slot once it is closed.
     pub(super) fn service(&mut self, idx: usize) {
-        self.settle_reply();
         let now = self.now;
         // Each pass either acts or stops; a connection asks for at most a
         // close and a connect per state change, so a few passes suffice.
@@ -400,10 +374,6 @@ impl Core {
             self.wheel.cancel(filed.key);
         }
         debug!("{} {}: released", slot.id, slot.addr);
-        let cap = self.slots.capacity();
-        if cap > 1024 && self.slots.len() < cap / 4 {
-            self.slots.shrink_to_fit();
-        }
     }
 
     pub(super) fn count_turn(&mut self) {

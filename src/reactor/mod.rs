@@ -33,6 +33,7 @@ mod handler;
 mod message;
 mod reply;
 mod slot;
+mod slots;
 mod stats;
 
 use std::io;
@@ -352,7 +353,7 @@ fn deliver_read<H: Handler>(
     }
     // Answers to this connection may go into its lent reply run until
     // the read is delivered.
-    core.reading = core.slots.get(idx).map(|slot| slot.id);
+    core.slots.begin_read(idx);
     if let Some(mut head) = core.begin_input(idx, chunk) {
         let stepped = deliver_frames(core, handler, idx, &mut head);
         head.advance(stepped);
@@ -370,8 +371,7 @@ fn deliver_read<H: Handler>(
         BytesMut::new()
     };
     core.end_input(idx, chunk);
-    core.settle_reply();
-    core.reading = None;
+    core.slots.end_read();
     spent
 }
 

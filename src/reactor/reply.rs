@@ -10,9 +10,9 @@
 //! queue walk per message; the checks `send` makes were made once, when
 //! the run was lent, and are kept as a byte budget (`room`) and a payload
 //! limit. The run goes back to its connection's queue, with the count of
-//! messages, before anything else touches that connection: any other send
-//! or close, input that is not a plain DATA frame, a service of the
-//! connection, and the end of the read.
+//! messages, before anything else touches that connection: it is held by
+//! [`Slots`](super::slots::Slots), whose every way to act on a slot
+//! returns it first.
 //!
 //! It never decides what may be sent: it only holds bytes `send` would
 //! have accepted, in the order `send` would have queued them.

@@ -52,6 +52,26 @@ pub(super) struct Filed {
 }
 
 impl Slot {
+    /// A slot for connection `id`, with its socket if it has one.
+    pub(super) fn new(
+        id: ConnId,
+        conn: Connection,
+        addr: SocketAddr,
+        stream: Option<TcpStream>,
+    ) -> Slot {
+        Slot {
+            id,
+            conn,
+            addr,
+            stream,
+            interest: None,
+            timer: None,
+            dirty: false,
+            paused: false,
+            counted_disconnects: 0,
+        }
+    }
+
     /// Writes pending output until it is all written or the socket would
     /// block. Write errors go to the state machine.
     pub(super) fn flush(&mut self, now: Instant, events: &mut Vec<Event>) {

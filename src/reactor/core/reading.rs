@@ -158,10 +158,9 @@ impl Core {
         buf: &mut BytesMut,
         pos: &mut usize,
     ) -> Option<(ConnId, usize)> {
-        let slot = self.slots.get_mut(idx)?;
         let rest = buf.get(*pos..).unwrap_or_default();
-        match slot.conn.take_data(rest) {
-            Some(len) => Some((slot.id, len)),
+        match self.slots.take_data(idx, rest) {
+            Some(next) => Some(next),
             // The read ended on a frame boundary (the usual end): nothing
             // left to decode; the caller consumes what it stepped over.
             None if rest.is_empty() => None,
@@ -180,8 +179,7 @@ impl Core {
         pos: &mut usize,
     ) -> Option<(ConnId, usize)> {
         // Input other than a plain message may answer (a PONG) or end the
-        // connection: its output must be whole first.
-        self.settle_reply();
+        // connection: `get_mut` makes its output whole first.
         let now = self.now;
         let slot = self.slots.get_mut(idx)?;
         let next = slot

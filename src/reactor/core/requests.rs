@@ -47,96 +47,48 @@ impl Core {
     }
 
     /// Queues output on connection `id` with `queue`, and marks it for
-    /// writing. (One slab lookup: this runs once per message sent.)
+    /// writing (see [`Slots::queue_on`]).
+    ///
+    /// [`Slots::queue_on`]: crate::reactor::slots::Slots::queue_on
     #[inline]
     pub(super) fn queue_on(
         &mut self,
         id: ConnId,
         queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
-        self.settle_reply();
-        let idx = id.index();
-        let slot = match self.slots.get_mut(idx) {
-            Some(slot) if slot.id == id => slot,
-            _ => return Err(SendError::NotConnected),
-        };
-        queue(&mut slot.conn)?;
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(idx);
-        }
-        if self.reading == Some(id) {
-            // Answering the connection being read: its next small answers
-            // go straight into its run.
-            if let Some((run, room, max_payload)) = slot.conn.lend_run() {
-                self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
-            }
+        if self.slots.queue_on(id, queue)? {
+            self.dirty.push(id.index());
         }
         Ok(())
     }
 
-    /// The reply run for an answer to connection `id`: the lent one, or
-    /// — for the first answer of a read, to the connection being read,
-    /// with no DATA queued on it — a fresh run from the thread's pool,
-    /// lent at once (the queue would pack the answer into the same run
-    /// and lend it right after). `None` otherwise: the answer goes the
-    /// queue's way.
+    /// The reply run for an answer to connection `id` (see
+    /// [`Slots::reply_for`]).
+    ///
+    /// [`Slots::reply_for`]: crate::reactor::slots::Slots::reply_for
     #[inline]
     pub(in crate::reactor) fn reply_run(&mut self, id: ConnId) -> Option<&mut ReplyRun> {
-        if self.reply.is_none() && self.reading == Some(id) {
-            self.lend_fresh(id);
+        let (reply, newly_dirty) = self.slots.reply_for(id);
+        if newly_dirty {
+            self.dirty.push(id.index());
         }
-        self.reply.as_mut()
-    }
-
-    #[inline(never)]
-    pub(super) fn lend_fresh(&mut self, id: ConnId) {
-        let idx = id.index();
-        let Some(slot) = self.slots.get_mut(idx).filter(|slot| slot.id == id) else {
-            return;
-        };
-        let Some((run, room, max_payload)) = slot.conn.lend_fresh_run() else {
-            return;
-        };
-        self.mark_dirty(idx);
-        self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
-    }
-
-    /// Returns the lent reply run, if any, to its connection. Runs before
-    /// anything else touches a connection's output or input.
-    #[inline]
-    pub(in crate::reactor) fn settle_reply(&mut self) {
-        if let Some(reply) = self.reply.take() {
-            self.return_reply(reply);
-        }
-    }
-
-    #[inline(never)]
-    pub(super) fn return_reply(&mut self, reply: ReplyRun) {
-        match self.slots.get_mut(reply.idx) {
-            Some(slot) if slot.id == reply.id => slot.conn.return_run(reply.run, reply.messages),
-            // Not reachable: a slot is only freed after a service, which
-            // settles first. The frames go the way of the connection's.
-            _ => debug!("{}: reply run of a freed slot dropped", reply.id),
-        }
+        reply
     }
 
     pub(in crate::reactor) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
-        self.settle_reply();
         let Some(idx) = self.slot_index(id) else {
             return false;
         };
         let now = self.now;
-        self.slots[idx]
-            .conn
-            .close(now, code, reason, &mut self.scratch);
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return false;
+        };
+        slot.conn.close(now, code, reason, &mut self.scratch);
         self.collect(idx);
         self.mark_dirty(idx);
         true
     }
 
-    /// Dials `addr` with `config`, which every caller has validated
-    /// (`Config::validate`): its durations are added to instants.
     /// Pauses (`on` false) or resumes reading connection `id`; false for
     /// an unknown id. A resumed connection is read at the next turn until
     /// WouldBlock: what arrived while it was paused raised no edge.
@@ -144,7 +96,9 @@ impl Core {
         let Some(idx) = self.slot_index(id) else {
             return false;
         };
-        let slot = &mut self.slots[idx];
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return false;
+        };
         if slot.paused == on {
             slot.paused = !on;
             if on {
@@ -154,6 +108,8 @@ impl Core {
         true
     }
 
+    /// Dials `addr` with `config`, which every caller has validated
+    /// (`Config::validate`): its durations are added to instants.
     pub(in crate::reactor) fn dial(&mut self, addr: SocketAddr, config: Arc<Config>) -> ConnId {
         let seed = self.next_seed();
         let mut conn = Connection::client(config, seed);
@@ -234,7 +190,7 @@ impl Core {
         for id in listeners {
             self.unlisten(id);
         }
-        let ids: Vec<ConnId> = self.slots.iter().map(|(_, s)| s.id).collect();
+        let ids = self.slots.ids();
         for id in ids {
             self.close(id, CloseCode::GOING_AWAY, "shutdown");
         }

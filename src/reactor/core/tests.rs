@@ -25,7 +25,7 @@ fn core_with_one_connection() -> (Core, usize) {
 /// The tick the connection's entry is filed at, and the deadline it was
 /// filed for.
 fn filed(core: &Core, idx: usize) -> Option<(u64, Instant)> {
-    let f = core.slots[idx].timer?;
+    let f = core.slots.get(idx)?.timer?;
     Some((
         core.wheel.tick(f.key).expect("live entry"),
         f.filing.deadline,
@@ -47,7 +47,13 @@ fn file_at(
 
 /// The tick a deadline is filed at, on the connection's grid.
 fn grid_tick(core: &Core, idx: usize, at: Instant) -> u64 {
-    let grain = core.slots[idx].conn.config().timer_grain();
+    let grain = core
+        .slots
+        .get(idx)
+        .expect("slot")
+        .conn
+        .config()
+        .timer_grain();
     core.wheel.coarsen_tick(core.wheel.deadline_tick(at), grain)
 }
 

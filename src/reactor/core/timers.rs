@@ -80,7 +80,9 @@ impl Core {
                     let Some(idx) = self.slot_index(id) else {
                         continue;
                     };
-                    let slot = &mut self.slots[idx];
+                    let Some(slot) = self.slots.get_mut(idx) else {
+                        continue;
+                    };
                     match slot.timer {
                         Some(filed) if filed.key == key => {
                             let grain = slot.conn.config().timer_grain();
@@ -129,11 +131,13 @@ impl Core {
                 self.slots.len()
             );
             let now = self.now;
-            let left: Vec<usize> = self.slots.iter().map(|(idx, _)| idx).collect();
+            let left = self.slots.indices();
             for idx in left {
                 // What they still held is handed back (the caller
                 // dispatches the events).
-                self.slots[idx].conn.abort(now, &mut self.scratch);
+                if let Some(slot) = self.slots.get_mut(idx) {
+                    slot.conn.abort(now, &mut self.scratch);
+                }
                 self.collect(idx);
             }
             for mut slot in self.slots.drain() {
