@@ -41,14 +41,13 @@ use std::mem;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::handle::Handle;
-use crate::proto::codec::HEADER_LEN;
 use crate::proto::conn::Event;
 
 pub(crate) use crate::id::{ConnId, ListenerId};
@@ -310,8 +309,8 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
     } else if ready.readable && !slot.paused {
         let mut budget = READ_BUDGET;
         loop {
-            let (step, mut chunk) = core.read_once(idx, ready.drain);
-            let spent = deliver_read(core, handler, idx, &mut chunk);
+            let (step, chunk) = core.read_once(idx, ready.drain);
+            let spent = deliver_read(core, handler, idx, chunk);
             core.reuse_read(spent);
             dispatch(core, handler);
             if core.slots.get(idx).is_some_and(|s| s.paused) {
@@ -339,14 +338,14 @@ fn on_conn_ready<H: Handler>(core: &mut Core, handler: &mut H, idx: usize, ready
 
 /// Feeds the bytes of one read to connection `idx`, handing each message
 /// to the handler as it is decoded, borrowed from the read buffer.
-/// Returns the bytes of `chunk` that were consumed in place (the frames
-/// after the last message the handler took), for
+/// Returns the bytes of `chunk` that were gone through in place (the
+/// frames after the last message the handler took), for
 /// [`Core::reuse_read`].
 fn deliver_read<H: Handler>(
     core: &mut Core,
     handler: &mut H,
     idx: usize,
-    chunk: &mut BytesMut,
+    chunk: BytesMut,
 ) -> BytesMut {
     if chunk.is_empty() {
         return BytesMut::new();
@@ -354,40 +353,8 @@ fn deliver_read<H: Handler>(
     // Answers to this connection may go into its lent reply run until
     // the read is delivered.
     core.slots.begin_read(idx);
-    if let Some(mut head) = core.begin_input(idx, chunk) {
-        let stepped = deliver_frames(core, handler, idx, &mut head);
-        head.advance(stepped);
-        core.end_input(idx, &mut head);
-    }
-    let stepped = deliver_frames(core, handler, idx, chunk);
-    let spent = if stepped == chunk.len() {
-        // Ended on a frame boundary: the whole (rest of the) read, moved
-        // out as it is (no split, no reference count touched).
-        mem::take(chunk)
-    } else {
-        // A partial frame follows (`end_input` copies it out): nothing is
-        // given back.
-        chunk.advance(stepped);
-        BytesMut::new()
-    };
-    core.end_input(idx, chunk);
-    core.slots.end_read();
-    spent
-}
-
-/// Hands the messages of `buf` to the handler. Returns how many bytes at
-/// the front of `buf` it stepped over (whole frames read in place, after
-/// the last message the handler took): the caller consumes them.
-fn deliver_frames<H: Handler>(
-    core: &mut Core,
-    handler: &mut H,
-    idx: usize,
-    buf: &mut BytesMut,
-) -> usize {
-    // Where the next frame starts: messages read in place are stepped
-    // over, not consumed one by one.
-    let mut pos = 0;
-    while let Some((id, len)) = core.next_message(idx, buf, &mut pos) {
+    let mut input = core.start_input(idx, chunk);
+    while let Some((id, len)) = core.next_message(idx, &mut input) {
         // Events of the frames before this one (a handshake) go first; a
         // callback among them may end this connection (a close from
         // another connection's callback): then nothing more of this read
@@ -398,20 +365,14 @@ fn deliver_frames<H: Handler>(
                 break;
             }
         }
-        let before = buf.len();
-        let cx = &mut Context { core: &mut *core };
-        handler.on_message(cx, id, Message::new(buf, pos + HEADER_LEN, len));
-        if buf.len() == before {
-            // Read in place, not taken: step over the whole frame.
-            pos += HEADER_LEN + len;
-        } else {
-            // Taken: `buf` now starts after the message.
-            pos = 0;
-        }
+        input.deliver(len, |buf, start| {
+            let cx = &mut Context { core: &mut *core };
+            handler.on_message(cx, id, Message::new(buf, start, len));
+        });
     }
-    // The frames stepped over since the last call that consumed (all of
-    // them when the read ended on a frame boundary).
-    pos
+    let spent = core.finish_input(idx, input);
+    core.slots.end_read();
+    spent
 }
 
 /// Hands queued events to the handler, then services the connections the

@@ -18,7 +18,7 @@ use slab::Slab;
 use super::reply::ReplyRun;
 use super::slot::Slot;
 use super::ConnId;
-use crate::proto::conn::{Connection, SendError};
+use crate::proto::conn::{Connection, ReadInput, SendError};
 
 /// The connections of a reactor, by slab index.
 pub(super) struct Slots {
@@ -117,13 +117,13 @@ impl Slots {
     }
 
     /// The one way to a connection while its run may be lent: counts the
-    /// whole DATA frame at the front of `buf` as received (see
+    /// whole DATA frame next in `input` as received (see
     /// [`Connection::take_data`]), which touches the connection's input
     /// accounting only. With the connection's id and the payload length.
     #[inline(always)]
-    pub(super) fn take_data(&mut self, idx: usize, buf: &[u8]) -> Option<(ConnId, usize)> {
+    pub(super) fn take_data(&mut self, idx: usize, input: &ReadInput) -> Option<(ConnId, usize)> {
         let slot = self.slab.get_mut(idx)?;
-        let len = slot.conn.take_data(buf)?;
+        let len = slot.conn.take_data(input)?;
         Some((slot.id, len))
     }
 

@@ -15,49 +15,141 @@ use log::debug;
 
 use super::flags::Flag;
 use super::timer::Stamp;
-use super::{Connection, Event, Role, State, PARTIAL_RESERVE_CAP, PONG_BACKLOG};
+use super::{Connection, Event, ReadInput, Role, State, PARTIAL_RESERVE_CAP, PONG_BACKLOG};
 use crate::error::DisconnectReason;
 use crate::proto::codec::{self, Decoder, Frame, InPlace, Kind, HEADER_LEN};
 
 impl Connection {
-    /// Bytes read from the socket. Consumes all of `data`: whole frames are
-    /// processed (DATA payloads are split off without copying), the bytes of
-    /// an incomplete frame are kept until the rest arrives.
+    /// Bytes read from the socket, all at once. Consumes all of `data`:
+    /// whole frames are processed (DATA payloads are split off without
+    /// copying, each pushed as an [`Event::Message`]), the bytes of an
+    /// incomplete frame are kept until the rest arrives.
     ///
-    /// The same as [`begin_input`](Self::begin_input), then
-    /// [`poll_input`](Self::poll_input) on what it returns and on `data`
-    /// until it returns `None`, then [`end_input`](Self::end_input), each
-    /// message pushed as an [`Event::Message`].
+    /// The same as [`start_input`](Self::start_input), then
+    /// [`next_message`](Self::next_message) until it returns `None`, each
+    /// message taken with [`ReadInput::take_message`], then
+    /// [`finish_input`](Self::finish_input).
     pub fn handle_input(&mut self, now: Instant, data: &mut BytesMut, events: &mut Vec<Event>) {
-        if let Some(mut head) = self.begin_input(now, data) {
-            self.drain_input(now, &mut head, events);
-            self.end_input(&mut head);
-        }
-        self.drain_input(now, data, events);
-        self.end_input(data);
-    }
-
-    fn drain_input(&mut self, now: Instant, buf: &mut BytesMut, events: &mut Vec<Event>) {
-        while let Some(len) = self.poll_input(now, buf, events) {
-            let payload = if len == 0 {
-                Bytes::new()
-            } else {
-                buf.split_to(len).freeze()
-            };
+        let mut input = self.start_input(now, mem::take(data));
+        while let Some(len) = self.next_message(now, &mut input, events) {
+            let payload = input.take_message(len);
             events.push(Event::Message(payload));
         }
+        // Nothing is given back: the payloads hold on to the read.
+        let _ = self.finish_input(input);
     }
 
-    /// Input in steps, for a driver that hands messages to the application
-    /// without making a [`Bytes`] of each (see [`handle_input`](Self::handle_input)
-    /// for the one-call form). Takes `data`, the bytes of one read, and
-    /// returns the frame an earlier read left incomplete, with the bytes of
-    /// `data` that complete it moved over: call
-    /// [`poll_input`](Self::poll_input) and [`end_input`](Self::end_input)
-    /// on that buffer first, then on `data`. `None` when there was no such
-    /// frame, or when it is still incomplete (all of `data` was kept and
-    /// `data` is empty).
-    pub fn begin_input(&mut self, now: Instant, data: &mut BytesMut) -> Option<BytesMut> {
+    /// Starts taking `data`, the bytes of one read: the one way input
+    /// enters a connection, for a driver that hands messages to the
+    /// application in place (see [`handle_input`](Self::handle_input)
+    /// for the one-call form). Counts the bytes as received (proof of
+    /// life), and completes a frame an earlier read left incomplete with
+    /// the bytes of `data` it needs.
+    ///
+    /// Then call [`next_message`](Self::next_message) until it returns
+    /// `None`, handing each message over with [`ReadInput::deliver`],
+    /// and end with [`finish_input`](Self::finish_input).
+    pub fn start_input(&mut self, now: Instant, mut data: BytesMut) -> ReadInput {
+        let head = self.begin_input(now, &mut data);
+        ReadInput::new(head, data)
+    }
+
+    /// Processes the frames of `input` up to the next DATA frame: returns
+    /// the length of its payload (for [`ReadInput::deliver`], which must
+    /// be called before this is called again), events of the frames before
+    /// it pushed to `events`. `None` once no whole frame is left, or the
+    /// connection stopped reading (a protocol error, a CLOSE, an
+    /// application close).
+    #[inline]
+    pub fn next_message(
+        &mut self,
+        now: Instant,
+        input: &mut ReadInput,
+        events: &mut Vec<Event>,
+    ) -> Option<usize> {
+        if let Some(len) = self.take_data(input) {
+            return Some(len);
+        }
+        if input.is_used_up() {
+            return None;
+        }
+        self.next_message_slow(now, input, events)
+    }
+
+    /// The first half of [`next_message`](Self::next_message), for the
+    /// common case, which a driver may take on its own: the payload
+    /// length of a whole DATA frame next in `input` on an established
+    /// link, counted as received; `None` otherwise. Touches only the
+    /// connection's input accounting (never its output), and moves
+    /// nothing: the frame is gone past by [`ReadInput::deliver`].
+    #[inline(always)]
+    pub(crate) fn take_data(&mut self, input: &ReadInput) -> Option<usize> {
+        if self.state != State::Established {
+            return None;
+        }
+        let len = self.decoder().complete_data(input.rest())?;
+        self.on_frame_start();
+        self.stats.messages_received += 1;
+        Some(len)
+    }
+
+    /// [`next_message`](Self::next_message) past the common case: control
+    /// frames, errors, an incomplete frame, and the move from the head of
+    /// the read to the rest. Out of line: a stream of messages does not
+    /// come here.
+    #[inline(never)]
+    fn next_message_slow(
+        &mut self,
+        now: Instant,
+        input: &mut ReadInput,
+        events: &mut Vec<Event>,
+    ) -> Option<usize> {
+        loop {
+            let buf = input.consume_done();
+            if !buf.is_empty() {
+                if let Some(len) = self.poll_input_framed(now, buf, events) {
+                    return Some(len);
+                }
+            }
+            if !input.in_head() || !self.is_reading() {
+                return None;
+            }
+            // The head is gone through: what is left of it is an
+            // incomplete frame (only when the read was used up completing
+            // it), kept for the next read; on to the rest of the read.
+            let mut head = input.leave_head();
+            self.keep_incomplete(&mut head);
+            if let Some(len) = self.take_data(input) {
+                return Some(len);
+            }
+        }
+    }
+
+    /// Ends the input of one read: the start of a frame still incomplete
+    /// is kept for the next read. Returns the bytes of the read that were
+    /// gone through in place when the read ended on a frame boundary
+    /// (for a driver that reuses its read buffer: nothing in them is
+    /// needed any more), else nothing.
+    pub fn finish_input(&mut self, input: ReadInput) -> BytesMut {
+        let (mut head, mut data, pos) = input.into_parts();
+        self.keep_incomplete(&mut head);
+        let spent = if pos >= data.len() {
+            mem::take(&mut data)
+        } else {
+            data.advance(pos);
+            self.keep_incomplete(&mut data);
+            BytesMut::new()
+        };
+        self.note_talk();
+        spent
+    }
+
+    /// Takes the bytes of one read up to a frame boundary: returns the
+    /// frame an earlier read left incomplete, with the bytes of `data`
+    /// that complete it moved over; `None` when there was no such frame,
+    /// or when it is still incomplete (all of `data` was kept and `data`
+    /// is empty).
+    fn begin_input(&mut self, now: Instant, data: &mut BytesMut) -> Option<BytesMut> {
         if data.is_empty() {
             return None;
         }
@@ -100,66 +192,9 @@ impl Connection {
     }
 
     /// Processes the frames at the front of `buf` up to the next DATA
-    /// frame: returns `Some(len)` with the header of that frame removed and
-    /// its payload the first `len` bytes of `buf`, which the caller must
-    /// take (`split_to(len)`) or skip (`advance(len)`) before calling
-    /// again. `None` once no whole frame is left (or the connection stopped
-    /// reading: a protocol error, a CLOSE, an application close).
-    pub fn poll_input(
-        &mut self,
-        now: Instant,
-        buf: &mut BytesMut,
-        events: &mut Vec<Event>,
-    ) -> Option<usize> {
-        let len = self.poll_input_framed(now, buf, events)?;
-        buf.advance(HEADER_LEN);
-        Some(len)
-    }
-
-    /// [`poll_input`](Self::poll_input) for a driver that walks a read's
-    /// messages without consuming each from `buf`, in two steps. The next
-    /// frame starts at `pos` (the bytes before it are done with): first
-    /// [`take_data`](Self::take_data) on `buf[pos..]` — `Some(len)` for a
-    /// whole DATA frame there, its payload `HEADER_LEN` bytes in, which the
-    /// caller steps over (or consumes, with the bytes before it) — and only
-    /// when that says `None`, this: it consumes the `pos` done bytes and
-    /// processes what follows the general way (control frames, errors, an
-    /// incomplete frame), returning as [`poll_input_framed`] does, the
-    /// frame then at the front of `buf`.
-    ///
-    /// [`poll_input_framed`]: Self::poll_input_framed
-    pub(crate) fn poll_input_after(
-        &mut self,
-        now: Instant,
-        buf: &mut BytesMut,
-        pos: usize,
-        events: &mut Vec<Event>,
-    ) -> Option<usize> {
-        buf.advance(pos);
-        self.poll_input_framed(now, buf, events)
-    }
-
-    /// The payload length of the whole DATA frame at the front of `buf` on
-    /// an established link, counted as received; `None` otherwise (nothing
-    /// is consumed either way). The one check a stream of messages pays
-    /// per frame.
-    #[inline]
-    pub(crate) fn take_data(&mut self, buf: &[u8]) -> Option<usize> {
-        if self.state != State::Established {
-            return None;
-        }
-        let len = self.decoder().complete_data(buf)?;
-        self.on_frame_start();
-        self.stats.messages_received += 1;
-        Some(len)
-    }
-
-    /// [`poll_input`](Self::poll_input) without removing the DATA frame's
-    /// header: the payload is `buf[HEADER_LEN..HEADER_LEN + len]`, and the
-    /// caller consumes the whole frame (`HEADER_LEN + len` bytes) before
-    /// calling again. Out of line: the reactor's common case, a whole DATA
-    /// frame, is taken by [`take_data`](Self::take_data) before it.
-    #[inline(never)]
+    /// frame: `Some(len)` with that frame at the front of `buf`, its
+    /// payload `buf[HEADER_LEN..HEADER_LEN + len]`; `None` once no whole
+    /// frame is left (or the connection stopped reading).
     fn poll_input_framed(
         &mut self,
         now: Instant,
@@ -167,8 +202,12 @@ impl Connection {
         events: &mut Vec<Event>,
     ) -> Option<usize> {
         while self.is_reading() {
-            if let Some(len) = self.take_data(buf) {
-                return Some(len);
+            if self.state == State::Established {
+                if let Some(len) = self.decoder().complete_data(buf) {
+                    self.on_frame_start();
+                    self.stats.messages_received += 1;
+                    return Some(len);
+                }
             }
             if self.refuses_first(buf) {
                 // Refused at its header: nothing of its payload is waited
@@ -201,24 +240,22 @@ impl Connection {
         None
     }
 
-    /// Ends the input of one read: what is left of `data` (the start of a
-    /// frame still incomplete) is kept for the next read, and `data` is
-    /// emptied.
-    pub fn end_input(&mut self, data: &mut BytesMut) {
-        self.note_talk();
-        if self.is_reading() && !data.is_empty() {
+    /// Keeps what is left of `buf` (the start of a frame still
+    /// incomplete) for the next read, while reading; empties `buf`.
+    fn keep_incomplete(&mut self, buf: &mut BytesMut) {
+        if self.is_reading() && !buf.is_empty() {
             if self.sock.recv.is_empty() {
                 let want = self
                     .decoder()
-                    .pending_frame_len(data)
+                    .pending_frame_len(buf)
                     .unwrap_or(HEADER_LEN)
                     .min(PARTIAL_RESERVE_CAP)
-                    .max(data.len());
+                    .max(buf.len());
                 self.sock.recv.reserve(want);
             }
-            self.sock.recv.extend_from_slice(data);
+            self.sock.recv.extend_from_slice(buf);
         }
-        data.clear();
+        buf.clear();
     }
 
     /// Whether `buf` starts with a valid, complete header of a frame this

@@ -12,7 +12,7 @@ use log::debug;
 
 use super::{Core, ReadStep, MIN_READ_SPACE, READ_CHUNK};
 use crate::net;
-use crate::proto::conn::State;
+use crate::proto::conn::{ReadInput, State};
 use crate::reactor::ConnId;
 
 impl Core {
@@ -40,7 +40,7 @@ impl Core {
     /// Reads one chunk from connection `idx` into the shared buffer and
     /// returns it, unprocessed (empty if nothing was read), with what the
     /// read says about the socket. The caller feeds it to the connection
-    /// with [`Connection::begin_input`] and friends.
+    /// with [`Connection::start_input`] and what follows it.
     ///
     /// A read that fills less than the buffer emptied the socket's receive
     /// queue: data arriving after it raises a new edge, so (unless `drain`
@@ -134,57 +134,47 @@ impl Core {
     }
 
     /// Starts feeding one read's bytes to connection `idx`; see
-    /// [`Connection::begin_input`].
-    pub(in crate::reactor) fn begin_input(
-        &mut self,
-        idx: usize,
-        data: &mut BytesMut,
-    ) -> Option<BytesMut> {
+    /// [`Connection::start_input`]. (Nothing is fed to a freed slot.)
+    pub(in crate::reactor) fn start_input(&mut self, idx: usize, data: BytesMut) -> ReadInput {
         let now = self.now;
-        let head = self.slots.get_mut(idx)?.conn.begin_input(now, data);
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return ReadInput::default();
+        };
+        let input = slot.conn.start_input(now, data);
         self.collect(idx);
-        head
+        input
     }
 
-    /// The next message in `buf` for connection `idx`, its frame starting
-    /// at `*pos`: its id and the payload length, the frame then at `*pos`
-    /// (see [`Connection::take_data`] and [`Connection::poll_input_after`]).
-    /// Events the frames before it produced are queued for the handler
-    /// first. (Always inlined: it runs once per message, in the read loop.)
+    /// The next message of `input` for connection `idx`: its id and the
+    /// payload length (see [`Connection::next_message`]). Events the
+    /// frames before it produced are queued for the handler first.
+    /// (Always inlined: it runs once per message, in the read loop; the
+    /// common case, a whole DATA frame, reaches only the connection's
+    /// input counting, with its reply run still lent.)
     #[inline(always)]
     pub(in crate::reactor) fn next_message(
         &mut self,
         idx: usize,
-        buf: &mut BytesMut,
-        pos: &mut usize,
+        input: &mut ReadInput,
     ) -> Option<(ConnId, usize)> {
-        let rest = buf.get(*pos..).unwrap_or_default();
-        match self.slots.take_data(idx, rest) {
-            Some(next) => Some(next),
-            // The read ended on a frame boundary (the usual end): nothing
-            // left to decode; the caller consumes what it stepped over.
-            None if rest.is_empty() => None,
-            None => self.next_message_slow(idx, buf, pos),
+        if let Some(next) = self.slots.take_data(idx, input) {
+            return Some(next);
         }
+        if input.is_used_up() {
+            // The read ended on a frame boundary (the usual end).
+            return None;
+        }
+        self.next_message_slow(idx, input)
     }
 
-    /// [`next_message`](Self::next_message) past a whole DATA frame: the
-    /// bytes before `*pos` are consumed (`*pos` becomes 0) and the rest is
-    /// processed the general way.
+    /// [`next_message`](Self::next_message) past a whole DATA frame.
     #[inline(never)]
-    pub(super) fn next_message_slow(
-        &mut self,
-        idx: usize,
-        buf: &mut BytesMut,
-        pos: &mut usize,
-    ) -> Option<(ConnId, usize)> {
+    fn next_message_slow(&mut self, idx: usize, input: &mut ReadInput) -> Option<(ConnId, usize)> {
         // Input other than a plain message may answer (a PONG) or end the
         // connection: `get_mut` makes its output whole first.
         let now = self.now;
         let slot = self.slots.get_mut(idx)?;
-        let next = slot
-            .conn
-            .poll_input_after(now, buf, mem::take(pos), &mut self.scratch);
+        let next = slot.conn.next_message(now, input, &mut self.scratch);
         let id = slot.id;
         self.collect(idx);
         next.map(|len| (id, len))
@@ -198,12 +188,13 @@ impl Core {
             .is_some_and(|slot| slot.id == id && slot.conn.state() == State::Established)
     }
 
-    /// Ends one read's input on connection `idx`; see
-    /// [`Connection::end_input`].
-    pub(in crate::reactor) fn end_input(&mut self, idx: usize, buf: &mut BytesMut) {
+    /// Ends one read's input on connection `idx` (see
+    /// [`Connection::finish_input`]): the bytes of the read gone through in
+    /// place, for [`reuse_read`](Self::reuse_read).
+    pub(in crate::reactor) fn finish_input(&mut self, idx: usize, input: ReadInput) -> BytesMut {
         match self.slots.get_mut(idx) {
-            Some(slot) => slot.conn.end_input(buf),
-            None => buf.clear(),
+            Some(slot) => slot.conn.finish_input(input),
+            None => BytesMut::new(),
         }
     }
 }

@@ -1,12 +1,12 @@
-//! Input in steps (`begin_input`, `poll_input`, `end_input`), driven as the
-//! reactor drives it — each message read in place and skipped, never split
-//! off — against the one-call `handle_input`, for every way the bytes can
-//! be cut into reads.
+//! Input in steps (`start_input`, `next_message`, `finish_input`), driven
+//! as the reactor drives it — messages read in place and stepped over, or
+//! split off — against the one-call `handle_input`, for every way the
+//! bytes can be cut into reads.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 use super::config;
 use crate::error::{CloseCode, DisconnectReason};
@@ -58,8 +58,32 @@ fn stream(big: usize) -> (BytesMut, Vec<Vec<u8>>) {
     (wire, messages)
 }
 
-/// What the reactor does with one read: messages copied out in place and
-/// skipped (`advance`), never split off.
+/// What the reactor does with one read: each message read in place and
+/// stepped over, or (when `take` says so for its length) split off.
+fn feed_stepwise_taking(
+    conn: &mut Connection,
+    now: Instant,
+    read: &[u8],
+    got: &mut Vec<Vec<u8>>,
+    events: &mut Vec<Event>,
+    take: impl Fn(usize) -> bool,
+) {
+    let mut input = conn.start_input(now, BytesMut::from(read));
+    while let Some(len) = conn.next_message(now, &mut input, events) {
+        if take(len) {
+            got.push(input.take_message(len).to_vec());
+        } else {
+            input.deliver(len, |buf, start| got.push(buf[start..start + len].to_vec()));
+        }
+    }
+    let spent = conn.finish_input(input);
+    assert!(
+        spent.len() <= read.len(),
+        "only bytes of this read come back"
+    );
+}
+
+/// [`feed_stepwise_taking`], every message read in place.
 fn feed_stepwise(
     conn: &mut Connection,
     now: Instant,
@@ -67,19 +91,7 @@ fn feed_stepwise(
     got: &mut Vec<Vec<u8>>,
     events: &mut Vec<Event>,
 ) {
-    let mut data = BytesMut::from(read);
-    let mut drain = |conn: &mut Connection, buf: &mut BytesMut| {
-        while let Some(len) = conn.poll_input(now, buf, events) {
-            got.push(buf[..len].to_vec());
-            buf.advance(len);
-        }
-        conn.end_input(buf);
-        assert!(buf.is_empty(), "end_input consumes the rest");
-    };
-    if let Some(mut head) = conn.begin_input(now, &mut data) {
-        drain(conn, &mut head);
-    }
-    drain(conn, &mut data);
+    feed_stepwise_taking(conn, now, read, got, events, |_| false);
 }
 
 #[test]
@@ -102,19 +114,26 @@ fn every_cut_into_two_and_three_reads_gives_the_same_messages() {
             vec![&wire[..cut], &wire[cut..]],
             vec![&wire[..cut], &wire[cut..second], &wire[second..]],
         ] {
-            let mut conn = established_server(t0);
-            let (mut got, mut events) = (Vec::new(), Vec::new());
-            for read in reads {
-                feed_stepwise(&mut conn, t0, read, &mut got, &mut events);
+            for take_odd in [false, true] {
+                let mut conn = established_server(t0);
+                let (mut got, mut events) = (Vec::new(), Vec::new());
+                for read in &reads {
+                    // In place, or the messages of odd length split off.
+                    let take = |len: usize| take_odd && len % 2 == 1;
+                    feed_stepwise_taking(&mut conn, t0, read, &mut got, &mut events, take);
+                }
+                assert_eq!(
+                    got, messages,
+                    "cut at {cut}/{second}, taking odd: {take_odd}"
+                );
+                assert!(events.is_empty(), "{events:?}");
+                assert_eq!(conn.stats().messages_received, 5);
+                assert_eq!(conn.stats().pings_received, 2);
+                assert_eq!(conn.stats().acks_received, 1);
+                assert_eq!(conn.stats().bytes_received, wire.len() as u64 + 35);
+                assert_eq!(conn.pending_output(), whole.pending_output(), "the PONGs");
+                assert_eq!(conn.state(), State::Established);
             }
-            assert_eq!(got, messages, "cut at {cut}/{second}");
-            assert!(events.is_empty(), "{events:?}");
-            assert_eq!(conn.stats().messages_received, 5);
-            assert_eq!(conn.stats().pings_received, 2);
-            assert_eq!(conn.stats().acks_received, 1);
-            assert_eq!(conn.stats().bytes_received, wire.len() as u64 + 35);
-            assert_eq!(conn.pending_output(), whole.pending_output(), "the PONGs");
-            assert_eq!(conn.state(), State::Established);
         }
     }
 }
@@ -195,13 +214,14 @@ fn closing_between_messages_stops_the_input_and_keeps_nothing() {
     let (wire, _) = stream(100);
     let mut conn = established_server(t0);
     let mut events = Vec::new();
-    let mut data = BytesMut::from(&wire[..wire.len() - 3]); // the last frame cut
-    assert!(conn.begin_input(t0, &mut data).is_none());
-    assert_eq!(conn.poll_input(t0, &mut data, &mut events), Some(0));
+    let data = BytesMut::from(&wire[..wire.len() - 3]); // the last frame cut
+    let mut input = conn.start_input(t0, data);
+    assert_eq!(conn.next_message(t0, &mut input, &mut events), Some(0));
+    input.deliver(0, |_, _| ());
     conn.close(t0, CloseCode::NORMAL, "enough", &mut events);
-    assert_eq!(conn.poll_input(t0, &mut data, &mut events), None);
-    conn.end_input(&mut data);
-    assert!(data.is_empty() && conn.sock.recv.is_empty());
+    assert_eq!(conn.next_message(t0, &mut input, &mut events), None);
+    assert!(conn.finish_input(input).is_empty());
+    assert!(conn.sock.recv.is_empty());
     assert_eq!(conn.stats().messages_received, 1);
 }
 
@@ -317,4 +337,53 @@ fn every_first_frame_but_hello_is_refused_at_its_header() {
             "{header:?}"
         );
     }
+}
+
+#[test]
+fn finishing_gives_back_the_bytes_gone_through_in_place_only_on_a_frame_boundary() {
+    let t0 = Instant::now();
+    let mut wire = BytesMut::new();
+    for m in [&b"one"[..], b"two", b"three"] {
+        codec::encode_data(m, &mut wire);
+    }
+    let frame = |n: usize| HEADER_LEN + n;
+
+    // All read in place: the whole read comes back.
+    let mut conn = established_server(t0);
+    let (mut got, mut events) = (Vec::new(), Vec::new());
+    let mut input = conn.start_input(t0, wire.clone());
+    while let Some(len) = conn.next_message(t0, &mut input, &mut events) {
+        input.deliver(len, |buf, start| got.push(buf[start..start + len].to_vec()));
+    }
+    assert_eq!(&conn.finish_input(input)[..], &wire[..]);
+    assert_eq!(got.len(), 3);
+
+    // The second taken: what follows it comes back.
+    let mut conn = established_server(t0);
+    let mut input = conn.start_input(t0, wire.clone());
+    let mut taken = Vec::new();
+    while let Some(len) = conn.next_message(t0, &mut input, &mut events) {
+        if len == 3 && taken.len() == 1 {
+            taken.push(input.take_message(len));
+        } else {
+            input.deliver(len, |_, _| taken.push(bytes::Bytes::new()));
+        }
+    }
+    assert_eq!(&taken[1][..], b"two");
+    let tail = &wire[frame(3) + frame(3)..];
+    assert_eq!(&conn.finish_input(input)[..], tail);
+
+    // Ending in an incomplete frame: nothing comes back, the start of the
+    // frame is kept.
+    let mut conn = established_server(t0);
+    let cut = wire.len() - 2;
+    let mut input = conn.start_input(t0, BytesMut::from(&wire[..cut]));
+    let mut n = 0;
+    while let Some(len) = conn.next_message(t0, &mut input, &mut events) {
+        input.deliver(len, |_, _| n += 1);
+    }
+    assert_eq!(n, 2);
+    assert!(conn.finish_input(input).is_empty());
+    assert_eq!(&conn.sock.recv[..], &wire[frame(3) + frame(3)..cut]);
+    assert!(events.is_empty(), "{events:?}");
 }
