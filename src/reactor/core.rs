@@ -18,6 +18,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Poll, Token};
 use slab::Slab;
 
+pub(super) use self::app::SOURCE_BASE;
 use super::reply::ReplyRun;
 use super::slot::Slot;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
@@ -49,6 +50,12 @@ const ACCEPT_BACKLOG: i32 = 4096;
 pub(super) enum Target {
     Conn(ConnId),
     Listener(ListenerId),
+    /// An application timer: its cell (see `app`). Two fields, not a
+    /// `TimerId`, so that the entry stays 16 bytes.
+    App {
+        index: u32,
+        generation: u64,
+    },
 }
 
 /// A listening socket.
@@ -121,6 +128,8 @@ pub(crate) struct Core {
     pub(super) reading: Option<ConnId>,
     /// Its output run, lent while the handler answers it (see [`ReplyRun`]).
     pub(super) reply: Option<ReplyRun>,
+    /// The application's own timers and event sources.
+    app: app::AppState,
 }
 
 impl Core {
@@ -165,6 +174,7 @@ impl Core {
             slot_limit: MAX_SLOTS,
             reading: None,
             reply: None,
+            app: app::AppState::default(),
         })
     }
 
@@ -423,6 +433,7 @@ fn entropy() -> u64 {
 }
 
 mod accepting;
+mod app;
 mod reading;
 mod requests;
 mod timers;
