@@ -349,10 +349,18 @@ impl Reactor {
 /// Runs the callbacks of the application timers that came due this turn
 /// (taken from the wheel by `Core::fire_timers`), in deadline order. A
 /// timer one of them sets or re-arms for now waits for the next turn.
+///
+/// A test and no call on a turn with none due (every turn of a busy
+/// connection's loop).
+#[inline(always)]
 pub(super) fn fire_app_timers<H: Handler>(core: &mut Core, handler: &mut H) {
-    if !core.has_due_app_timers() {
-        return;
+    if core.has_due_app_timers() {
+        run_due_app_timers(core, handler);
     }
+}
+
+#[inline(never)]
+fn run_due_app_timers<H: Handler>(core: &mut Core, handler: &mut H) {
     // What the connections' timers produced goes first.
     dispatch(core, handler);
     let due = core.take_due();
