@@ -18,7 +18,6 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Poll, Token};
 use slab::Slab;
 
-pub(super) use self::app::SOURCE_BASE;
 use super::reply::ReplyRun;
 use super::slot::Slot;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
@@ -34,6 +33,8 @@ use crate::proto::wheel::{TimerKey, Wheel};
 pub(super) const LISTENER_BASE: usize = 1 << 30;
 /// The token of the cross-thread waker.
 pub(super) const WAKER: Token = Token(usize::MAX);
+/// Application source tokens start here (see `app`).
+pub(super) use self::app::SOURCE_BASE;
 /// Bytes of fresh, initialized space the shared read buffer is refilled to.
 const READ_CHUNK: usize = 64 * 1024;
 /// Below this much space left, the read buffer is refilled before a read.
@@ -111,6 +112,8 @@ pub(crate) struct Core {
     /// it by [`set_now`](Self::set_now).
     now_tick: u64,
     stats: ReactorStats,
+    /// The application's own timers and event sources.
+    app: app::AppState,
     /// The generation of the last id given out (see [`ConnId`]).
     generation: u64,
     next_session: u64,
@@ -128,8 +131,6 @@ pub(crate) struct Core {
     pub(super) reading: Option<ConnId>,
     /// Its output run, lent while the handler answers it (see [`ReplyRun`]).
     pub(super) reply: Option<ReplyRun>,
-    /// The application's own timers and event sources.
-    app: app::AppState,
 }
 
 impl Core {
@@ -166,6 +167,7 @@ impl Core {
             now_tick: 0,
             reactor_thread: Some(thread),
             stats: ReactorStats::default(),
+            app: app::AppState::default(),
             generation: 0,
             next_session: seed | 1,
             seed,
@@ -174,7 +176,6 @@ impl Core {
             slot_limit: MAX_SLOTS,
             reading: None,
             reply: None,
-            app: app::AppState::default(),
         })
     }
 
@@ -433,10 +434,12 @@ fn entropy() -> u64 {
 }
 
 mod accepting;
-mod app;
 mod reading;
 mod requests;
 mod timers;
+
+// The application's own timers and event sources (issue #17).
+mod app;
 
 #[cfg(test)]
 mod tests;

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use mio::Events;
 
-use self::core::{Core, ReadStep, LISTENER_BASE, SOURCE_BASE, WAKER};
+use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::handle::Handle;
@@ -206,8 +206,9 @@ impl Reactor {
             } else if token.0 >= LISTENER_BASE {
                 // Application sources sit above the listeners: no test on
                 // the connections' path.
-                if token.0 >= SOURCE_BASE {
-                    app::on_source_ready(&mut self.core, handler, token.0 - SOURCE_BASE, event);
+                if token.0 >= self::core::SOURCE_BASE {
+                    let index = token.0 - self::core::SOURCE_BASE;
+                    app::on_source_ready(&mut self.core, handler, index, event);
                 } else {
                     self.core.accept(token.0 - LISTENER_BASE);
                 }
