@@ -1,4 +1,5 @@
-//! Identifiers the application holds: connections and listeners.
+//! Identifiers the application holds: connections and listeners, and the
+//! application's own timers and event sources.
 //!
 //! An id is one `u64`: a slab index in its low [`INDEX_BITS`] bits and, above
 //! them, a generation drawn from one counter per reactor, so an id kept
@@ -101,6 +102,97 @@ impl fmt::Debug for ListenerId {
         f.debug_struct("ListenerId")
             .field("index", &self.0.index())
             .field("generation", &self.0.generation())
+            .finish()
+    }
+}
+
+/// Names one application timer set with [`Context::set_timer`] or
+/// [`Context::set_timer_at`] (or the same on the [`Reactor`]).
+///
+/// A timer's id is stale once it has fired or been cancelled: cancelling
+/// it again returns false and never reaches a newer timer, even one that
+/// reuses its place. (The id holds an index and a 64-bit generation from
+/// one counter per reactor, which does not repeat.)
+///
+/// [`Context::set_timer`]: crate::Context::set_timer
+/// [`Context::set_timer_at`]: crate::Context::set_timer_at
+/// [`Reactor`]: crate::Reactor
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId {
+    // Generation first: ids order by when they were made.
+    generation: u64,
+    index: u32,
+}
+
+impl TimerId {
+    pub(crate) fn new(index: u32, generation: u64) -> TimerId {
+        TimerId { generation, index }
+    }
+
+    /// The index of its timer cell.
+    pub(crate) fn index(self) -> usize {
+        self.index as usize
+    }
+
+    pub(crate) fn generation(self) -> u64 {
+        self.generation
+    }
+}
+
+impl fmt::Display for TimerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "timer#{}.{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Debug for TimerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerId")
+            .field("index", &self.index)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Names one event source the application registered with
+/// [`Context::register`] (or [`Reactor::register`]).
+///
+/// Once the source is deregistered its id is stale: it is refused by
+/// [`Context::reregister`] and [`Context::deregister`], and no readiness
+/// is ever reported under it, even when a newer source takes its place.
+///
+/// [`Context::register`]: crate::Context::register
+/// [`Context::reregister`]: crate::Context::reregister
+/// [`Context::deregister`]: crate::Context::deregister
+/// [`Reactor::register`]: crate::Reactor::register
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId {
+    generation: u64,
+    index: u32,
+}
+
+impl SourceId {
+    pub(crate) fn new(index: u32, generation: u64) -> SourceId {
+        SourceId { generation, index }
+    }
+
+    /// The index of its source slot.
+    pub(crate) fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "source#{}.{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Debug for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceId")
+            .field("index", &self.index)
+            .field("generation", &self.generation)
             .finish()
     }
 }

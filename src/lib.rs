@@ -97,7 +97,13 @@
 //!
 //! A service that owns its loop calls [`Reactor::poll_once`] with a
 //! timeout instead of [`Reactor::run`]; the reactor never waits past its
-//! next timer. [`Reactor::stats`] ([`ReactorStats`]) and
+//! next timer. Or the service's own work joins tether's loop: its timers
+//! ([`Context::set_timer`], [`Context::set_timer_at`], a [`TimerId`] and a
+//! token back in [`Handler::on_timer`]) share the reactor's timer wheel,
+//! and any `mio` event source — a UDP socket, a pipe — registered with
+//! [`Context::register`] reports its readiness ([`Ready`]) to
+//! [`Handler::on_source`] under a [`SourceId`] (see
+//! `examples/feed_relay.rs`). [`Reactor::stats`] ([`ReactorStats`]) and
 //! [`Reactor::conn_stats`] ([`ConnStats`]) are plain structs, cheap to
 //! read. Socket options ([`SocketOptions`], [`Keepalive`], [`UserTimeout`])
 //! and the reconnect schedule ([`BackoffConfig`]) are part of the
@@ -148,9 +154,16 @@ pub use config::{
 };
 pub use error::{CloseCode, ConfigError, DisconnectReason};
 pub use handle::{Handle, HandleError, DIAL_WAIT};
-pub use id::{ConnId, ListenerId};
+pub use id::{ConnId, ListenerId, SourceId, TimerId};
 pub use proto::conn::{PeerInfo, Role, SendError, State, UndeliveredCause};
-pub use reactor::{CloseCounts, ConnStats, Context, Handler, Message, Reactor, ReactorStats};
+pub use reactor::{
+    CloseCounts, ConnStats, Context, Handler, Message, Reactor, ReactorStats, Ready,
+};
+
+/// The mio tether is built on, for the application's own event sources
+/// ([`Context::register`] takes any `mio::event::Source` and a
+/// `mio::Interest`): use it to match tether's version.
+pub use mio;
 
 pub mod proto;
 

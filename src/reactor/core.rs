@@ -33,6 +33,8 @@ use crate::proto::wheel::{TimerKey, Wheel};
 pub(super) const LISTENER_BASE: usize = 1 << 30;
 /// The token of the cross-thread waker.
 pub(super) const WAKER: Token = Token(usize::MAX);
+/// Application source tokens start here (see `app`).
+pub(super) use self::app::SOURCE_BASE;
 /// Bytes of fresh, initialized space the shared read buffer is refilled to.
 const READ_CHUNK: usize = 64 * 1024;
 /// Below this much space left, the read buffer is refilled before a read.
@@ -49,6 +51,12 @@ const ACCEPT_BACKLOG: i32 = 4096;
 pub(super) enum Target {
     Conn(ConnId),
     Listener(ListenerId),
+    /// An application timer: its cell (see `app`). Two fields, not a
+    /// `TimerId`, so that the entry stays 16 bytes.
+    App {
+        index: u32,
+        generation: u64,
+    },
 }
 
 /// A listening socket.
@@ -105,6 +113,8 @@ pub(crate) struct Core {
     /// it by [`set_now`](Self::set_now).
     now_tick: u64,
     stats: ReactorStats,
+    /// The application's own timers and event sources.
+    app: app::AppState,
     /// The generation of the last id given out (see [`ConnId`]).
     generation: u64,
     next_session: u64,
@@ -154,6 +164,7 @@ impl Core {
             now_tick: 0,
             reactor_thread: Some(thread),
             stats: ReactorStats::default(),
+            app: app::AppState::default(),
             generation: 0,
             next_session: seed | 1,
             seed,
@@ -396,6 +407,9 @@ mod accepting;
 mod reading;
 mod requests;
 mod timers;
+
+// The application's own timers and event sources (issue #17).
+mod app;
 
 #[cfg(test)]
 mod tests;

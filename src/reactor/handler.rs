@@ -14,15 +14,18 @@ use bytes::Bytes;
 use log::warn;
 
 use super::core::Core;
-use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats};
+use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats, Ready};
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Handle;
+use crate::id::{SourceId, TimerId};
 use crate::proto::conn::{PeerInfo, SendError, UndeliveredCause};
 
-/// What the application does when something happens on a connection.
-/// Every method has an empty default; implement the ones you need.
+/// What the application does when something happens on a connection, or
+/// to one of its own timers ([`on_timer`](Self::on_timer)) and event
+/// sources ([`on_source`](Self::on_source)). Every method has an empty
+/// default; implement the ones you need.
 ///
 /// ```no_run
 /// use tether::{ConnId, Context, Handler, Message, Reactor};
@@ -143,13 +146,41 @@ pub trait Handler {
     ) {
         let _ = (cx, id, attempts, reason);
     }
+
+    /// Application timer `id`, set with `token` by [`Context::set_timer`]
+    /// or [`Context::set_timer_at`], is due: the turn's clock
+    /// ([`Context::now`]) has reached its deadline. It fires once; set it
+    /// again from here for a periodic one (drift-free: see
+    /// [`Context::set_timer_at`]). Timers due in one turn come in
+    /// deadline order, those of the same millisecond in the order they
+    /// were set; one set from here for a deadline already passed comes at
+    /// the next turn.
+    fn on_timer(&mut self, cx: &mut Context<'_>, id: TimerId, token: u64) {
+        let _ = (cx, id, token);
+    }
+
+    /// Application source `id` (see [`Context::register`]) is ready as
+    /// `ready` says. tether never reads or writes it: that is this
+    /// callback's job.
+    ///
+    /// Readiness is edge-triggered: it is not reported again until the
+    /// source has returned `WouldBlock`. So read (or write) until
+    /// `WouldBlock` here. To keep a busy source from holding up the
+    /// connections, read a portion and, if the source is not drained yet,
+    /// set a timer for now ([`Context::set_timer`] with
+    /// `Duration::ZERO`): it fires at the next turn, after the loop has
+    /// polled again, and its callback reads on.
+    fn on_source(&mut self, cx: &mut Context<'_>, id: SourceId, ready: Ready) {
+        let _ = (cx, id, ready);
+    }
 }
 
 /// A handler that ignores everything (for reactors driven only through
 /// their [`Handle`]).
 impl Handler for () {}
 
-/// What a callback can do: send, close, dial, listen, read stats.
+/// What a callback can do: send, close, dial, listen, read stats, set
+/// timers and register event sources.
 pub struct Context<'a> {
     pub(super) core: &'a mut Core,
 }

@@ -27,6 +27,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod app;
 mod core;
 mod filing;
 mod handler;
@@ -51,6 +52,7 @@ use crate::handle::Handle;
 use crate::proto::conn::Event;
 
 pub(crate) use crate::id::{ConnId, ListenerId};
+pub use app::Ready;
 pub use handler::{Context, Handler};
 pub use message::Message;
 pub use stats::{CloseCounts, ConnStats, ReactorStats};
@@ -202,7 +204,14 @@ impl Reactor {
             if token == WAKER {
                 self.core.drain_commands();
             } else if token.0 >= LISTENER_BASE {
-                self.core.accept(token.0 - LISTENER_BASE);
+                // Application sources sit above the listeners: no test on
+                // the connections' path.
+                if token.0 >= self::core::SOURCE_BASE {
+                    let index = token.0 - self::core::SOURCE_BASE;
+                    app::on_source_ready(&mut self.core, handler, index, event);
+                } else {
+                    self.core.accept(token.0 - LISTENER_BASE);
+                }
             } else {
                 let readiness = Readiness {
                     readable: event.is_readable() || event.is_read_closed() || event.is_error(),
@@ -234,6 +243,7 @@ impl Reactor {
         // before any timer runs.
         settle(&mut self.core, handler);
         self.core.fire_timers();
+        app::fire_app_timers(&mut self.core, handler);
         settle(&mut self.core, handler);
         self.core.finish_shutdown_if_due();
         dispatch(&mut self.core, handler);

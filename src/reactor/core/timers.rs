@@ -1,6 +1,6 @@
 //! The wheel entry of each connection (filed by the rule of `filing`) and
-//! the timers that come due: connection deadlines, listener pauses, the
-//! shutdown deadline.
+//! the timers that come due: connection deadlines, listener pauses,
+//! application timers (whose callbacks run after), the shutdown deadline.
 //!
 //! Never reads the clock: `now` is the turn's.
 
@@ -65,7 +65,9 @@ impl Core {
         }
     }
 
-    /// Hands every due wheel entry to its connection or listener.
+    /// Hands every due wheel entry to its connection or listener; an
+    /// application timer's goes to the due batch, whose callbacks the
+    /// reactor runs next (`app::fire_app_timers`).
     pub(in crate::reactor) fn fire_timers(&mut self) {
         let now = self.now;
         self.expired.clear();
@@ -114,6 +116,7 @@ impl Core {
                         self.accept(index);
                     }
                 }
+                Target::App { index, generation } => self.expire_app_timer(index, generation),
             }
         }
         if let Some(lag) = lag {
