@@ -80,7 +80,7 @@ pub(super) enum ReadStep {
 
 pub(crate) struct Core {
     pub(super) poll: Poll,
-    /// The connections, and the reply run lent out of one of them.
+    /// The connections, and the run lent out of one of them.
     pub(super) slots: Slots,
     pub(super) listeners: Slab<ListenerSlot>,
     pub(super) wheel: Wheel<Target>,
@@ -182,7 +182,7 @@ impl Core {
         let slot = self.slots.get(self.slot_index(id)?)?;
         let conn = &slot.conn;
         let s = conn.stats();
-        // What the handler queued into the lent reply run counts.
+        // What the handler queued into the lent run counts.
         let (lent_messages, lent_bytes) = self.slots.lent(id);
         Some(ConnStats {
             role: conn.role(),

@@ -49,7 +49,7 @@ impl Connection {
 
     /// Lends the driver the packed run at the back of the output, to append
     /// whole small DATA frames to directly while it answers this
-    /// connection's input (the reactor's reply run): the run, how many
+    /// connection's input (the reactor's lent run): the run, how many
     /// bytes may be appended (its cap and `max_outbound` both counted), and
     /// the largest payload allowed. Frames appended within those limits
     /// are exactly what [`send`](Self::send) would accept. `None` unless
