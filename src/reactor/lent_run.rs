@@ -30,6 +30,8 @@ pub(super) struct LentRun {
     pub(super) idx: usize,
     /// The run: whole frames, the lent bytes first.
     pub(super) run: BytesMut,
+    /// Where the frames appended since the lending begin in `run`.
+    pub(super) from: usize,
     /// Bytes that may still be appended: the least of the run's cap and
     /// what the connection's `max_outbound` leaves.
     room: usize,
@@ -51,6 +53,7 @@ impl LentRun {
         LentRun {
             id,
             idx,
+            from: run.len(),
             run,
             room,
             max_payload,

@@ -218,7 +218,9 @@ impl Slots {
     #[inline(never)]
     fn return_lent(&mut self, lent: LentRun) {
         match self.slab.get_mut(lent.idx) {
-            Some(slot) if slot.id == lent.id => slot.conn.return_run(lent.run, lent.messages),
+            Some(slot) if slot.id == lent.id => {
+                slot.conn.return_run(lent.run, lent.from, lent.messages)
+            }
             // Not reachable: a slot is only removed through `remove` or
             // `drain`, which return the run first.
             _ => debug!("{}: lent run of a freed slot dropped", lent.id),
