@@ -36,6 +36,9 @@ pub(super) struct Slot {
     /// The application paused reading this socket (see
     /// `Context::pause_reading`): readiness to read is ignored.
     pub(super) paused: bool,
+    /// Server, resume: the connection's detached session is in the
+    /// reactor's list of detached sessions.
+    pub(super) listed_detached: bool,
     /// The connection's `disconnects` count when its last ending was
     /// counted in the reactor's close stats (compared for change: the
     /// count wraps).
@@ -68,6 +71,7 @@ impl Slot {
             timer: None,
             dirty: false,
             paused: false,
+            listed_detached: false,
             counted_disconnects: 0,
         }
     }
@@ -115,13 +119,18 @@ impl Slot {
 
     /// Deregisters and drops the socket (closing it).
     pub(super) fn drop_stream(&mut self, registry: &Registry) {
-        if let Some(mut stream) = self.stream.take() {
-            if self.interest.take().is_some() {
-                // Closing the fd removes it from epoll anyway; an error
-                // here changes nothing.
-                let _ = registry.deregister(&mut stream);
-            }
+        drop(self.take_stream(registry));
+    }
+
+    /// Takes the stream out, no longer registered with the poll.
+    pub(super) fn take_stream(&mut self, registry: &Registry) -> Option<TcpStream> {
+        let mut stream = self.stream.take()?;
+        if self.interest.take().is_some() {
+            // Closing the fd removes it from epoll anyway; an error here
+            // changes nothing.
+            let _ = registry.deregister(&mut stream);
         }
+        Some(stream)
     }
 }
 

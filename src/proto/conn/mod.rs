@@ -88,7 +88,7 @@ pub use event::{Action, Event, PeerInfo, ResumeStatus, SendError, Stats, Undeliv
 use flags::Flag;
 pub(crate) use outbox::COPY_MAX;
 pub use read_input::ReadInput;
-pub use resume::SessionStats;
+pub use resume::{MovedSocket, ResumeRequest, SessionStats};
 pub use rtt::RttEstimator;
 use session::Session;
 use socket::Socket;
@@ -291,7 +291,7 @@ impl Connection {
         self.stopping = true;
         self.timers.stop(Timer::Reconnect);
         match self.state {
-            State::Idle | State::Backoff => self.finish(events),
+            State::Idle | State::Backoff | State::Detached => self.finish(events),
             State::Connecting => {
                 self.actions.close_socket = true;
                 self.finish(events);

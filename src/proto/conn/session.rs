@@ -32,6 +32,8 @@ pub(super) struct Session {
     pub(super) resent: u64,
     /// Connections that resumed the session.
     pub(super) resumes: u32,
+    /// Server: a resume HELLO waiting for the driver's answer.
+    pub(super) pending_hello: Option<crate::proto::codec::Handshake>,
 }
 
 impl Session {

@@ -1,0 +1,217 @@
+//! Session resume on real sockets: two ends stream numbered messages both
+//! ways through a proxy that resets the link again and again, and each
+//! checks that it received every number exactly once and in order; the
+//! server's `ConnId` of the client stays the same throughout.
+
+#[path = "support/proxy.rs"]
+mod proxy;
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proxy::{Mode, Proxy};
+use support::{config, init_logs, ms, Rng};
+use tether::{
+    ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor, ResumeStatus, SendError,
+};
+
+/// One end's view of a stream of numbered messages.
+#[derive(Default)]
+struct Stream {
+    /// The next number to send.
+    next_out: u64,
+    /// The next number expected.
+    next_in: u64,
+    /// Numbers received out of order or twice.
+    wrong: Vec<(u64, u64)>,
+}
+
+impl Stream {
+    fn receive(&mut self, m: &[u8]) {
+        let n = u64::from_be_bytes(m[..8].try_into().expect("8 bytes"));
+        if n != self.next_in {
+            self.wrong.push((self.next_in, n));
+        }
+        self.next_in = n + 1;
+        // The rest of the message says the number again.
+        assert!(m[8..].iter().all(|&b| b == n as u8), "message {n} damaged");
+    }
+}
+
+#[derive(Default)]
+struct Ends {
+    /// The client link's id (set when dialled).
+    client: Option<ConnId>,
+    /// The server's id of the client, and every id it ever had.
+    server_ids: Vec<ConnId>,
+    client_stream: Stream,
+    server_stream: Stream,
+    statuses: Vec<(bool, ResumeStatus)>,
+    undelivered: usize,
+    disconnects: HashMap<String, u32>,
+}
+
+impl Ends {
+    fn stream(&mut self, id: ConnId) -> &mut Stream {
+        if Some(id) == self.client {
+            &mut self.client_stream
+        } else {
+            &mut self.server_stream
+        }
+    }
+}
+
+impl Handler for Ends {
+    fn on_connected(&mut self, _: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
+        let client = Some(id) == self.client;
+        if !client && !self.server_ids.contains(&id) {
+            self.server_ids.push(id);
+        }
+        self.statuses.push((client, peer.resume));
+    }
+
+    fn on_message(&mut self, _: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        self.stream(id).receive(&message);
+    }
+
+    fn on_disconnected(&mut self, _: &mut Context<'_>, _: ConnId, reason: &DisconnectReason) {
+        let key = format!("{reason:?}");
+        *self
+            .disconnects
+            .entry(key[..key.find(['(', ' ']).unwrap_or(key.len())].to_owned())
+            .or_default() += 1;
+    }
+
+    fn on_undelivered(
+        &mut self,
+        _: &mut Context<'_>,
+        _: ConnId,
+        messages: Vec<Bytes>,
+        _: tether::UndeliveredCause,
+    ) {
+        self.undelivered += messages.len();
+    }
+}
+
+fn message(n: u64, size: usize) -> Bytes {
+    let mut m = n.to_be_bytes().to_vec();
+    m.resize(size.max(8), n as u8);
+    Bytes::from(m)
+}
+
+/// Sends the next numbers on `id` until the session pushes back or `total`
+/// are sent.
+fn pump(cx: &mut Context<'_>, id: ConnId, stream: &mut Stream, total: u64, rng: &mut Rng) {
+    while stream.next_out < total {
+        let size = if rng.next() % 64 == 0 {
+            20_000
+        } else {
+            8 + (rng.next() % 200) as usize
+        };
+        match cx.send(id, message(stream.next_out, size)) {
+            Ok(()) => stream.next_out += 1,
+            Err(SendError::Backpressure { .. } | SendError::NotConnected) => return,
+            Err(e) => panic!("send {}: {e}", stream.next_out),
+        }
+    }
+}
+
+#[test]
+fn every_message_arrives_exactly_once_and_in_order_across_repeated_resets() {
+    init_logs();
+    // Streams until the link was reset `RESETS` times, then waits for
+    // everything sent to arrive.
+    const RESETS: u32 = 10;
+    let mut total = u64::MAX;
+    let mut cfg = config(200, 200);
+    cfg.max_outbound = 256 * 1024;
+    let mut reactor = Reactor::with_config(cfg).expect("reactor");
+    let listener = reactor
+        .listen("127.0.0.1:0".parse().expect("addr"))
+        .expect("listen");
+    let target = reactor.local_addr(listener).expect("bound");
+    let proxy = Proxy::start(target);
+    let mut ends = Ends {
+        client: Some(reactor.dial(proxy.addr())),
+        ..Ends::default()
+    };
+    let mut rng = Rng::new(7);
+    let started = Instant::now();
+    let mut next_reset = started + ms(150);
+    let mut resets = 0;
+    while ends.client_stream.next_in < total || ends.server_stream.next_in < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stuck: server got {}, client got {}; {} resets; {:?}",
+            ends.server_stream.next_in,
+            ends.client_stream.next_in,
+            resets,
+            ends.disconnects
+        );
+        reactor.poll_once(&mut ends, Some(ms(5))).expect("poll");
+        let mut cx = reactor.context();
+        let client = ends.client.expect("dialled");
+        pump(&mut cx, client, &mut ends.client_stream, total, &mut rng);
+        if let Some(&server) = ends.server_ids.first() {
+            pump(&mut cx, server, &mut ends.server_stream, total, &mut rng);
+        }
+        if resets == RESETS && total == u64::MAX {
+            // Both ends send the same count: the larger of the two so far.
+            total = ends.client_stream.next_out.max(ends.server_stream.next_out);
+        }
+        if Instant::now() >= next_reset && resets < RESETS {
+            proxy.set_mode(Mode::Reset);
+            // Long enough for the proxy to reset what it holds.
+            for _ in 0..4 {
+                reactor.poll_once(&mut ends, Some(ms(5))).expect("poll");
+            }
+            proxy.set_mode(Mode::PassThrough);
+            resets += 1;
+            next_reset = Instant::now() + ms(100 + rng.next() % 200);
+        }
+    }
+    eprintln!(
+        "{resets} resets, statuses {:?}, disconnects {:?}, stats {:?}",
+        ends.statuses,
+        ends.disconnects,
+        reactor.stats()
+    );
+    assert!(
+        ends.client_stream.wrong.is_empty(),
+        "client got {:?}",
+        &ends.client_stream.wrong[..ends.client_stream.wrong.len().min(5)]
+    );
+    assert!(
+        ends.server_stream.wrong.is_empty(),
+        "server got {:?}",
+        &ends.server_stream.wrong[..ends.server_stream.wrong.len().min(5)]
+    );
+    assert_eq!(ends.undelivered, 0, "nothing handed back");
+    assert_eq!(
+        ends.server_ids.len(),
+        1,
+        "one server ConnId for the client throughout"
+    );
+    let resumed = |client: bool| {
+        ends.statuses
+            .iter()
+            .filter(|(c, s)| *c == client && matches!(s, ResumeStatus::Resumed { .. }))
+            .count()
+    };
+    assert!(
+        resets >= 3 && resumed(true) >= 3 && resumed(false) >= 3,
+        "{:?}",
+        ends.statuses
+    );
+    assert!(
+        !ends.statuses.iter().any(|(_, s)| *s == ResumeStatus::Lost),
+        "no session lost"
+    );
+    let stats = reactor.stats();
+    assert!(
+        stats.sessions_resumed >= 3 && stats.sessions_lost == 0,
+        "{stats:?}"
+    );
+}
