@@ -44,7 +44,7 @@
 //! assert_eq!(server.poll_timeout(), Some(ping_at));
 //!
 //! // Both resume the session by default: the server acknowledges a
-//! // message 20 ms after it (sooner when 16 arrive).
+//! // message 20 ms after it (sooner when 64 arrive).
 //! let t1 = t0 + Duration::from_secs(1);
 //! client.send(bytes::Bytes::from_static(b"hi")).unwrap();
 //! client.transmit_into(&mut wire, &mut events);

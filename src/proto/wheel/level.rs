@@ -31,6 +31,9 @@ const BUCKETS: usize = LEVELS * SLOTS;
 /// [`Slots::swap_remove`]).
 pub(super) const SLOT_KEEP: usize = 16;
 
+/// The capacity each slot of the two lowest levels starts with.
+const PREALLOCATED: usize = 4;
+
 /// Every slot of every level, numbered `level * 64 + slot` (a *bucket*):
 /// the slab indices filed there and the occupancy masks.
 #[derive(Debug)]
@@ -54,7 +57,18 @@ impl Slots {
     pub(super) fn new() -> Self {
         Slots {
             levels: std::array::from_fn(Level::new),
-            lists: std::array::from_fn(|_| Vec::new()),
+            // The two lowest levels (the next 4 s) hold the short
+            // deadlines that move all the time (a resumed session's ACK
+            // delay): their slots get room up front, so that an entry
+            // visiting a slot for the first time allocates nothing (2 KiB
+            // per wheel).
+            lists: std::array::from_fn(|b| {
+                if b < 2 * SLOTS {
+                    Vec::with_capacity(PREALLOCATED)
+                } else {
+                    Vec::new()
+                }
+            }),
             next: None,
         }
     }
