@@ -441,6 +441,13 @@ pub fn resume() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "takeover-quiet",
+            script(
+                quiet,
+                &with(&[&up, &traffic, &[Takeover, Exchange], &traffic, &[Exchange]]),
+            ),
+        ),
+        (
             "lost-session",
             script(
                 config,
