@@ -304,25 +304,18 @@ fn resume_seeds_show_their_cases() {
     }
 }
 
-/// The reactor's takeover (`src/reactor/core/sessions.rs`,
-/// `resolve_resume`) installs the resumed stream on the holding slot while
-/// the `CloseSocket` that `yield_socket` / `resume_on` asked for (meant for
-/// the old socket, already dropped) is still pending; `service` then
-/// applies it to the new stream. The resumed connection believes it is
-/// established on a socket the reactor closed; every later resume of the
-/// session is closed the same way (`resume_on` drops the zombie socket,
-/// asking for another close), until a heartbeat timeout ends the zombie —
-/// never without heartbeats. Played here with the reactor's order on the
-/// quiet takeover seed. Ignored until the reactor drains the holder's
-/// actions before `slot.stream = Some(stream)`.
+/// A driver that lets the close a takeover asked for (the old socket's)
+/// reach the resumed socket breaks the session, and the harness says so
+/// (the reactor drains those actions: `tests/resume.rs`,
+/// `a_takeover_keeps_the_resumed_socket_open`).
 #[test]
-#[ignore = "reactor bug: a takeover closes the resumed socket (src/reactor/core/sessions.rs)"]
-fn regression_reactor_takeover_closes_the_resumed_socket() {
+#[should_panic]
+fn a_close_that_reaches_the_resumed_socket_is_caught() {
     let (_, input) = seeds::resume()
         .into_iter()
         .find(|(name, _)| *name == "takeover-quiet")
         .expect("the seed");
-    resume::run_with(&input, resume::ActionOrder::Reactor);
+    resume::run_with(&input, resume::ActionOrder::CloseLate);
 }
 
 /// Runs the regression input `name` with every check on.

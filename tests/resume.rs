@@ -215,3 +215,67 @@ fn every_message_arrives_exactly_once_and_in_order_across_repeated_resets() {
         "{stats:?}"
     );
 }
+
+/// A client that resumes while the server still holds its old socket
+/// (a takeover): the old socket gets CLOSE 1001 and is closed, the new one
+/// stays open and carries the session (no heartbeats: nothing else would
+/// notice a wrongly closed socket).
+#[test]
+fn a_takeover_keeps_the_resumed_socket_open() {
+    use std::thread;
+    use support::{echo_server, RawPeer};
+    use tether::proto::codec::{Frame, Handshake};
+
+    let mut cfg = tether::Config::builder()
+        .no_heartbeat()
+        .build()
+        .expect("config");
+    cfg.handshake_timeout = ms(2000);
+    let server = echo_server(cfg, None);
+    let addr = server.addr.expect("listening");
+    let hello = |session_id: u64, recv_seq: u64| {
+        Frame::Hello(Handshake {
+            flags: Handshake::RESUME,
+            session_id,
+            recv_seq,
+            ..Handshake::default()
+        })
+    };
+    let mut old = RawPeer::connect(addr);
+    old.send_frame(&hello(0, 0));
+    let session = match old.next_frame(ms(2000)) {
+        Some(Frame::Welcome(w)) if w.has(Handshake::RESUME) => w.session_id,
+        other => panic!("expected a resuming WELCOME, got {other:?}"),
+    };
+    old.send_frame(&Frame::Data(Bytes::from_static(b"one")));
+    assert_eq!(
+        old.next_frame(ms(2000)),
+        Some(Frame::Data(Bytes::from_static(b"one")))
+    );
+
+    // The same session from a new socket, the old one still open.
+    let mut new = RawPeer::connect(addr);
+    new.send_frame(&hello(session, 1));
+    match new.next_frame(ms(2000)) {
+        Some(Frame::Welcome(w)) => {
+            assert!(w.has(Handshake::RESUME));
+            assert_eq!((w.session_id, w.recv_seq), (session, 1));
+        }
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    let (frames, eof) = old.read_until_eof(ms(2000));
+    assert!(
+        frames
+            .iter()
+            .any(|(_, f)| matches!(f, Frame::Close { code, .. } if code.0 == 1001)),
+        "{frames:?}"
+    );
+    assert!(eof.is_some(), "the old socket is closed");
+    // The resumed socket carries on.
+    thread::sleep(ms(50));
+    new.send_frame(&Frame::Data(Bytes::from_static(b"two")));
+    assert_eq!(
+        new.next_frame(ms(2000)),
+        Some(Frame::Data(Bytes::from_static(b"two")))
+    );
+}

@@ -269,10 +269,10 @@ pub enum ActionOrder {
     /// `yield_socket` (or `resume_on` itself) asks for is the old
     /// socket's, already closed (as `resume_on`'s unit tests read it).
     Contract,
-    /// After, as `src/reactor/core/sessions.rs` does today (it installs the
-    /// new stream, and `service` then applies the pending `CloseSocket` to
-    /// it): shows the takeover bug in the reactor.
-    Reactor,
+    /// After the resumed socket is installed, so that a pending close
+    /// reaches it: what the reactor did before it drained them (kept to
+    /// show that the harness catches that mistake).
+    CloseLate,
 }
 
 /// [`run_summary`] with the socket actions of a resume carried out in
@@ -1057,8 +1057,8 @@ impl World {
         let conn = self.servers[held].as_mut().expect("held");
         conn.resume_on(now, moved, &mut events);
         // A close asked for until now is the old socket's, already closed
-        // above. (`ActionOrder::Reactor` leaves it pending instead, as the
-        // reactor does, so that it closes the new socket.)
+        // above. (`ActionOrder::CloseLate` leaves it pending instead, so
+        // that it closes the new socket.)
         let drain = self.order == ActionOrder::Contract;
         while let Some(action) = drain.then(|| conn.poll_action()).flatten() {
             assert_eq!(

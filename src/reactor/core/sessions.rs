@@ -101,6 +101,9 @@ impl Core {
             slot.drop_stream(self.poll.registry());
         }
         slot.conn.resume_on(now, moved, &mut self.scratch);
+        // What the connection asked of its socket so far was for the old
+        // one, closed above; none of it may reach the new one.
+        while slot.conn.poll_action().is_some() {}
         if let Ok(addr) = stream.peer_addr() {
             slot.addr = addr;
         }
