@@ -341,7 +341,7 @@ impl Connection {
         if self.role != Role::Server || self.state != State::Handshaking {
             return None;
         }
-        let hello = self.session.as_deref()?.pending_hello?;
+        let hello = self.session.as_deref()?.pending_hello.as_deref()?;
         Some(ResumeRequest {
             session_id: hello.session_id,
             recv_seq: hello.recv_seq,
@@ -351,7 +351,7 @@ impl Connection {
     /// Server: holds a resume HELLO for the driver's answer.
     pub(super) fn await_resume(&mut self, hello: Handshake) {
         self.session = Some(Box::new(Session {
-            pending_hello: Some(hello),
+            pending_hello: Some(Box::new(hello)),
             ..Session::default()
         }));
     }
@@ -363,6 +363,7 @@ impl Connection {
             .session
             .as_deref_mut()
             .and_then(|s| s.pending_hello.take())
+            .map(|h| *h)
         else {
             return;
         };
@@ -397,7 +398,7 @@ impl Connection {
     /// [`resume_request`](Self::resume_request)); this connection ends
     /// without a word to the application (it never connected).
     pub fn take_socket(&mut self, events: &mut Vec<Event>) -> Option<MovedSocket> {
-        let hello = self.session.take()?.pending_hello?;
+        let hello = *self.session.take()?.pending_hello?;
         let sock = std::mem::take(&mut self.sock);
         self.stopping = true;
         // The socket's state went with it: nothing to hand back.
