@@ -150,8 +150,8 @@ mod rng;
 mod session_ids;
 
 pub use config::{
-    BackoffConfig, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood, ResumeConfig,
-    SocketOptions, UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
+    BackoffConfig, ClientLiveness, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood,
+    ResumeConfig, SocketOptions, UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
 };
 pub use error::{CloseCode, ConfigError, DisconnectReason};
 pub use handle::{Handle, HandleError, DIAL_WAIT};

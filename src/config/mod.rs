@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 mod backoff;
+mod liveness;
 mod resume;
 mod socket;
 
 pub use self::backoff::BackoffConfig;
+pub use self::liveness::ClientLiveness;
 pub use self::resume::ResumeConfig;
 pub use self::socket::{Keepalive, SocketOptions, UserTimeout};
 use crate::error::ConfigError;
@@ -150,6 +152,16 @@ pub struct Config {
     /// Seed for jitter and PING nonces; connections mix in their own id.
     /// Default: a fixed constant (the reactor seeds from the clock).
     pub seed: u64,
+    /// Client: offer to adopt the heartbeat the server sets (the LIVENESS
+    /// flag, proposing this side's own interval and timeout); a server
+    /// that answers with it sets this connection's `I` and `T`. Default
+    /// true (with heartbeats on).
+    pub adopt_liveness: bool,
+    /// Server: the heartbeat settings a client that offers to adopt the
+    /// server's may use: its proposal clamped into this range. `None`: it
+    /// is given this side's own interval and timeout. Either way the
+    /// ping-flood limit follows what was set.
+    pub client_liveness: Option<ClientLiveness>,
     /// Session resume: a dialed link asks for it, a server grants it.
     /// `None` turns it off (a peer then gets no resume guarantee). Default
     /// on, with [`ResumeConfig::default`].
@@ -173,6 +185,8 @@ impl Default for Config {
             socket: SocketOptions::default(),
             seed: 0x7E7E_7E7E_7E7E_7E7E,
             resume: Some(ResumeConfig::default()),
+            adopt_liveness: true,
+            client_liveness: None,
         }
     }
 }
@@ -265,6 +279,9 @@ impl Config {
         self.backoff.validate()?;
         if let Some(resume) = &self.resume {
             resume.validate()?;
+        }
+        if let Some(range) = &self.client_liveness {
+            range.validate()?;
         }
         // Deadlines are `now + duration` (an Instant overflow panics) and
         // are kept as i64 nanoseconds from the first one (±292 years).
@@ -396,6 +413,20 @@ impl ConfigBuilder {
     /// Turns session resume off.
     pub fn no_resume(self) -> Self {
         self.resume(None)
+    }
+
+    /// Client: whether to adopt the heartbeat the server sets. Default
+    /// true.
+    pub fn adopt_liveness(mut self, adopt: bool) -> Self {
+        self.config.adopt_liveness = adopt;
+        self
+    }
+
+    /// Server: the heartbeat range clients that adopt the server's are
+    /// clamped into; `None` (the default) gives them this side's own.
+    pub fn client_liveness(mut self, range: Option<ClientLiveness>) -> Self {
+        self.config.client_liveness = range;
+        self
     }
 
     /// Validates and returns the configuration.

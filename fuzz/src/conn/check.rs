@@ -74,7 +74,13 @@ impl World {
                             )
                         },
                     );
-                    self.require(None, hs.flags == 0 && hs.recv_seq == 0, || {
+                    // A server answers a client's LIVENESS offer with the
+                    // flag, giving its own settings (no range configured).
+                    let allowed = match self.role {
+                        Role::Server => tether::proto::codec::Handshake::LIVENESS,
+                        Role::Client => 0,
+                    };
+                    self.require(None, hs.flags & !allowed == 0 && hs.recv_seq == 0, || {
                         format!("handshake {hs:?} uses reserved fields")
                     });
                     let session = match self.role {

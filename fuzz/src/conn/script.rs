@@ -264,9 +264,10 @@ pub fn config(c: [u8; CONFIG_LEN]) -> Option<(Config, Role)> {
         .handshake_timeout(ms(c[5], 10, 10))
         .connect_timeout(ms(c[6], 10, 10))
         .seed(u64::from(c[9]))
-        // The scripts check the rules without resume (its handshake fields
-        // and ACK counts included).
-        .no_resume();
+        // The scripts check the rules without resume and negotiated
+        // liveness (their handshake fields and ACK counts included).
+        .no_resume()
+        .adopt_liveness(false);
     b = if f & flags::NO_HEARTBEAT != 0 {
         b.no_heartbeat()
     } else {

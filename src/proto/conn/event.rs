@@ -108,9 +108,11 @@ impl fmt::Display for UndeliveredCause {
 /// What the peer announced in its handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerInfo {
-    /// The peer's heartbeat interval (zero if it sends none).
+    /// The peer's heartbeat interval (zero if it sends none); on a client
+    /// whose server set its liveness (LIVENESS), the interval it set for
+    /// this client.
     pub interval: Duration,
-    /// The peer's heartbeat timeout.
+    /// The peer's heartbeat timeout (or, as above, the one set for us).
     pub timeout: Duration,
     /// The session id the server assigned (on both ends).
     pub session_id: u64,

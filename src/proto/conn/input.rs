@@ -345,13 +345,17 @@ impl Connection {
             }
             (State::Handshaking, Role::Server, Frame::Hello(hello)) => {
                 let resume = self.server_resume(&hello);
+                self.negotiate_liveness(&hello);
                 let welcome = self.our_handshake();
                 codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
                 self.establish(now, &hello, resume, events);
             }
             (State::Handshaking, Role::Client, Frame::Welcome(welcome)) => {
                 match self.client_resume(&welcome, events) {
-                    Ok(resume) => self.establish(now, &welcome, resume, events),
+                    Ok(resume) => {
+                        self.adopt_liveness(&welcome);
+                        self.establish(now, &welcome, resume, events)
+                    }
                     Err(detail) => self.protocol_error(now, detail, events),
                 }
             }
@@ -411,7 +415,9 @@ impl Connection {
         let too_soon = self
             .timers
             .instant_of(self.sock.last_ping_rx)
-            .is_some_and(|last| now.saturating_duration_since(last) < policy.min_interval);
+            .is_some_and(|last| {
+                now.saturating_duration_since(last) < self.min_ping_gap(policy.min_interval)
+            });
         self.sock.last_ping_rx = self.timers.stamp(now);
         if too_soon {
             self.sock.ping_strikes = self.sock.ping_strikes.saturating_add(1);

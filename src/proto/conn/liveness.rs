@@ -22,11 +22,20 @@ impl Connection {
         let (interval, timeout) = self.config.heartbeat.map_or((0, 0), |hb| {
             (millis_u32(hb.interval), millis_u32(hb.timeout))
         });
-        let (flags, session_id, recv_seq) = self.resume_fields();
+        let (mut flags, session_id, recv_seq) = self.resume_fields();
+        let (mut interval_ms, mut timeout_ms) = (interval, timeout);
+        if self.offers_liveness() {
+            flags |= Handshake::LIVENESS;
+        }
+        if self.role == Role::Server && self.sock.liveness_ms.0 > 0 {
+            // The client's settings on this connection, as negotiated.
+            flags |= Handshake::LIVENESS;
+            (interval_ms, timeout_ms) = self.sock.liveness_ms;
+        }
         Handshake {
             flags,
-            interval_ms: interval,
-            timeout_ms: timeout,
+            interval_ms,
+            timeout_ms,
             session_id,
             recv_seq,
         }
@@ -45,7 +54,7 @@ impl Connection {
         self.sock.flags.set(Flag::FrameSinceHandshake, false);
         self.stats.handshakes = self.stats.handshakes.saturating_add(1);
         self.last_recv = self.timers.stamp(now);
-        if let Some(hb) = self.config.heartbeat {
+        if let Some(hb) = self.heartbeat() {
             self.sock.ping_jitter_ms = self.next_jitter_ms();
             self.timers
                 .set(Timer::Ping, now + hb.interval + self.ping_jitter());
@@ -96,7 +105,7 @@ impl Connection {
             return;
         }
         self.timers.stop(Timer::Dead);
-        if let Some(hb) = self.config.heartbeat {
+        if let Some(hb) = self.heartbeat() {
             let due = self.last_recv.after(hb.interval + self.ping_jitter());
             self.timers.set_stamp(Timer::Ping, due);
         }
@@ -126,7 +135,7 @@ impl Connection {
     /// only after its own PINGs kept its first draw while the peer pinged
     /// first, and with a high one never pinged again.
     pub(super) fn redraw_ping_jitter(&mut self) {
-        let Some(hb) = self.config.heartbeat else {
+        let Some(hb) = self.heartbeat() else {
             return;
         };
         if self.state != State::Established {
@@ -142,14 +151,14 @@ impl Connection {
     /// the drain).
     fn drain_extension(&mut self, now: Instant) -> Option<Instant> {
         let drained = mem::replace(&mut self.sock.drained_at, Stamp::NONE);
-        let hb = self.config.heartbeat?;
+        let hb = self.heartbeat()?;
         let at = self.timers.instant_of(drained)? + hb.timeout;
         (at > now).then_some(at)
     }
 
     /// The PING timer fired: a whole interval (and the jitter) of silence.
     pub(super) fn on_ping_due(&mut self, now: Instant) {
-        let (Some(hb), Some(last)) = (self.config.heartbeat, self.last_recv()) else {
+        let (Some(hb), Some(last)) = (self.heartbeat(), self.last_recv()) else {
             return;
         };
         let due = last + hb.interval + self.ping_jitter();
@@ -195,7 +204,7 @@ impl Connection {
     /// (see [`probe`](Self::probe)), so a driver that never writes while
     /// every deadline is handled late does not pile up a PING per `T`.
     pub(super) fn forgive_stall(&mut self, now: Instant, late: Duration) {
-        let Some(hb) = self.config.heartbeat else {
+        let Some(hb) = self.heartbeat() else {
             return;
         };
         warn!(
@@ -211,10 +220,7 @@ impl Connection {
     /// ([`Config::timer_grain`]): a PING handled on the grid still leaves
     /// within `I/10` of `I`, the jitter the contract allows.
     pub(super) fn next_jitter_ms(&mut self) -> u32 {
-        let interval_ms = self
-            .config
-            .heartbeat
-            .map_or(0, |hb| millis_u32(hb.interval));
+        let interval_ms = self.heartbeat().map_or(0, |hb| millis_u32(hb.interval));
         let grain_ms = millis_u32(self.config.timer_grain());
         // At most interval_ms / 10, so it fits.
         self.rng

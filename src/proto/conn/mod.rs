@@ -57,6 +57,7 @@ mod event;
 mod flags;
 mod input;
 mod liveness;
+mod negotiated;
 mod outbox;
 mod output;
 mod read_input;

@@ -372,6 +372,7 @@ impl Connection {
             hello.session_id
         );
         self.session = Some(Box::default());
+        self.negotiate_liveness(&hello);
         let welcome = self.our_handshake();
         codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
         self.establish(now, &hello, ResumeStatus::New, events);
@@ -438,6 +439,7 @@ impl Connection {
             return;
         }
         self.note_life(now);
+        self.negotiate_liveness(&hello);
         let welcome = self.our_handshake();
         codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
         self.establish(now, &hello, ResumeStatus::Resumed { resent: 0 }, events);

@@ -41,6 +41,11 @@ pub(super) struct Socket {
     /// received (see `talk_received`) when we last wrote or checked.
     pub(super) write_idle_ms: u32,
     pub(super) recv_mark: u32,
+    /// Negotiated liveness on this socket (LIVENESS): client, the interval
+    /// and timeout the server set for it (its `I` and `T` here); server,
+    /// those it set for the client (its ping-flood limit follows). Zero:
+    /// not negotiated.
+    pub(super) liveness_ms: (u32, u32),
     /// `messages_received` when this session began (ACK counts per
     /// session).
     pub(super) session_rx_base: u64,

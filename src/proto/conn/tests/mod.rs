@@ -9,6 +9,7 @@ mod counters;
 mod handshake;
 mod input;
 mod liveness;
+mod negotiated;
 mod policy;
 mod reconnect;
 mod resume;
@@ -31,7 +32,7 @@ pub(super) fn ms(n: u64) -> Duration {
 
 /// A test config: heartbeat I = 1 s, T = 1 s, handshake 500 ms, connect
 /// 300 ms, backoff 100 ms ×2 up to 1.6 s without jitter, linger 200 ms, no
-/// session resume.
+/// session resume, no negotiated liveness.
 pub(super) fn config() -> Config {
     Config {
         heartbeat: Some(crate::config::Heartbeat {
@@ -48,8 +49,10 @@ pub(super) fn config() -> Config {
             max_attempts: None,
         },
         close_linger: ms(200),
-        // The rules without resume; `tests/resume.rs` turns it on.
+        // The rules without resume and without negotiated liveness;
+        // `tests/resume.rs` and `tests/negotiated.rs` turn them on.
         resume: None,
+        adopt_liveness: false,
         ..Config::default()
     }
 }
@@ -470,8 +473,8 @@ fn a_connection_fits_its_memory_budget() {
     // accident.
     let size = std::mem::size_of::<Connection>();
     // (The session is one pointer, its buffers allocated only while it
-    // holds unacknowledged messages.)
-    assert!(size <= 368, "Connection grew to {size} bytes");
+    // holds unacknowledged messages; negotiated liveness is two u32s.)
+    assert!(size <= 376, "Connection grew to {size} bytes");
     // An idle connection holds no heap buffers besides the shared config.
     let mut pair = Pair::connected(config());
     pair.run_for(ms(5_000)); // heartbeats exchanged, PING timer ran
