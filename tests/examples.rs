@@ -1,12 +1,13 @@
 //! The `echo_server` and `echo_client` examples, run as programs: the
 //! client's `summary:` line after `--count` echoes, straight and through a
 //! proxy that resets the connection mid-stream (resume: nothing lost or
-//! repeated), with resume off on the server, and a bad flag.
+//! repeated), with resume off on the server, and a bad flag; and the demo,
+//! whose cut cable must lose and repeat nothing.
 //!
-//! The binaries are the ones `cargo test` builds next to this test
-//! (`target/<profile>/examples/`). A run that did not build them (`cargo
-//! test --test examples` alone) skips these tests with a note on stderr:
-//! build them first with `cargo build --examples`.
+//! The test builds the example programs itself (`cargo build --examples`
+//! into its own target directory and profile, see [`example`]): `cargo
+//! test --all-targets` builds examples only as test harnesses, and `cargo
+//! test --test examples` not at all.
 
 #[path = "support/proxy.rs"]
 mod proxy;
@@ -16,27 +17,50 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use proxy::{Dir, Mode, Proxy};
 use support::ms;
 
-/// The path of example `name`, if it was built.
+/// The path of example `name`, built (once per test binary) with the
+/// cargo that built this test, into the same target directory and profile:
+/// `cargo test --all-targets` builds the examples only as test harnesses.
+/// `None`, with a note, under a profile other than dev or release.
 fn example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/
-    let dir = exe.parent()?.parent()?.join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} not built (run `cargo build --examples`)",
-            path.display()
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // <target>/<profile>/deps/examples-<hash>
+        let exe = std::env::current_exe().expect("path of the test binary");
+        let profile_dir = exe.parent()?.parent()?;
+        let profile = match profile_dir.file_name()?.to_str()? {
+            "debug" => "dev",
+            "release" => "release",
+            other => {
+                eprintln!("skipped: examples not built for profile {other}");
+                return None;
+            }
+        };
+        let out = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "--examples", "--profile", profile])
+            .arg("--target-dir")
+            .arg(profile_dir.parent()?)
+            .output()
+            .expect("run cargo build --examples");
+        assert!(
+            out.status.success(),
+            "cargo build --examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        None
-    }
+        Some(profile_dir.join("examples"))
+    });
+    let path = dir
+        .as_ref()?
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "{} was not built", path.display());
+    Some(path)
 }
 
 /// An `echo_server` process; killed when dropped.
@@ -120,14 +144,14 @@ fn finish(mut child: Child, limit: Duration) -> Output {
         s
     });
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for echo_client") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             let out = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-            panic!("echo_client still running after {limit:?}; its output:\n{out}");
+            panic!("still running after {limit:?}; its output:\n{out}");
         }
         thread::sleep(ms(10));
     };
@@ -292,4 +316,35 @@ fn echo_client_runs_against_a_server_without_resume_and_refuses_bad_flags() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn the_demo_plays_every_act_and_its_cut_cable_loses_nothing() {
+    let Some(demo) = example("demo") else {
+        return;
+    };
+    let child = Command::new(demo)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let out = finish(child, Duration::from_secs(45));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}\n{stdout}");
+    for act in ["Act 1:", "Act 2:", "Act 3:", "Act 4:", "Summary"] {
+        assert!(stdout.contains(act), "no {act}:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("relay: cable cut, 3 connections reset"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not one message lost or repeated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.matches("messages sent again").count() >= 3,
+        "{stdout}"
+    );
 }
