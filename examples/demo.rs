@@ -1,4 +1,5 @@
-//! tether in fifteen seconds: heartbeats, a dead peer, a server restart.
+//! tether in eighteen seconds: heartbeats, a dead peer, a cut cable that
+//! loses nothing, a server restart.
 //!
 //! ```text
 //! cargo run --release --example demo
@@ -9,7 +10,9 @@
 //!
 //! - **Act 1 (0–4 s)** — an echo server (its own [`Reactor`] in its own
 //!   thread) and three clients (three dialed links in one more reactor and
-//!   thread). Every client sends a message every 0.5 s and prints each
+//!   thread), which reach it through a tiny TCP relay — the "cable", a
+//!   thread pair per connection over std [`TcpStream`]s — that the
+//!   director can cut. Every client sends a message every 0.5 s and prints each
 //!   echo's round trip; heartbeat statistics show that a busy link never
 //!   needs a PING.
 //! - **Act 2 (4–8 s)** — the clients go idle and heartbeats take over,
@@ -17,22 +20,33 @@
 //!   hand and then plays dead, like a machine that lost power: no FIN, no
 //!   RST, just silence. The server notices within `I + T` (2 s here) and
 //!   closes it; the idle but healthy clients stay.
-//! - **Act 3 (8–15 s)** — the server is shut down. The clients see it go,
+//! - **Act 3 (8–11 s)** — the cable is cut mid-stream. The clients stream
+//!   numbered messages, 32 in flight each, as fast as the echoes come back;
+//!   at 9 s the relay resets every connection (SO_LINGER 0, then close:
+//!   RST to both sides). The clients redial, resume their sessions and
+//!   send again what was not acknowledged, and the server does the same
+//!   with its echoes. Then each client prints what it sent and what came
+//!   back, and the demo says "not one message lost or repeated" only if
+//!   the counts prove it (sent = echoed, no duplicate, none out of order).
+//! - **Act 4 (11–18 s)** — the server is shut down. The clients see it go,
 //!   redial with exponential backoff and jitter while it is away, and come
 //!   back by themselves when a new server starts on the same port 3 s
-//!   later. A summary ends the show.
+//!   later — in new sessions, since the new server never knew the old
+//!   ones: what it never acknowledged is handed back to the clients. A
+//!   summary ends the show.
 //!
 //! Heartbeats are `I = T = 1 s` on both sides; the clients' backoff starts
 //! at 200 ms and doubles up to 2 s, ±20 % jitter. The reactor offers no
 //! application timers, so the client thread drives its reactor with
 //! [`Reactor::poll_once`], using the time to the next send as the timeout.
 //! The main thread directs the acts: it talks to the client thread through
-//! a channel and stops each server through its [`Handle`].
+//! a channel, stops each server through its [`Handle`], and cuts the relay.
+//! Session resume is tether's default, on both sides.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -40,9 +54,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tether::BackoffConfig;
 use tether::{
     Config, ConnId, Context, DisconnectReason, Handle, Handler, Message, PeerInfo, Reactor,
+    ResumeStatus, State, UndeliveredCause,
 };
 
 /// Heartbeat interval `I` and timeout `T`, on both sides.
@@ -53,11 +69,19 @@ const SEND_EVERY: Duration = Duration::from_millis(500);
 const CUE_POLL: Duration = Duration::from_millis(50);
 const CLIENT_NAMES: [&str; 3] = ["A", "B", "C"];
 
+/// Messages each client keeps in flight while it streams (act 3).
+const WINDOW: u64 = 32;
+
 /// The script, in seconds since start.
 const ACT2_AT: f64 = 4.0;
 const ACT3_AT: f64 = 8.0;
-const RESTART_AT: f64 = 11.0;
-const END_AT: f64 = 15.0;
+/// Act 3: the cable is cut, streaming stops, the counts are told.
+const CUT_AT: f64 = 9.0;
+const STREAM_END_AT: f64 = 10.3;
+const COUNTS_AT: f64 = 10.8;
+const ACT4_AT: f64 = 11.0;
+const RESTART_AT: f64 = 14.0;
+const END_AT: f64 = 18.0;
 
 /// If the show is not over by then, something is stuck: exit instead of
 /// hanging.
@@ -83,19 +107,21 @@ fn main() {
 
 /// Runs the three acts and prints the summary.
 fn play(stage: &Stage) -> io::Result<()> {
-    println!("tether demo: keeping TCP connections alive. About 15 s; times are since start.");
+    println!("tether demo: keeping TCP connections alive. About 18 s; times are since start.");
 
     stage.banner(&[
         "Act 1: an echo server and three clients",
         "One reactor thread serves on a free loopback port; another dials it",
-        "three times. Heartbeats: PING after I = 1 s of silence, peer dead",
-        "if nothing arrives T = 1 s after it. Each client sends a message",
-        "every 0.5 s and times the echo.",
+        "three times, through a relay that plays the cable. Heartbeats: PING",
+        "after I = 1 s of silence, peer dead if nothing arrives T = 1 s after",
+        "it. Each client sends a message every 0.5 s and times the echo.",
     ]);
     let server = Server::start(stage, "127.0.0.1:0".parse().expect("literal address"))?;
     let addr = server.addr;
     stage.say(format_args!("server: listening on {addr}"));
-    let clients = Clients::start(stage, addr)?;
+    let relay = Relay::start(addr)?;
+    stage.say(format_args!("relay: {} -> {addr} (the cable)", relay.addr));
+    let clients = Clients::start(stage, relay.addr)?;
 
     stage.wait_until(ACT2_AT - 0.1);
     stage.say("heartbeat stats: busy links never ping, every message proves life");
@@ -119,11 +145,44 @@ fn play(stage: &Stage) -> io::Result<()> {
 
     stage.wait_until(ACT3_AT);
     stage.banner(&[
-        "Act 3: the server goes away and comes back",
+        "Act 3: the cable is cut mid-stream",
+        "The clients stream numbered messages, 32 in flight each, as fast as",
+        "the echoes return. At 9 s the relay resets every connection (RST to",
+        "both sides). Session resume (on by default): each side redials or",
+        "waits, the sessions go on where they broke off, and what was not",
+        "acknowledged is sent again. Then the clients count.",
+    ]);
+    clients.cue(Cue::Mode(Mode::Stream));
+
+    stage.wait_until(CUT_AT);
+    let cut = relay.cut();
+    stage.say(format_args!(
+        "relay: cable cut, {cut} connections reset mid-stream"
+    ));
+
+    stage.wait_until(STREAM_END_AT);
+    stage.say("the clients stop streaming; the last echoes come home");
+    clients.cue(Cue::Mode(Mode::Idle));
+
+    stage.wait_until(COUNTS_AT);
+    let (tx, counts) = mpsc::channel();
+    clients.cue(Cue::Count(tx));
+    let verdict = counts.recv_timeout(Duration::from_secs(2)).ok();
+    stage.say(match verdict {
+        Some(Ok(())) => "not one message lost or repeated".to_owned(),
+        Some(Err(wrong)) => format!("something went wrong: {wrong}"),
+        None => "something went wrong: the clients did not answer".to_owned(),
+    });
+
+    stage.wait_until(ACT4_AT);
+    stage.banner(&[
+        "Act 4: the server goes away and comes back",
         "The server shuts down (each client gets CLOSE 1001). The clients",
         "redial by themselves: 200 ms, 400 ms, 800 ms, ... up to 2 s, each",
         "delay jittered by +/-20 % so that they do not stampede. A new server",
-        "starts on the same port 3 s later, and they reconnect.",
+        "starts on the same port 3 s later, and they reconnect: in new",
+        "sessions, since the new server never knew the old ones. (Through",
+        "the relay a refused connect reaches them as a reset.)",
     ]);
     let first = server.stop();
     stage.say(format_args!(
@@ -141,6 +200,7 @@ fn play(stage: &Stage) -> io::Result<()> {
     stage.mute(true);
     let fleet = clients.stop();
     second.stop();
+    relay.stop();
     drop(silent_peer);
     stage.mute(false);
 
@@ -283,13 +343,18 @@ struct EchoServer {
 }
 
 impl Handler for EchoServer {
-    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
+    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         let Some(addr) = cx.conn_stats(id).map(|s| s.peer_addr) else {
             return;
         };
         let last_heard = cx.now();
         self.peers.insert(id, Peer { addr, last_heard });
-        self.stage.say(format_args!("server: {addr} connected"));
+        match peer.resume {
+            ResumeStatus::Resumed { resent } => self.stage.say(format_args!(
+                "server: {addr} resumed its session ({resent} echoes sent again)"
+            )),
+            _ => self.stage.say(format_args!("server: {addr} connected")),
+        }
     }
 
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
@@ -315,10 +380,181 @@ impl Handler for EchoServer {
                 silence.as_secs_f64()
             ));
         } else {
-            self.stage
-                .say(format_args!("server: {} disconnected: {reason}", peer.addr));
+            // Resume: the session waits for its client to come back.
+            let held = cx
+                .conn_stats(id)
+                .is_some_and(|s| s.state == State::Detached);
+            let held = if held { " (session held)" } else { "" };
+            self.stage.say(format_args!(
+                "server: {} disconnected{held}: {reason}",
+                peer.addr
+            ));
         }
     }
+}
+
+// ----- the cable: a relay the director can cut --------------------------------
+
+/// How often a relay thread looks up from a blocking read or write.
+const RELAY_TICK: Duration = Duration::from_millis(20);
+
+/// A TCP relay on a free loopback port that forwards every connection to
+/// the server: two threads per connection, one per direction, over
+/// blocking std sockets with short timeouts.
+struct Relay {
+    addr: SocketAddr,
+    shared: Arc<RelayShared>,
+    thread: JoinHandle<()>,
+}
+
+struct RelayShared {
+    target: SocketAddr,
+    stop: AtomicBool,
+    /// The connections, for the cut.
+    pairs: std::sync::Mutex<Vec<std::sync::Weak<Pair>>>,
+}
+
+/// One relayed connection: the client's socket and the server's.
+struct Pair {
+    client: TcpStream,
+    server: TcpStream,
+    cut: AtomicBool,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> io::Result<Relay> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(RelayShared {
+            target,
+            stop: AtomicBool::new(false),
+            pairs: std::sync::Mutex::new(Vec::new()),
+        });
+        let accepting = shared.clone();
+        let thread = thread::spawn(move || {
+            while !accepting.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => accepting.open(client),
+                    Err(_) => thread::sleep(RELAY_TICK),
+                }
+            }
+        });
+        Ok(Relay {
+            addr,
+            shared,
+            thread,
+        })
+    }
+
+    /// Resets every relayed connection; returns how many.
+    fn cut(&self) -> usize {
+        let pairs = std::mem::take(&mut *self.shared.lock_pairs());
+        pairs
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|pair| pair.reset())
+            .count()
+    }
+
+    fn stop(self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.cut();
+        let _ = self.thread.join();
+    }
+}
+
+impl RelayShared {
+    fn lock_pairs(&self) -> std::sync::MutexGuard<'_, Vec<std::sync::Weak<Pair>>> {
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connects `client` to the target and starts its two threads; resets
+    /// it if the target does not answer (the server is down).
+    fn open(&self, client: TcpStream) {
+        let server = match TcpStream::connect_timeout(&self.target, Duration::from_secs(1)) {
+            Ok(server) => server,
+            Err(_) => {
+                reset(&client);
+                return;
+            }
+        };
+        for s in [&client, &server] {
+            let setup = s
+                .set_nonblocking(false)
+                .and_then(|()| s.set_nodelay(true))
+                .and_then(|()| s.set_read_timeout(Some(RELAY_TICK)))
+                .and_then(|()| s.set_write_timeout(Some(RELAY_TICK)));
+            if setup.is_err() {
+                reset(s);
+                return;
+            }
+        }
+        let pair = Arc::new(Pair {
+            client,
+            server,
+            cut: AtomicBool::new(false),
+        });
+        let mut pairs = self.lock_pairs();
+        pairs.retain(|p| p.strong_count() > 0);
+        pairs.push(Arc::downgrade(&pair));
+        drop(pairs);
+        let up = pair.clone();
+        thread::spawn(move || up.pump(&up.client, &up.server));
+        thread::spawn(move || pair.pump(&pair.server, &pair.client));
+    }
+}
+
+impl Pair {
+    /// Copies `from` to `to` until either ends or the pair is cut. The
+    /// sockets close when both directions' threads have let go of the pair.
+    fn pump(&self, mut from: &TcpStream, mut to: &TcpStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while !self.cut.load(Ordering::Relaxed) {
+            let n = match from.read(&mut buf) {
+                Ok(0) => {
+                    // An orderly end: pass the FIN on.
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if is_tick(&e) => continue,
+                Err(_) => break,
+            };
+            let mut rest = &buf[..n];
+            while !rest.is_empty() && !self.cut.load(Ordering::Relaxed) {
+                match to.write(rest) {
+                    Ok(0) => break,
+                    Ok(k) => rest = &rest[k..],
+                    Err(e) if is_tick(&e) => {}
+                    Err(_) => {
+                        self.reset();
+                        return;
+                    }
+                }
+            }
+        }
+        self.reset();
+    }
+
+    /// Both sides get an RST once both threads have let go of the pair.
+    fn reset(&self) {
+        reset(&self.client);
+        reset(&self.server);
+        self.cut.store(true, Ordering::Relaxed);
+    }
+}
+
+/// SO_LINGER 0: the socket's close sends an RST instead of a FIN.
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+fn is_tick(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 // ----- the fake client that plays dead --------------------------------------
@@ -388,6 +624,9 @@ enum Cue {
     Mode(Mode),
     /// Print each link's heartbeat statistics.
     Stats,
+    /// Print each link's counts and answer whether they prove that every
+    /// message came back exactly once and in order (else what went wrong).
+    Count(Sender<Result<(), String>>),
     /// Close the links and end the thread.
     Stop,
 }
@@ -401,6 +640,9 @@ enum Mode {
     Idle,
     /// Send every 0.5 s, print only the first echo after each connect.
     Quiet,
+    /// Keep [`WINDOW`] messages in flight, as fast as they come back;
+    /// print no echo.
+    Stream,
 }
 
 /// The client thread, seen from the director.
@@ -465,6 +707,9 @@ fn drive(mut reactor: Reactor, mut fleet: Fleet, cues: &Receiver<Cue>) -> io::Re
         match cues.try_recv() {
             Ok(Cue::Mode(mode)) => fleet.mode = mode,
             Ok(Cue::Stats) => fleet.print_stats(&reactor),
+            Ok(Cue::Count(answer)) => {
+                let _ = answer.send(fleet.count());
+            }
             Ok(Cue::Stop) | Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) => {}
         }
@@ -489,7 +734,20 @@ struct Link {
     /// An echo has been printed since the last connect.
     echo_shown: bool,
     sent: u64,
+    /// Distinct sequence numbers echoed.
     echoes: u64,
+    /// Echoes of a number already echoed.
+    duplicates: u64,
+    /// Echoes that came after one of a higher number.
+    reordered: u64,
+    highest: u64,
+    seen: HashSet<u64>,
+    /// Messages handed back by `on_undelivered`.
+    handed_back: u64,
+    /// Messages never to be echoed: in flight when a session was lost.
+    abandoned: u64,
+    /// Its session resumes: sends while the link is down are kept for it.
+    resumable: bool,
     connects: u32,
     redials: u32,
 }
@@ -504,9 +762,27 @@ impl Link {
             echo_shown: false,
             sent: 0,
             echoes: 0,
+            duplicates: 0,
+            reordered: 0,
+            highest: 0,
+            seen: HashSet::new(),
+            handed_back: 0,
+            abandoned: 0,
+            resumable: false,
             connects: 0,
             redials: 0,
         }
+    }
+
+    /// Messages sent that may still be echoed.
+    fn in_flight(&self) -> u64 {
+        self.sent.saturating_sub(self.echoes + self.abandoned)
+    }
+
+    /// Whether a message may be sent now: the link is up, or down with a
+    /// session that keeps what is sent meanwhile.
+    fn can_send(&self) -> bool {
+        self.connected || self.resumable
     }
 }
 
@@ -536,10 +812,14 @@ impl Fleet {
         if self.mode == Mode::Idle {
             return None;
         }
+        if self.mode == Mode::Stream {
+            // Refilled after every poll; echoes wake it.
+            return Some(CUE_POLL);
+        }
         let now = Instant::now();
         self.links
             .iter()
-            .filter(|l| l.connected)
+            .filter(|l| l.can_send())
             .map(|l| l.next_send.saturating_duration_since(now))
             .min()
     }
@@ -554,23 +834,55 @@ impl Fleet {
         let now = Instant::now();
         let nanos = self.stage.nanos();
         let mut sent = false;
-        for link in self.links.iter_mut().filter(|l| l.connected) {
+        for link in self.links.iter_mut().filter(|l| l.can_send()) {
+            if self.mode == Mode::Stream {
+                while link.in_flight() < WINDOW && send_next(cx, link, nanos) {
+                    sent = true;
+                }
+                continue;
+            }
             if now < link.next_send {
                 continue;
             }
             let next = link.next_send + SEND_EVERY;
             // After a pause, start a fresh rhythm instead of catching up.
             link.next_send = if next > now { next } else { now + SEND_EVERY };
-            let seq = link.sent + 1;
-            let mut message = Vec::with_capacity(16);
-            message.extend_from_slice(&seq.to_be_bytes());
-            message.extend_from_slice(&nanos.to_be_bytes());
-            if cx.send(link.id, message).is_ok() {
-                link.sent = seq;
-                sent = true;
-            }
+            sent |= send_next(cx, link, nanos);
         }
         sent
+    }
+
+    /// Prints each link's counts; `Ok` if they prove that every message
+    /// sent came back exactly once and in order, else what went wrong.
+    fn count(&self) -> Result<(), String> {
+        let mut wrong = Vec::new();
+        for link in &self.links {
+            self.say(
+                link.id,
+                format_args!(
+                    "sent {}, echoed {}, {} duplicates, {} out of order",
+                    link.sent, link.echoes, link.duplicates, link.reordered
+                ),
+            );
+            let name = link.name;
+            if link.echoes < link.sent {
+                wrong.push(format!(
+                    "client {name}: {} messages not echoed",
+                    link.sent - link.echoes
+                ));
+            }
+            if link.duplicates > 0 {
+                wrong.push(format!("client {name}: {} repeated", link.duplicates));
+            }
+            if link.reordered > 0 {
+                wrong.push(format!("client {name}: {} out of order", link.reordered));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
     }
 
     fn print_stats(&self, reactor: &Reactor) {
@@ -596,17 +908,38 @@ impl Fleet {
 impl Handler for Fleet {
     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         let now = cx.now();
+        let mut handed_back = 0;
         if let Some(link) = self.link(id) {
             link.connected = true;
             link.connects += 1;
             link.echo_shown = false;
             link.next_send = now;
+            if !matches!(peer.resume, ResumeStatus::Resumed { .. }) {
+                // What was in flight went with the old session.
+                link.abandoned += link.in_flight();
+            }
+            link.resumable = matches!(
+                peer.resume,
+                ResumeStatus::New | ResumeStatus::Resumed { .. }
+            );
+            handed_back = link.handed_back;
         }
+        let session = match peer.resume {
+            ResumeStatus::Resumed { resent } => format!(
+                "session {:#x} resumed: {resent} messages sent again",
+                peer.session_id
+            ),
+            ResumeStatus::Lost => format!(
+                "new session {:#x}: the old one was lost, {handed_back} messages handed back",
+                peer.session_id
+            ),
+            ResumeStatus::New => format!("new session {:#x}", peer.session_id),
+            _ => format!("session {:#x}, no resume", peer.session_id),
+        };
         self.say(
             id,
             format_args!(
-                "connected (session {:#x}, server heartbeat {}/{} ms)",
-                peer.session_id,
+                "connected ({session}; server heartbeat {}/{} ms)",
                 peer.interval.as_millis(),
                 peer.timeout.as_millis()
             ),
@@ -620,7 +953,15 @@ impl Handler for Fleet {
         let Some((seq, sent_ns)) = parse_message(&message) else {
             return;
         };
+        if !link.seen.insert(seq) {
+            link.duplicates += 1;
+            return;
+        }
         link.echoes += 1;
+        if seq < link.highest {
+            link.reordered += 1;
+        }
+        link.highest = link.highest.max(seq);
         let note = match mode {
             Mode::Chatty => "",
             Mode::Quiet if !link.echo_shown => " (first since connecting; the rest are counted)",
@@ -636,6 +977,33 @@ impl Handler for Fleet {
             link.connected = false;
         }
         self.say(id, format_args!("disconnected: {reason}"));
+    }
+
+    fn on_undelivered(
+        &mut self,
+        _: &mut Context<'_>,
+        id: ConnId,
+        messages: Vec<Bytes>,
+        cause: UndeliveredCause,
+    ) {
+        let echoed = match self.link(id) {
+            Some(link) => {
+                link.handed_back += messages.len() as u64;
+                messages
+                    .iter()
+                    .filter_map(|m| parse_message(m))
+                    .filter(|(seq, _)| link.seen.contains(seq))
+                    .count()
+            }
+            None => 0,
+        };
+        self.say(
+            id,
+            format_args!(
+                "{} messages handed back ({echoed} of them echoed already): {cause}",
+                messages.len()
+            ),
+        );
     }
 
     fn on_reconnecting(
@@ -672,6 +1040,22 @@ impl Handler for Fleet {
     }
 }
 
+/// Sends `link`'s next numbered message, stamped `nanos`; true if it was
+/// accepted. Each message carries its sequence number (from 1) and its
+/// send time, so the echo tells its own round trip.
+fn send_next(cx: &mut Context<'_>, link: &mut Link, nanos: u64) -> bool {
+    let seq = link.sent + 1;
+    let mut message = Vec::with_capacity(16);
+    message.extend_from_slice(&seq.to_be_bytes());
+    message.extend_from_slice(&nanos.to_be_bytes());
+    if cx.send(link.id, message).is_ok() {
+        link.sent = seq;
+        true
+    } else {
+        false
+    }
+}
+
 /// Splits a message into its sequence number and send time.
 fn parse_message(message: &[u8]) -> Option<(u64, u64)> {
     let (seq, sent) = message.split_first_chunk::<8>()?;
@@ -694,8 +1078,13 @@ fn summary(stage: &Stage, fleet: Option<&Fleet>, first_server: Option<&EchoServe
             link.name, link.connects, link.redials, link.echoes, link.sent
         );
     }
+    let handed_back: u64 = links.iter().map(|l| l.handed_back).sum();
     if links.iter().any(|l| l.echoes < l.sent) {
-        println!("  (messages in flight when a link drops are lost: tether does not replay them)");
+        println!(
+            "  (a cut cable loses nothing: the sessions resume; the restarted server \
+             knew none of them, and the {handed_back} messages it never acknowledged \
+             were handed back to the clients)"
+        );
     }
     for silence in first_server.map_or(&[][..], |s| &s.detections[..]) {
         println!(

@@ -10,6 +10,13 @@
 //! from it) until its output drains, and closed by the write-stall timeout
 //! if it never does.
 //!
+//! Session resume is on (tether's default): a client whose connection
+//! breaks comes back to its session, under the same connection id, and
+//! every message and echo arrives exactly once and in order; the log says
+//! whether each connection is a new session or a resumed one.
+//! `--no-resume` turns it off: each connection stands alone, and what was
+//! in flight when it broke may be lost.
+//!
 //! ```text
 //! cargo run --example echo_server -- --listen 127.0.0.1:7000 --interval-ms 1000 --timeout-ms 1000
 //! ```
@@ -39,6 +46,7 @@ use echo::Echo;
 const USAGE: &str = "\
 usage: echo_server --listen ADDR --interval-ms I --timeout-ms T
                    [--handshake-timeout-ms H] [--max-frame BYTES]
+                   [--no-resume]
 
 Echoes every message back to the client that sent it.
 
@@ -49,7 +57,9 @@ Echoes every message back to the client that sent it.
                              a PING is declared dead and closed
   --handshake-timeout-ms H   time a new client has to send its HELLO
                              (default 5000)
-  --max-frame BYTES          largest message accepted (default 1048576)";
+  --max-frame BYTES          largest message accepted (default 1048576)
+  --no-resume                hold no sessions: a client that reconnects
+                             starts afresh (resume is on by default)";
 
 /// Builds the configuration from the flags.
 fn config(flags: &Flags) -> Config {
@@ -61,6 +71,9 @@ fn config(flags: &Flags) -> Config {
         .handshake_timeout(flags.millis("handshake-timeout-ms", Some(5000)));
     if let Some(bytes) = flags.optional("max-frame") {
         builder = builder.max_frame(bytes);
+    }
+    if flags.switch("no-resume") {
+        builder = builder.no_resume();
     }
     builder.build().unwrap_or_else(|e| flags.fail(e))
 }
@@ -76,6 +89,7 @@ fn main() {
             "listen",
             "interval-ms",
             "timeout-ms",
+            "no-resume",
             "handshake-timeout-ms",
             "max-frame",
         ],

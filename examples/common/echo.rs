@@ -9,13 +9,18 @@
 //! `on_drain` — the output has room again — sends what it kept and reads
 //! on. A client that never reads therefore gets its socket buffers filled,
 //! nothing more is read from it, and the write-stall timeout closes it.
+//!
+//! With session resume a client's connection can break and come back
+//! under the same id: the echoes held for it are kept while its session is
+//! detached and sent, in order and ahead of new ones, when it resumes.
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use log::{debug, info};
 use tether::{
-    ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, SendError, UndeliveredCause,
+    ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, ResumeStatus, SendError, State,
+    UndeliveredCause,
 };
 
 /// Messages up to this size are echoed by copy (as `forward` does).
@@ -45,13 +50,27 @@ impl Handler for Echo {
         };
         // `peer` is what the client announced in its HELLO; the session id
         // is the one this server assigned.
+        let session = match peer.resume {
+            ResumeStatus::New => "new session",
+            ResumeStatus::Resumed { .. } => "resumed session",
+            _ => "session",
+        };
         info!(
-            "{} connected ({id}, session {:#x}, client heartbeat {}/{} ms)",
+            "{} connected ({id}, {session} {:#x}, client heartbeat {}/{} ms)",
             stats.peer_addr,
             stats.session_id,
             peer.interval.as_millis(),
             peer.timeout.as_millis(),
         );
+        if let ResumeStatus::Resumed { resent } = peer.resume {
+            info!("{id}: resumed, {resent} echoes sent again");
+        }
+        if self.held.contains_key(&id) {
+            // Resumed with echoes held from before the break: they go
+            // first, and reading waits until they are queued.
+            cx.pause_reading(id);
+            self.on_drain(cx, id);
+        }
     }
 
     fn on_message(&mut self, cx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
@@ -100,6 +119,9 @@ impl Handler for Echo {
                 }
                 // Full again: the next drain goes on from here.
                 Err(SendError::Backpressure { .. }) => return,
+                // Detached again before it drained: keep them for the
+                // next resume (`on_disconnected` decides).
+                Err(SendError::NotConnected) => return,
                 Err(e) => {
                     debug!("{id}: {} echoes not sent: {e}", held.len());
                     break;
@@ -118,15 +140,23 @@ impl Handler for Echo {
         cause: UndeliveredCause,
     ) {
         // The client went away with echoes still queued for it: there is no
-        // one to send them to.
+        // one to send them to. With resume this comes only when its session
+        // ends (closed, or expired while detached): forget what was held.
+        if cause == UndeliveredCause::SessionEnded {
+            self.held.remove(&id);
+        }
         debug!("{id}: {} echoes not delivered: {cause}", messages.len());
     }
 
     fn on_disconnected(&mut self, cx: &mut Context<'_>, id: ConnId, reason: &DisconnectReason) {
-        self.held.remove(&id);
-        let who = cx
-            .conn_stats(id)
-            .map_or_else(|| id.to_string(), |s| s.peer_addr.to_string());
-        info!("{who} disconnected ({id}): {reason}");
+        let stats = cx.conn_stats(id);
+        // A detached session may be resumed: its held echoes wait for it.
+        let detached = stats.as_ref().is_some_and(|s| s.state == State::Detached);
+        if !detached {
+            self.held.remove(&id);
+        }
+        let who = stats.map_or_else(|| id.to_string(), |s| s.peer_addr.to_string());
+        let session = if detached { ", session held" } else { "" };
+        info!("{who} disconnected ({id}{session}): {reason}");
     }
 }

@@ -1,7 +1,9 @@
 //! Command-line parsing shared by `echo_server` and `echo_client`.
 //!
 //! Not part of tether: just enough to read `--name value` (or
-//! `--name=value`) flags without pulling in an argument-parsing crate.
+//! `--name=value`) flags, and the few switches that take no value
+//! ([`SWITCHES`], e.g. `--no-resume`), without pulling in an
+//! argument-parsing crate.
 //! Every mistake ends the process with the usage text on stderr and exit
 //! code 2; `--help` prints the usage on stdout and exits 0.
 
@@ -9,6 +11,10 @@ use std::fmt::Display;
 use std::process;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// Flags that take no value (`--no-resume`, not `--no-resume yes`); an
+/// example accepts one only if its list of known names has it too.
+const SWITCHES: &[&str] = &["no-resume"];
 
 /// The flags given on the command line, checked against a list of known
 /// names.
@@ -44,6 +50,13 @@ impl Flags {
             if flags.raw(name).is_some() {
                 flags.fail(format_args!("--{name} given twice"));
             }
+            if SWITCHES.contains(&name) {
+                if inline.is_some() {
+                    flags.fail(format_args!("--{name} takes no value"));
+                }
+                flags.values.push((name, String::new()));
+                continue;
+            }
             let Some(value) = inline.or_else(|| args.next()) else {
                 flags.fail(format_args!("--{name} needs a value"));
             };
@@ -67,6 +80,12 @@ impl Flags {
             Ok(value) => Some(value),
             Err(_) => self.fail(format_args!("invalid value '{raw}' for --{name}")),
         }
+    }
+
+    /// Whether the switch `--name` (one of [`SWITCHES`]) was given.
+    #[allow(dead_code)] // feed_relay has no switch
+    pub(crate) fn switch(&self, name: &str) -> bool {
+        self.raw(name).is_some()
     }
 
     /// A duration given in milliseconds by `--name`, or `default`.
