@@ -165,12 +165,12 @@ impl Reactor {
     /// Runs until a shutdown (from [`Context::shutdown`] or
     /// [`Handle::shutdown`]) completes.
     pub fn run<H: Handler>(&mut self, handler: &mut H) -> io::Result<()> {
-        loop {
+        // Checked first: a shutdown that finished in `poll_once` before
+        // this call returns at once, not after the next timer.
+        while !self.is_shut_down() {
             self.poll_once(handler, None)?;
-            if self.is_shut_down() {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     /// One turn of the loop: waits at most `timeout` (and never past the

@@ -16,7 +16,7 @@ use log::debug;
 use super::flags::Flag;
 use super::timer::Stamp;
 use super::{Connection, Event, ReadInput, Role, State, PARTIAL_RESERVE_CAP, PONG_BACKLOG};
-use crate::error::DisconnectReason;
+use crate::error::{CloseCode, DisconnectReason};
 use crate::proto::codec::{self, Decoder, Frame, Handshake, InPlace, Kind, HEADER_LEN};
 
 impl Connection {
@@ -332,6 +332,11 @@ impl Connection {
         self.on_frame_start();
         match (self.state, self.role, frame) {
             (_, _, Frame::Close { code, reason }) => {
+                if self.role == Role::Server && code == CloseCode::NORMAL {
+                    // The client's application closed the link: its
+                    // session ends here, it will not be resumed.
+                    self.stopping = true;
+                }
                 let reason = String::from_utf8_lossy(&reason).into_owned();
                 self.lose(now, DisconnectReason::PeerClosed { code, reason }, events);
             }

@@ -616,3 +616,25 @@ fn a_resume_of_a_session_not_held_begins_a_new_one_and_a_bad_recv_seq_is_refused
     ));
     assert_ne!(refused.conn.state(), State::Established);
 }
+
+#[test]
+fn a_client_that_closes_with_1000_ends_its_session_on_the_server() {
+    let mut s = Server::with_session(42, 3, 1, 0);
+    s.receive(&[Frame::Close {
+        code: CloseCode::NORMAL,
+        reason: Bytes::from_static(b"bye"),
+    }]);
+    assert_ne!(s.conn.state(), State::Detached);
+    assert!(s.conn.is_closed(), "{:?}", s.conn.state());
+    assert_eq!(
+        undelivered(&s.take_events()),
+        vec![(payloads(1..3), UndeliveredCause::SessionEnded)]
+    );
+    // Any other close (a heartbeat timeout's 1001) leaves it held.
+    let mut s = Server::with_session(43, 3, 1, 0);
+    s.receive(&[Frame::Close {
+        code: CloseCode::GOING_AWAY,
+        reason: Bytes::new(),
+    }]);
+    assert_eq!(s.conn.state(), State::Detached);
+}
