@@ -138,6 +138,7 @@
 //! fuzzing and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
 mod config;
@@ -152,7 +153,7 @@ pub use config::{
     BackoffConfig, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood, SocketOptions,
     UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
 };
-pub use error::{CloseCode, ConfigError, DisconnectReason};
+pub use error::{CloseCode, ConfigError, DisconnectReason, TlsFailure};
 pub use handle::{Handle, HandleError, DIAL_WAIT};
 pub use id::{ConnId, ListenerId, SourceId, TimerId};
 pub use proto::conn::{PeerInfo, Role, SendError, State, UndeliveredCause};
@@ -166,6 +167,9 @@ pub use reactor::{
 pub use mio;
 
 pub mod proto;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

@@ -34,6 +34,8 @@ pub struct CloseCounts {
     pub write_stalled: u64,
     /// The local application (or a shutdown) closed the connection.
     pub local_close: u64,
+    /// The TLS layer failed (feature `tls`).
+    pub tls: u64,
 }
 
 impl CloseCounts {
@@ -50,6 +52,7 @@ impl CloseCounts {
             DisconnectReason::PolicyViolation { .. } => &mut self.policy_violation,
             DisconnectReason::WriteStalled => &mut self.write_stalled,
             DisconnectReason::LocalClose(_) => &mut self.local_close,
+            DisconnectReason::Tls { .. } => &mut self.tls,
         };
         *counter += 1;
     }
@@ -67,6 +70,7 @@ impl CloseCounts {
             + self.policy_violation
             + self.write_stalled
             + self.local_close
+            + self.tls
     }
 }
 

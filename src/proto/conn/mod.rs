@@ -64,6 +64,7 @@ mod rtt;
 mod socket;
 mod state;
 mod timer;
+mod transport;
 
 #[cfg(test)]
 mod tests;

@@ -157,6 +157,8 @@ impl Core {
             listener,
             config,
             paused: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         });
         Ok(id)
     }

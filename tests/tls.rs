@@ -1,0 +1,553 @@
+//! TLS on real loopback sockets (feature `tls`): handshake and echo, each
+//! refused handshake with the reason it names and a backoff, heartbeats
+//! and dead-peer detection through TLS, a slowloris and garbage instead of
+//! a ClientHello, close_notify after CLOSE, and a 1 MiB message.
+#![cfg(feature = "tls")]
+
+#[path = "support/certs.rs"]
+mod certs;
+#[path = "support/proxy.rs"]
+mod proxy;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use certs::{Ca, Leaf};
+use proxy::{Mode, Proxy};
+use support::*;
+use tether::proto::codec::{Decoder, Frame, Handshake};
+use tether::tls::rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
+use tether::{tls, CloseCode, Config, DisconnectReason, TlsFailure};
+
+const NAME: &str = "localhost";
+
+fn server_tls(leaf: &Leaf, client_ca: Option<&Ca>) -> Arc<ServerConfig> {
+    tls::server_config_from_pem(
+        leaf.cert.as_bytes(),
+        leaf.key.as_bytes(),
+        client_ca.map(|ca| ca.pem.as_bytes()),
+    )
+    .expect("server config")
+}
+
+fn client_tls(ca: &Ca, cert: Option<&Leaf>) -> Arc<ClientConfig> {
+    tls::client_config_from_pem(
+        ca.pem.as_bytes(),
+        cert.map(|c| (c.cert.as_bytes(), c.key.as_bytes())),
+    )
+    .expect("client config")
+}
+
+/// An echo server listening with TLS on a free loopback port.
+fn tls_echo_server(config: Config, tls: Arc<ServerConfig>) -> Running {
+    spawn(config, true, move |r| {
+        let l = r
+            .listen_tls("127.0.0.1:0".parse().expect("addr"), tls)
+            .expect("listen");
+        r.local_addr(l)
+    })
+}
+
+/// A client reactor with one TLS link to `addr`, verifying `name`.
+fn tls_dialer(config: Config, addr: SocketAddr, name: &str, tls: Arc<ClientConfig>) -> Running {
+    let name = tls::server_name(name).expect("name");
+    spawn(config, false, move |r| {
+        r.dial_tls(addr, name, tls);
+        None
+    })
+}
+
+fn is_tls(reason: &DisconnectReason, failure: TlsFailure) -> bool {
+    matches!(reason, DisconnectReason::Tls { failure: f, .. } if *f == failure)
+}
+
+/// The client's link fails its attempts with `failure`, and backs off
+/// between them (no hot loop): a few attempts a second, with growing
+/// delays.
+fn assert_fails_with_backoff(client: &Running, failure: TlsFailure) {
+    let (_, first) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Reconnecting(..)))
+        .expect("the attempt failed");
+    let Seen::Reconnecting(_, _, _, reason) = &first else {
+        unreachable!()
+    };
+    assert!(is_tls(reason, failure), "expected {failure:?}: {reason:?}");
+    // Detail says what failed, in rustls's words.
+    assert!(reason.to_string().starts_with("TLS: "), "{reason}");
+    let later = client.collect_for(ms(1000));
+    let mut delays = Vec::new();
+    for (_, seen) in &later {
+        match seen {
+            Seen::Reconnecting(_, _, delay, reason) => {
+                assert!(is_tls(reason, failure), "{reason:?}");
+                delays.push(*delay);
+            }
+            Seen::Connected(..) => panic!("connected despite {failure:?}"),
+            _ => {}
+        }
+    }
+    // Backoff 50, 100, 200, 400, 400 ms: at most 5 more attempts in 1 s.
+    assert!(
+        (1..=5).contains(&delays.len()),
+        "attempts in 1 s: {delays:?}"
+    );
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+}
+
+#[test]
+fn tls_handshake_then_echo() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, None),
+    );
+    let (_, seen) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected over TLS");
+    let id = seen.id();
+    for i in 0..100u32 {
+        client
+            .handle
+            .send(id, Bytes::from(format!("message {i}")))
+            .expect("send");
+    }
+    for i in 0..100u32 {
+        let (_, seen) = client
+            .wait_for(ms(3000), |s| matches!(s, Seen::Message(..)))
+            .expect("echo");
+        assert_eq!(seen, Seen::Message(id, Bytes::from(format!("message {i}"))));
+    }
+    let server = server.stop();
+    let client = client.stop();
+    assert_eq!(server.stats().closes.tls, 0);
+    assert_eq!(client.stats().closes.tls, 0);
+}
+
+#[test]
+fn tls_with_a_required_client_certificate() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let client_ca = Ca::new("client CA");
+    let server = tls_echo_server(
+        config(500, 500),
+        server_tls(&ca.server(&[NAME]), Some(&client_ca)),
+    );
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, Some(&client_ca.client())),
+    );
+    let (_, seen) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected with a client certificate");
+    client.handle.send(seen.id(), &b"ping"[..]).expect("send");
+    client
+        .wait_for(
+            ms(3000),
+            |s| matches!(s, Seen::Message(_, m) if m == "ping"),
+        )
+        .expect("echo");
+}
+
+#[test]
+fn a_server_certificate_the_client_does_not_trust_fails_each_attempt() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let other = Ca::new("other CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&other.server(&[NAME]), None));
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, None),
+    );
+    assert_fails_with_backoff(&client, TlsFailure::UntrustedCertificate);
+    drop(client);
+    // The server hears the client's alert.
+    let server = server.stop();
+    assert!(server.stats().closes.tls >= 1, "{:?}", server.stats());
+}
+
+#[test]
+fn a_name_mismatch_fails_each_attempt() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        "other.example",
+        client_tls(&ca, None),
+    );
+    assert_fails_with_backoff(&client, TlsFailure::NameMismatch);
+}
+
+#[test]
+fn an_expired_server_certificate_fails_each_attempt() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(
+        config(500, 500),
+        server_tls(&ca.expired_server(&[NAME]), None),
+    );
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, None),
+    );
+    assert_fails_with_backoff(&client, TlsFailure::Expired);
+}
+
+#[test]
+fn a_missing_client_certificate_fails_each_attempt_on_both_ends() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let client_ca = Ca::new("client CA");
+    let server = tls_echo_server(
+        config(500, 500),
+        server_tls(&ca.server(&[NAME]), Some(&client_ca)),
+    );
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, None),
+    );
+    assert_fails_with_backoff(&client, TlsFailure::ClientCertRequired);
+    drop(client);
+    let server = server.stop();
+    assert!(server.stats().closes.tls >= 1, "{:?}", server.stats());
+    assert_eq!(server.stats().closes.handshake_timeout, 0);
+}
+
+#[test]
+fn a_tls_client_on_a_plain_port_fails_each_attempt_with_not_tls() {
+    init_logs();
+    let server = echo_server(config(500, 500), None);
+    let ca = Ca::new("test CA");
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, None),
+    );
+    assert_fails_with_backoff(&client, TlsFailure::NotTls);
+}
+
+#[test]
+fn a_plain_client_on_a_tls_port_is_refused_as_not_tls() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let client = dialer(config(500, 500), server.addr.expect("bound"));
+    // The plain client reads a TLS alert where it expected WELCOME.
+    let (_, seen) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Reconnecting(..)))
+        .expect("the attempt failed");
+    assert!(
+        matches!(
+            seen,
+            Seen::Reconnecting(_, _, _, DisconnectReason::ProtocolError { .. })
+                | Seen::Reconnecting(_, _, _, DisconnectReason::PeerEof)
+        ),
+        "{seen:?}"
+    );
+    let later = client.collect_for(ms(1000));
+    let attempts = later
+        .iter()
+        .filter(|(_, s)| matches!(s, Seen::Reconnecting(..)))
+        .count();
+    assert!((1..=5).contains(&attempts), "{attempts} attempts in 1 s");
+    drop(client);
+    let server = server.stop();
+    assert!(server.stats().closes.tls >= 2, "{:?}", server.stats());
+    assert_eq!(server.stats().closes.handshake_timeout, 0);
+}
+
+#[test]
+fn garbage_instead_of_a_client_hello_is_closed_at_once() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let mut config = config(500, 500);
+    config.handshake_timeout = ms(3000);
+    let server = tls_echo_server(config, server_tls(&ca.server(&[NAME]), None));
+    let mut raw = RawPeer::connect(server.addr.expect("bound"));
+    let sent = Instant::now();
+    raw.send_raw(&[0xAB; 64]).expect("write");
+    let mut buf = [0u8; 256];
+    raw.stream
+        .set_read_timeout(Some(ms(2000)))
+        .expect("timeout");
+    // An alert, perhaps, then the end; well before the handshake timeout.
+    loop {
+        match raw.stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        sent.elapsed() < ms(1500),
+        "closed after {:?}",
+        sent.elapsed()
+    );
+    let server = server.stop();
+    assert_eq!(server.stats().closes.tls, 1, "{:?}", server.stats());
+}
+
+/// The first bytes a TLS client sends: its ClientHello.
+fn client_hello(ca: &Ca) -> Vec<u8> {
+    let name = tls::server_name(NAME).expect("name");
+    let mut conn = ClientConnection::new(client_tls(ca, None), name).expect("client");
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).expect("write to a Vec");
+    }
+    hello
+}
+
+#[test]
+fn a_client_hello_trickled_byte_by_byte_ends_at_the_handshake_timeout() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let mut config = config(500, 500);
+    config.handshake_timeout = ms(600);
+    let server = tls_echo_server(config, server_tls(&ca.server(&[NAME]), None));
+    let hello = client_hello(&ca);
+    let mut raw = RawPeer::connect(server.addr.expect("bound"));
+    let start = Instant::now();
+    // One byte every 20 ms: every byte is life, but the handshake timeout
+    // covers the TLS handshake and HELLO whatever arrives.
+    let mut closed = None;
+    for byte in hello.iter().take(100) {
+        if raw.send_raw(&[*byte]).is_err() {
+            closed = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(ms(20));
+        raw.stream.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 64];
+        let r = raw.stream.read(&mut buf);
+        raw.stream.set_nonblocking(false).expect("blocking");
+        match r {
+            Ok(0) => {
+                closed = Some(start.elapsed());
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(_) | Err(_) => {
+                closed = Some(start.elapsed());
+                break;
+            }
+        }
+    }
+    let closed = closed.expect("the server never closed the slow handshake");
+    assert!(
+        closed >= ms(580) && closed <= ms(600 + 700),
+        "closed after {closed:?}; handshake timeout 600 ms"
+    );
+    let server = server.stop();
+    assert_eq!(server.stats().closes.handshake_timeout, 1);
+}
+
+#[test]
+fn a_stall_after_the_tls_handshake_ends_at_the_handshake_timeout() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let mut config = config(500, 500);
+    config.handshake_timeout = ms(600);
+    let server = tls_echo_server(config, server_tls(&ca.server(&[NAME]), None));
+    let start = Instant::now();
+    let mut raw = RawTls::connect(server.addr.expect("bound"), &ca);
+    // The TLS handshake completes; HELLO never comes.
+    raw.complete_handshake();
+    let (frames, eof) = raw.read_until_eof(ms(2000));
+    let eof = eof.expect("closed");
+    let took = eof - start;
+    assert!(
+        took >= ms(580) && took <= ms(600 + 700),
+        "closed after {took:?}; handshake timeout 600 ms"
+    );
+    assert!(
+        matches!(&frames[..], [Frame::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR),
+        "{frames:?}"
+    );
+    let server = server.stop();
+    assert_eq!(server.stats().closes.handshake_timeout, 1);
+}
+
+/// A raw tether client over blocking TLS (rustls's `StreamOwned`).
+struct RawTls {
+    stream: StreamOwned<ClientConnection, TcpStream>,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl RawTls {
+    fn connect(addr: SocketAddr, ca: &Ca) -> RawTls {
+        let name = tls::server_name(NAME).expect("name");
+        let conn = ClientConnection::new(client_tls(ca, None), name).expect("client");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        RawTls {
+            stream: StreamOwned::new(conn, tcp),
+            buf: BytesMut::new(),
+            decoder: Decoder::new(1 << 20),
+        }
+    }
+
+    fn complete_handshake(&mut self) {
+        let StreamOwned { conn, sock } = &mut self.stream;
+        while conn.is_handshaking() {
+            conn.complete_io(sock).expect("TLS handshake");
+        }
+    }
+
+    fn send_frame(&mut self, frame: &Frame) {
+        self.stream.write_all(&frame_bytes(frame)).expect("write");
+        self.stream.flush().expect("flush");
+    }
+
+    /// Frames until the end of the stream; the end's instant if it came
+    /// with close_notify (a clean TLS end).
+    fn read_until_eof(&mut self, limit: Duration) -> (Vec<Frame>, Option<Instant>) {
+        self.stream
+            .sock
+            .set_read_timeout(Some(limit))
+            .expect("timeout");
+        let mut frames = Vec::new();
+        loop {
+            while let Ok(Some(frame)) = self.decoder.decode(&mut self.buf) {
+                frames.push(frame);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return (frames, Some(Instant::now())),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    log::info!("raw TLS read ended: {e}");
+                    return (frames, None);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_close_sends_close_notify_after_close() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let mut raw = RawTls::connect(server.addr.expect("bound"), &ca);
+    raw.send_frame(&Frame::Hello(Handshake::default()));
+    let (_, seen) = server
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("server connected");
+    server
+        .handle
+        .close(seen.id(), CloseCode::NORMAL, "bye")
+        .expect("close");
+    // WELCOME, CLOSE, then a clean TLS end (close_notify: `read` returns
+    // 0; without it rustls reports an unexpected EOF).
+    let (frames, clean_end) = raw.read_until_eof(ms(3000));
+    assert!(
+        matches!(&frames[..], [Frame::Welcome(_), Frame::Close { code, reason }]
+            if *code == CloseCode::NORMAL && reason == "bye"),
+        "{frames:?}"
+    );
+    assert!(clean_end.is_some(), "no close_notify after CLOSE");
+}
+
+#[test]
+fn a_1_mib_message_over_tls() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let config = || {
+        let mut c = config(500, 1000);
+        c.max_frame = 2 << 20;
+        c
+    };
+    let server = tls_echo_server(config(), server_tls(&ca.server(&[NAME]), None));
+    let client = tls_dialer(
+        config(),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, None),
+    );
+    let (_, seen) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected");
+    let message: Bytes = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    client
+        .handle
+        .send(seen.id(), message.clone())
+        .expect("send");
+    let (_, echo) = client
+        .wait_for(ms(5000), |s| matches!(s, Seen::Message(..)))
+        .expect("echo of 1 MiB");
+    let Seen::Message(_, echo) = echo else {
+        unreachable!()
+    };
+    assert_eq!(echo.len(), message.len());
+    assert!(echo == message, "the echo differs");
+}
+
+#[test]
+fn heartbeats_keep_an_idle_tls_link_and_a_blackhole_is_detected() {
+    init_logs();
+    const I: u64 = 300;
+    const T: u64 = 300;
+    const SLACK: u64 = I / 10 + 400;
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(I, T), server_tls(&ca.server(&[NAME]), None));
+    let proxy = Proxy::start(server.addr.expect("bound"));
+    let control = proxy.handle();
+    let client = tls_dialer(config(I, T), proxy.addr(), NAME, client_tls(&ca, None));
+    client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected");
+    // Idle for several heartbeat periods: PING/PONG inside TLS keep it.
+    let idle = client.collect_for(ms(4 * (I + T)));
+    assert!(
+        !idle
+            .iter()
+            .any(|(_, s)| matches!(s, Seen::Disconnected(..) | Seen::Reconnecting(..))),
+        "{idle:?}"
+    );
+    // Pull the plug without a FIN: both ends find the peer dead.
+    let cut = Instant::now();
+    control.set_mode(Mode::Blackhole);
+    let (at, seen) = client
+        .wait_for(ms(I + T + SLACK + 2000), |s| {
+            matches!(s, Seen::Disconnected(..))
+        })
+        .expect("client detected the dead peer");
+    assert_eq!(
+        seen,
+        Seen::Disconnected(seen.id(), DisconnectReason::HeartbeatTimeout)
+    );
+    assert!(at - cut <= ms(I + T + SLACK), "after {:?}", at - cut);
+    let (at, seen) = server
+        .wait_for(ms(I + T + SLACK + 2000), |s| {
+            matches!(s, Seen::Disconnected(..))
+        })
+        .expect("server detected the dead peer");
+    assert_eq!(
+        seen,
+        Seen::Disconnected(seen.id(), DisconnectReason::HeartbeatTimeout)
+    );
+    assert!(at - cut <= ms(I + T + SLACK), "after {:?}", at - cut);
+    // The cable back: the link redials through TLS on its own.
+    control.set_mode(Mode::PassThrough);
+    client
+        .wait_for(ms(5000), |s| matches!(s, Seen::Connected(..)))
+        .expect("reconnected over TLS");
+}
