@@ -7,9 +7,10 @@
 //! inside the TLS stream, from HELLO on (`docs/PROTOCOL.md`). The
 //! handshake timeout covers the TLS handshake and HELLO together; every
 //! byte received, TLS records included, is proof of life. A failed
-//! handshake ends that attempt with [`DisconnectReason::Tls`], whose
-//! [`TlsFailure`] says what failed; a dialed link backs off and redials as
-//! after any failed attempt.
+//! handshake ends that attempt with
+//! [`DisconnectReason::Tls`](crate::DisconnectReason::Tls), whose
+//! [`TlsFailure`] says what failed; a dialed link backs off and redials
+//! as after any failed attempt.
 //!
 //! The crypto provider is rustls's `ring` (no OpenSSL, no C toolchain
 //! beyond what `ring` needs); the helpers here pass it explicitly, so they

@@ -295,11 +295,10 @@ fn garbage_instead_of_a_client_hello_is_closed_at_once() {
             Ok(_) => {}
         }
     }
-    assert!(
-        sent.elapsed() < ms(1500),
-        "closed after {:?}",
-        sent.elapsed()
-    );
+    // At once: not at the 3 s handshake timeout.
+    let took = sent.elapsed();
+    eprintln!("garbage closed after {took:?}");
+    assert!(took < ms(500), "closed after {took:?}");
     let server = server.stop();
     assert_eq!(server.stats().closes.tls, 1, "{:?}", server.stats());
 }
@@ -351,6 +350,7 @@ fn a_client_hello_trickled_byte_by_byte_ends_at_the_handshake_timeout() {
         }
     }
     let closed = closed.expect("the server never closed the slow handshake");
+    eprintln!("trickled ClientHello closed after {closed:?}");
     assert!(
         closed >= ms(580) && closed <= ms(600 + 700),
         "closed after {closed:?}; handshake timeout 600 ms"
@@ -373,6 +373,7 @@ fn a_stall_after_the_tls_handshake_ends_at_the_handshake_timeout() {
     let (frames, eof) = raw.read_until_eof(ms(2000));
     let eof = eof.expect("closed");
     let took = eof - start;
+    eprintln!("stall after the TLS handshake closed after {took:?}");
     assert!(
         took >= ms(580) && took <= ms(600 + 700),
         "closed after {took:?}; handshake timeout 600 ms"
@@ -535,6 +536,10 @@ fn heartbeats_keep_an_idle_tls_link_and_a_blackhole_is_detected() {
         Seen::Disconnected(seen.id(), DisconnectReason::HeartbeatTimeout)
     );
     assert!(at - cut <= ms(I + T + SLACK), "after {:?}", at - cut);
+    eprintln!(
+        "client: dead peer detected {:?} after the blackhole",
+        at - cut
+    );
     let (at, seen) = server
         .wait_for(ms(I + T + SLACK + 2000), |s| {
             matches!(s, Seen::Disconnected(..))
@@ -545,6 +550,10 @@ fn heartbeats_keep_an_idle_tls_link_and_a_blackhole_is_detected() {
         Seen::Disconnected(seen.id(), DisconnectReason::HeartbeatTimeout)
     );
     assert!(at - cut <= ms(I + T + SLACK), "after {:?}", at - cut);
+    eprintln!(
+        "server: dead peer detected {:?} after the blackhole",
+        at - cut
+    );
     // The cable back: the link redials through TLS on its own.
     control.set_mode(Mode::PassThrough);
     client
