@@ -560,3 +560,122 @@ fn heartbeats_keep_an_idle_tls_link_and_a_blackhole_is_detected() {
         .wait_for(ms(5000), |s| matches!(s, Seen::Connected(..)))
         .expect("reconnected over TLS");
 }
+
+/// Counts the server's connections and echoes.
+#[derive(Default)]
+struct ServerCount {
+    connected: usize,
+}
+
+impl tether::Handler for ServerCount {
+    fn on_connected(
+        &mut self,
+        _: &mut tether::Context<'_>,
+        _: tether::ConnId,
+        _: &tether::PeerInfo,
+    ) {
+        self.connected += 1;
+    }
+}
+
+/// A TLS server reactor on `addr` (port 0: a free one), turned on this
+/// thread until `kill` is set or `want` connections are up, then
+/// dropped without a shutdown: every socket closes at once, with no CLOSE
+/// and no close_notify, as when the process is killed.
+fn serve_until_killed(
+    addr: SocketAddr,
+    tls: Arc<ServerConfig>,
+    kill: Arc<std::sync::atomic::AtomicBool>,
+    bound: std::sync::mpsc::Sender<SocketAddr>,
+) -> (usize, tether::ReactorStats) {
+    let mut reactor = tether::Reactor::with_config(config(500, 1000)).expect("reactor");
+    let l = reactor.listen_tls(addr, tls).expect("listen");
+    bound
+        .send(reactor.local_addr(l).expect("bound"))
+        .expect("test waits");
+    let mut handler = ServerCount::default();
+    while !kill.load(std::sync::atomic::Ordering::SeqCst) {
+        reactor.poll_once(&mut handler, Some(ms(10))).expect("poll");
+    }
+    (handler.connected, reactor.stats())
+}
+
+#[test]
+fn tls_links_come_back_after_the_server_is_killed_and_restarted() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    const LINKS: usize = 200;
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server_config = server_tls(&ca.server(&[NAME]), None);
+    let start_server = |addr: SocketAddr| {
+        let kill = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let tls = server_config.clone();
+        let flag = kill.clone();
+        let thread = std::thread::spawn(move || serve_until_killed(addr, tls, flag, tx));
+        let bound = rx.recv().expect("server started");
+        (kill, thread, bound)
+    };
+    let (kill, first, addr) = start_server("127.0.0.1:0".parse().expect("addr"));
+    let mut client_config = config(500, 1000);
+    client_config.backoff.jitter = 0.2;
+    let client_tls = client_tls(&ca, None);
+    let client = spawn(client_config, false, move |r| {
+        for _ in 0..LINKS {
+            let name = tls::server_name(NAME).expect("name");
+            r.dial_tls(addr, name, client_tls.clone());
+        }
+        None
+    });
+    let mut up = std::collections::HashSet::new();
+    while up.len() < LINKS {
+        let (_, seen) = client
+            .wait_for(ms(20_000), |s| matches!(s, Seen::Connected(..)))
+            .unwrap_or_else(|| panic!("{} of {LINKS} links up", up.len()));
+        up.insert(seen.id());
+    }
+    // Kill: every TLS socket of the server closes at once.
+    kill.store(true, Ordering::SeqCst);
+    let (served, _) = first.join().expect("server thread");
+    assert_eq!(served, LINKS);
+    let down = Instant::now();
+    let mut lost = std::collections::HashSet::new();
+    let mut attempts = std::collections::HashMap::<tether::ConnId, u32>::new();
+    // Down for a second: the links redial into refused connects, backing
+    // off (50 ms doubling to 400 ms, ±20 %).
+    for (_, seen) in client.collect_for(ms(1000)) {
+        match seen {
+            Seen::Disconnected(id, reason) => {
+                assert!(
+                    matches!(reason, DisconnectReason::PeerEof | DisconnectReason::Io(_)),
+                    "{reason:?}"
+                );
+                lost.insert(id);
+            }
+            Seen::Reconnecting(id, ..) => *attempts.entry(id).or_default() += 1,
+            Seen::Connected(..) => panic!("connected to a dead server"),
+            _ => {}
+        }
+    }
+    assert_eq!(lost.len(), LINKS, "links that noticed the kill");
+    let most = attempts.values().copied().max().unwrap_or(0);
+    assert!(most <= 6, "a link redialled {most} times in 1 s");
+    // Restart on the same port: every link comes back over TLS, once.
+    let (kill, second, again) = start_server(addr);
+    assert_eq!(again, addr);
+    let mut back = std::collections::HashSet::new();
+    while back.len() < LINKS {
+        let (_, seen) = client
+            .wait_for(ms(20_000), |s| matches!(s, Seen::Connected(..)))
+            .unwrap_or_else(|| panic!("{} of {LINKS} links back", back.len()));
+        back.insert(seen.id());
+    }
+    eprintln!("{LINKS} TLS links back {:?} after the kill", down.elapsed());
+    kill.store(true, Ordering::SeqCst);
+    let (served, stats) = second.join().expect("server thread");
+    assert_eq!(served, LINKS);
+    assert_eq!(stats.accepted, LINKS as u64, "one accept per link");
+    assert_eq!(stats.closes.tls, 0, "{stats:?}");
+    assert_eq!(stats.closes.handshake_timeout, 0, "{stats:?}");
+}
