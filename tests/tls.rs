@@ -679,3 +679,29 @@ fn tls_links_come_back_after_the_server_is_killed_and_restarted() {
     assert_eq!(stats.closes.tls, 0, "{stats:?}");
     assert_eq!(stats.closes.handshake_timeout, 0, "{stats:?}");
 }
+
+#[test]
+fn a_handle_dials_over_tls_from_another_thread() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let client = spawn(config(500, 500), false, |_| None);
+    let name = tls::server_name(NAME).expect("name");
+    let id = client
+        .handle
+        .dial_tls(
+            server.addr.expect("bound"),
+            name,
+            client_tls(&ca, None),
+            None,
+        )
+        .expect("dialed");
+    let (_, seen) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected over TLS");
+    assert_eq!(seen.id(), id);
+    client.handle.send(id, &b"hi"[..]).expect("send");
+    client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Message(_, m) if m == "hi"))
+        .expect("echo");
+}

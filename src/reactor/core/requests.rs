@@ -229,6 +229,12 @@ impl Core {
                     // Not if the caller gave up waiting: it has no id.
                     reply.answer(|| self.dial(addr, config));
                 }
+                #[cfg(feature = "tls")]
+                Command::DialTls(addr, config, tls, reply) => {
+                    let config = config.unwrap_or_else(|| self.config.clone());
+                    let (name, tls) = *tls;
+                    reply.answer(|| self.dial_tls(addr, config, name, tls));
+                }
                 Command::Shutdown => self.begin_shutdown(),
                 Command::Reading(id, on) => {
                     self.set_reading(id, on);
