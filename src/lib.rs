@@ -110,6 +110,16 @@
 //! [`Config`]; every configuration is validated ([`ConfigError`]) wherever
 //! it reaches a reactor.
 //!
+//! ## TLS
+//!
+//! With the cargo feature `tls`, listeners and dials can run over TLS
+//! (rustls, `ring` provider): `Reactor::listen_tls` and
+//! `Reactor::dial_tls` take a rustls configuration, which the `tls`
+//! module builds from PEM files (ALPN `tether/1`). TLS sits below the
+//! frame codec, so heartbeats, dead-peer detection, backpressure and
+//! redials are the same; a refused handshake ends the attempt with
+//! [`DisconnectReason::Tls`], whose [`TlsFailure`] says what failed.
+//!
 //! ## Guarantees and limits
 //!
 //! - A peer that goes silent is declared dead within `I + T` of its last

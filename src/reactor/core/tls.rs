@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use log::{debug, warn};
+use log::warn;
 use mio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
@@ -186,9 +186,9 @@ impl Core {
                 nothing
             }
             TlsRead::Failed(reason) => {
-                debug!("{} {}: {reason}", slot.id, slot.addr);
-                // The alert rustls queued for the peer goes out with the
-                // socket's close (see `TlsSession::finish`).
+                // Logged once, with the peer's address, where the close is
+                // counted. The alert rustls queued for the peer goes out
+                // with the socket's close (see `TlsSession::finish`).
                 slot.conn
                     .handle_transport_failure(now, reason, &mut self.scratch);
                 nothing
