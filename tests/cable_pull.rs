@@ -8,7 +8,9 @@
 //! The same pull is repeated with application heartbeats off and the
 //! kernel's keepalive and TCP_USER_TIMEOUT tuned instead, and once more with
 //! neither, which shows the problem tether exists to solve: nothing is
-//! noticed at all. Each run adds its row to a table of detection times
+//! noticed at all. With the `tls` feature a fourth run repeats the first
+//! with the links over TLS (certificates made by the test, passed to the
+//! children in the environment). Each run adds its row to a table of detection times
 //! printed on stderr (visible with `--nocapture`).
 //!
 //! How it is wired: the server and the clients are this test binary itself,
@@ -24,7 +26,7 @@
 //!
 //! These tests need root and `ip netns`, so they are ignored by default;
 //! `.ci/run` runs them with
-//! `cargo test --test cable_pull -- --ignored --nocapture --test-threads=1`
+//! `cargo test --features tls --test cable_pull -- --ignored --nocapture --test-threads=1`
 //! when it can.
 
 #[cfg(feature = "tls")]
