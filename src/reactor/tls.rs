@@ -248,7 +248,9 @@ impl TlsSession {
                         conn.handle_io_error(now, io::ErrorKind::WriteZero, events);
                         return;
                     }
-                    Ok(_) => {}
+                    // The peer takes our records: progress, even while
+                    // the connection's own queue waits behind them.
+                    Ok(_) => conn.note_transport_output(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if conn.state().has_socket() {
                             conn.handle_write_blocked(now);

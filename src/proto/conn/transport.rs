@@ -20,6 +20,16 @@ impl Connection {
         }
     }
 
+    /// The transport below the codec wrote bytes of ours to the socket
+    /// (TLS records of output the connection handed over earlier): the
+    /// peer is reading, which is progress for the write-stall timer
+    /// whether or not the connection's own queue moved.
+    pub fn note_transport_output(&mut self) {
+        // Progress is a change of `bytes_sent` since the mark (see
+        // `on_write_stall_timer`): move the mark off it.
+        self.stall_mark = (self.stats.bytes_sent as u32).wrapping_sub(1);
+    }
+
     /// The transport below the codec failed for `reason` (a TLS handshake
     /// refused, a record that does not decrypt): the socket is closed at
     /// once and a client redials with backoff, as for any failed attempt.
@@ -80,6 +90,33 @@ mod tests {
         );
         assert_eq!(conn.last_recv(), Some(later));
         assert_eq!(conn.stats().bytes_received, received, "not tether input");
+    }
+
+    #[test]
+    fn transport_output_is_progress_for_the_write_stall_timer() {
+        let t0 = Instant::now();
+        let config = Config::builder()
+            .heartbeat(Duration::from_secs(60), Duration::from_secs(60))
+            .write_stall_timeout(Some(Duration::from_secs(1)))
+            .build()
+            .expect("config");
+        let mut conn = Connection::server(Arc::new(config), t0, 1, 1);
+        let mut hello = BytesMut::new();
+        codec::encode_hello(&Handshake::default(), &mut hello);
+        let mut events = Vec::new();
+        conn.handle_input(t0, &mut hello, &mut events);
+        conn.send_slice(&[7; 100]).expect("queued");
+        // The socket is full: the stall timer is armed.
+        conn.handle_write_blocked(t0);
+        // Only the transport moves (rustls writes earlier records).
+        conn.note_transport_output();
+        let t1 = t0 + Duration::from_millis(1100);
+        conn.handle_timeout(t1, &mut events);
+        assert_eq!(conn.state(), State::Established, "progress, not a stall");
+        // A window with no progress at all is a stall.
+        let t2 = t1 + Duration::from_millis(1100);
+        conn.handle_timeout(t2, &mut events);
+        assert_eq!(conn.close_reason(), Some(&DisconnectReason::WriteStalled));
     }
 
     #[test]
