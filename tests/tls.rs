@@ -705,3 +705,48 @@ fn a_handle_dials_over_tls_from_another_thread() {
         .wait_for(ms(3000), |s| matches!(s, Seen::Message(_, m) if m == "hi"))
         .expect("echo");
 }
+
+#[test]
+fn a_record_that_does_not_decrypt_ends_an_established_tls_link() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let mut raw = RawTls::connect(server.addr.expect("bound"), &ca);
+    raw.send_frame(&Frame::Hello(Handshake::default()));
+    server
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("server connected");
+    // An application-data record of junk, straight onto the TCP stream.
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    record.extend_from_slice(&[0x5A; 0x40]);
+    raw.stream.sock.write_all(&record).expect("write");
+    let (_, seen) = server
+        .wait_for(ms(3000), |s| matches!(s, Seen::Disconnected(..)))
+        .expect("the server ended the link");
+    let Seen::Disconnected(_, reason) = seen else {
+        unreachable!()
+    };
+    assert!(is_tls(&reason, TlsFailure::Other), "{reason:?}");
+    let server = server.stop();
+    assert_eq!(server.stats().closes.tls, 1);
+}
+
+#[test]
+fn garbage_frames_inside_tls_get_close_1002_inside_tls() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let mut raw = RawTls::connect(server.addr.expect("bound"), &ca);
+    raw.stream.write_all(&[0xFF; 32]).expect("write");
+    raw.stream.flush().expect("flush");
+    // CLOSE 1002 inside TLS, then close_notify: a clean TLS end.
+    let (frames, clean_end) = raw.read_until_eof(ms(3000));
+    assert!(
+        matches!(&frames[..], [Frame::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR || *code == CloseCode::TOO_LARGE),
+        "{frames:?}"
+    );
+    assert!(clean_end.is_some(), "no close_notify after CLOSE");
+    let server = server.stop();
+    assert_eq!(server.stats().closes.protocol_error, 1);
+    assert_eq!(server.stats().closes.tls, 0);
+}
