@@ -158,15 +158,16 @@ mod id;
 mod net;
 mod reactor;
 mod rng;
+mod session_ids;
 
 pub use config::{
-    BackoffConfig, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood, SocketOptions,
-    UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
+    BackoffConfig, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood, ResumeConfig,
+    SocketOptions, UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
 };
 pub use error::{CloseCode, ConfigError, DisconnectReason, TlsFailure};
 pub use handle::{Handle, HandleError, DIAL_WAIT};
 pub use id::{ConnId, ListenerId, SourceId, TimerId};
-pub use proto::conn::{PeerInfo, Role, SendError, State, UndeliveredCause};
+pub use proto::conn::{PeerInfo, ResumeStatus, Role, SendError, State, UndeliveredCause};
 pub use reactor::{
     CloseCounts, ConnStats, Context, Handler, Message, Reactor, ReactorStats, Ready,
 };

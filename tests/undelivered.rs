@@ -72,7 +72,11 @@ impl Seen {
 
 #[test]
 fn a_handle_send_the_reactor_refuses_is_handed_back() {
-    let mut reactor = Reactor::with_config(config(60_000, 60_000)).expect("reactor");
+    // Without resume: a link that is down refuses (with resume it keeps
+    // the message for its session).
+    let mut cfg = config(60_000, 60_000);
+    cfg.resume = None;
+    let mut reactor = Reactor::with_config(cfg).expect("reactor");
     let link = reactor.dial(free_addr()); // never connects
     let handle = reactor.handle();
     handle.send(link, &b"lost?"[..]).expect("queued");
@@ -92,6 +96,8 @@ fn a_handle_send_the_reactor_refuses_is_handed_back() {
 fn handle_sends_are_bounded_at_the_call_site_and_a_drain_follows() {
     let mut cfg = config(60_000, 60_000);
     cfg.max_outbound = 64 * 1024;
+    // Without resume, so that the link that is down refuses each message.
+    cfg.resume = None;
     let mut reactor = Reactor::with_config(cfg).expect("reactor");
     let link = reactor.dial(free_addr());
     let handle: Handle = reactor.handle();

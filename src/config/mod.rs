@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 mod backoff;
+mod resume;
 mod socket;
 
 pub use self::backoff::BackoffConfig;
+pub use self::resume::ResumeConfig;
 pub use self::socket::{Keepalive, SocketOptions, UserTimeout};
 use crate::error::ConfigError;
 
@@ -148,6 +150,10 @@ pub struct Config {
     /// Seed for jitter and PING nonces; connections mix in their own id.
     /// Default: a fixed constant (the reactor seeds from the clock).
     pub seed: u64,
+    /// Session resume: a dialed link asks for it, a server grants it.
+    /// `None` turns it off (a peer then gets no resume guarantee). Default
+    /// on, with [`ResumeConfig::default`].
+    pub resume: Option<ResumeConfig>,
 }
 
 impl Default for Config {
@@ -166,6 +172,7 @@ impl Default for Config {
             write_stall_timeout: Some(Duration::from_secs(30)),
             socket: SocketOptions::default(),
             seed: 0x7E7E_7E7E_7E7E_7E7E,
+            resume: Some(ResumeConfig::default()),
         }
     }
 }
@@ -209,6 +216,13 @@ impl Config {
         Duration::from_millis(ms)
     }
 
+    /// Resume: the bound on a session's unacknowledged bytes (its
+    /// `max_unacked`, or `max_outbound`); `None` without resume.
+    pub fn max_unacked(&self) -> Option<usize> {
+        self.resume
+            .map(|r| r.max_unacked.unwrap_or(self.max_outbound))
+    }
+
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(hb) = self.heartbeat {
@@ -249,6 +263,9 @@ impl Config {
             return Err(ConfigError("stall_tolerance must be at least 10 ms"));
         }
         self.backoff.validate()?;
+        if let Some(resume) = &self.resume {
+            resume.validate()?;
+        }
         // Deadlines are `now + duration` (an Instant overflow panics) and
         // are kept as i64 nanoseconds from the first one (±292 years).
         let durations = [
@@ -367,6 +384,18 @@ impl ConfigBuilder {
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = seed;
         self
+    }
+
+    /// Session resume settings; `None` turns resume off. Default on, with
+    /// [`ResumeConfig::default`].
+    pub fn resume(mut self, resume: Option<ResumeConfig>) -> Self {
+        self.config.resume = resume;
+        self
+    }
+
+    /// Turns session resume off.
+    pub fn no_resume(self) -> Self {
+        self.resume(None)
     }
 
     /// Validates and returns the configuration.

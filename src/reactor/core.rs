@@ -83,7 +83,7 @@ pub(super) enum ReadStep {
 
 pub(crate) struct Core {
     pub(super) poll: Poll,
-    /// The connections, and the reply run lent out of one of them.
+    /// The connections, and the run lent out of one of them.
     pub(super) slots: Slots,
     pub(super) listeners: Slab<ListenerSlot>,
     pub(super) wheel: Wheel<Target>,
@@ -120,7 +120,8 @@ pub(crate) struct Core {
     app: app::AppState,
     /// The generation of the last id given out (see [`ConnId`]).
     generation: u64,
-    next_session: u64,
+    /// Where accepted connections' session ids come from.
+    session_ids: crate::session_ids::SessionIds,
     seed: u64,
     /// Shutting down: close everything, give up waiting at this instant.
     pub(super) shutdown: Option<Instant>,
@@ -174,7 +175,7 @@ impl Core {
             stats: ReactorStats::default(),
             app: app::AppState::default(),
             generation: 0,
-            next_session: seed | 1,
+            session_ids: crate::session_ids::SessionIds::new(seed),
             seed,
             shutdown: None,
             max_connections: usize::MAX,
@@ -192,8 +193,9 @@ impl Core {
         let slot = self.slots.get(self.slot_index(id)?)?;
         let conn = &slot.conn;
         let s = conn.stats();
-        // What the handler queued into the lent reply run counts.
+        // What the handler queued into the lent run counts.
         let (lent_messages, lent_bytes) = self.slots.lent(id);
+        let session = conn.session_stats();
         Some(ConnStats {
             role: conn.role(),
             state: conn.state(),
@@ -217,6 +219,10 @@ impl Core {
             pending_output: conn.pending_output() + lent_bytes,
             messages_undelivered: s.messages_undelivered,
             session_id: conn.session_id(),
+            unacked_messages: session.unacked_messages,
+            unacked_bytes: session.unacked_bytes,
+            messages_resent: session.messages_resent,
+            resumes: session.resumes,
         })
     }
 

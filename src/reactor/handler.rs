@@ -202,8 +202,8 @@ impl Context<'_> {
         // A small answer to the connection being read goes into its lent
         // run, as `send_slice` does: the queue would copy it all the same,
         // and going there would return the run and lend it again.
-        if let Some(reply) = self.core.reply_run(id) {
-            if reply.push_payload(id, &message) {
+        if let Some(run) = self.core.lent_run(id) {
+            if run.push_payload(id, &message) {
                 return Ok(());
             }
         }
@@ -216,8 +216,8 @@ impl Context<'_> {
     #[inline]
     pub fn send_slice(&mut self, id: ConnId, message: &[u8]) -> Result<(), SendError> {
         // An answer to the connection being read goes into its lent run.
-        if let Some(reply) = self.core.reply_run(id) {
-            if reply.push_payload(id, message) {
+        if let Some(run) = self.core.lent_run(id) {
+            if run.push_payload(id, message) {
                 return Ok(());
             }
         }
@@ -237,8 +237,8 @@ impl Context<'_> {
                 Some(frame) => {
                     // An answer to the connection being read goes into
                     // its lent run.
-                    if let Some(reply) = self.core.reply_run(id) {
-                        if reply.push_frame(id, frame) {
+                    if let Some(run) = self.core.lent_run(id) {
+                        if run.push_frame(id, frame) {
                             return Ok(());
                         }
                     }

@@ -31,8 +31,8 @@ mod app;
 mod core;
 mod filing;
 mod handler;
+mod lent_run;
 mod message;
-mod reply;
 mod slot;
 mod slots;
 mod stats;
@@ -362,7 +362,7 @@ fn deliver_read<H: Handler>(
     if chunk.is_empty() {
         return BytesMut::new();
     }
-    // Answers to this connection may go into its lent reply run until
+    // Answers to this connection may go into its lent run until
     // the read is delivered.
     core.slots.begin_read(idx);
     let mut input = core.start_input(idx, chunk);

@@ -1,8 +1,8 @@
-//! The slab of connection slots, and the one reply run lent out of it.
+//! The slab of connection slots, and the one lent run lent out of it.
 //!
 //! While the handler answers the messages of a read, the output run of
 //! the connection being read is out of that connection (see
-//! [`ReplyRun`]). Every way to a slot that could touch a connection's
+//! [`LentRun`]). Every way to a slot that could touch a connection's
 //! output, state or socket goes through [`Slots::get_mut`] (or `remove`,
 //! `drain`, `queue_on`), which returns the run to its connection first:
 //! no code can reach a connection with its output lent, so none has to
@@ -15,7 +15,7 @@
 use log::debug;
 use slab::Slab;
 
-use super::reply::ReplyRun;
+use super::lent_run::LentRun;
 use super::slot::Slot;
 use super::ConnId;
 use crate::proto::conn::{Connection, ReadInput, SendError};
@@ -26,7 +26,7 @@ pub(super) struct Slots {
     /// The connection whose read is being delivered to the handler.
     reading: Option<ConnId>,
     /// Its output run, lent while the handler answers it.
-    reply: Option<ReplyRun>,
+    lent: Option<LentRun>,
 }
 
 impl Slots {
@@ -34,7 +34,7 @@ impl Slots {
         Slots {
             slab: Slab::new(),
             reading: None,
-            reply: None,
+            lent: None,
         }
     }
 
@@ -148,7 +148,7 @@ impl Slots {
         slot.dirty = true;
         if self.reading == Some(id) {
             if let Some((run, room, max_payload)) = slot.conn.lend_run() {
-                self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
+                self.lent = Some(LentRun::new(id, idx, run, room, max_payload));
             }
         }
         Ok(newly_dirty)
@@ -166,7 +166,7 @@ impl Slots {
         self.reading = None;
     }
 
-    /// The reply run for an answer to connection `id`: the lent one, or —
+    /// The lent run for an answer to connection `id`: the lent one, or —
     /// for the first answer of a read, to the connection being read, with
     /// no DATA queued on it — a fresh run from the thread's pool, lent at
     /// once (the queue would pack the answer into the same run and lend it
@@ -175,12 +175,12 @@ impl Slots {
     /// check the id). With the run, whether the slot was newly marked
     /// dirty (the caller lists it).
     #[inline]
-    pub(super) fn reply_for(&mut self, id: ConnId) -> (Option<&mut ReplyRun>, bool) {
+    pub(super) fn lent_run_for(&mut self, id: ConnId) -> (Option<&mut LentRun>, bool) {
         let mut newly_dirty = false;
-        if self.reply.is_none() && self.reading == Some(id) {
+        if self.lent.is_none() && self.reading == Some(id) {
             newly_dirty = self.lend_fresh(id);
         }
-        (self.reply.as_mut(), newly_dirty)
+        (self.lent.as_mut(), newly_dirty)
     }
 
     #[inline(never)]
@@ -192,7 +192,7 @@ impl Slots {
         let Some((run, room, max_payload)) = slot.conn.lend_fresh_run() else {
             return false;
         };
-        self.reply = Some(ReplyRun::new(id, idx, run, room, max_payload));
+        self.lent = Some(LentRun::new(id, idx, run, room, max_payload));
         let newly_dirty = !slot.dirty;
         slot.dirty = true;
         newly_dirty
@@ -201,7 +201,7 @@ impl Slots {
     /// What connection `id` has in the lent run: messages and bytes (for
     /// its stats, which count them as queued).
     pub(super) fn lent(&self, id: ConnId) -> (u64, usize) {
-        match &self.reply {
+        match &self.lent {
             Some(r) if r.id == id => (r.messages, r.run.len()),
             _ => (0, 0),
         }
@@ -210,18 +210,20 @@ impl Slots {
     /// Returns the lent run, if any, to its connection.
     #[inline]
     fn settle(&mut self) {
-        if let Some(reply) = self.reply.take() {
-            self.return_reply(reply);
+        if let Some(run) = self.lent.take() {
+            self.return_lent(run);
         }
     }
 
     #[inline(never)]
-    fn return_reply(&mut self, reply: ReplyRun) {
-        match self.slab.get_mut(reply.idx) {
-            Some(slot) if slot.id == reply.id => slot.conn.return_run(reply.run, reply.messages),
+    fn return_lent(&mut self, lent: LentRun) {
+        match self.slab.get_mut(lent.idx) {
+            Some(slot) if slot.id == lent.id => {
+                slot.conn.return_run(lent.run, lent.from, lent.messages)
+            }
             // Not reachable: a slot is only removed through `remove` or
             // `drain`, which return the run first.
-            _ => debug!("{}: reply run of a freed slot dropped", reply.id),
+            _ => debug!("{}: lent run of a freed slot dropped", lent.id),
         }
     }
 }
@@ -257,7 +259,7 @@ mod tests {
         let (mut slots, idx, id) = one_established();
         let queued = slots.get(idx).expect("slot").conn.pending_output();
         slots.begin_read(idx);
-        let (reply, newly_dirty) = slots.reply_for(id);
+        let (reply, newly_dirty) = slots.lent_run_for(id);
         assert!(newly_dirty);
         assert!(reply.expect("a fresh run lent").push_payload(id, b"abc"));
         assert_eq!(slots.lent(id), (1, 8));
@@ -280,7 +282,7 @@ mod tests {
         slots.begin_read(idx);
         let queued = slots.queue_on(id, |conn| conn.send_slice(b"hi"));
         assert_eq!(queued, Ok(true), "newly dirty");
-        let (reply, newly_dirty) = slots.reply_for(id);
+        let (reply, newly_dirty) = slots.lent_run_for(id);
         assert!(!newly_dirty);
         assert!(reply.expect("the open run lent").push_payload(id, b"there"));
         let other = ConnId::new(idx, 2);

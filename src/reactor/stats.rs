@@ -153,4 +153,13 @@ pub struct ConnStats {
     pub messages_undelivered: u64,
     /// The session id the server assigned.
     pub session_id: u64,
+    /// Resume: messages sent (or queued while the link was down) that the
+    /// peer has not acknowledged yet, and their bytes as DATA frames.
+    pub unacked_messages: u64,
+    /// See [`unacked_messages`](Self::unacked_messages).
+    pub unacked_bytes: usize,
+    /// Resume: messages sent again after resume handshakes.
+    pub messages_resent: u64,
+    /// Resume: connections that resumed the session.
+    pub resumes: u32,
 }

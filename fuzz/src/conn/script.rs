@@ -263,7 +263,10 @@ pub fn config(c: [u8; CONFIG_LEN]) -> Option<(Config, Role)> {
         .close_linger(ms(c[4] >> 4, 50, 0))
         .handshake_timeout(ms(c[5], 10, 10))
         .connect_timeout(ms(c[6], 10, 10))
-        .seed(u64::from(c[9]));
+        .seed(u64::from(c[9]))
+        // The scripts check the rules without resume (its handshake fields
+        // and ACK counts included).
+        .no_resume();
     b = if f & flags::NO_HEARTBEAT != 0 {
         b.no_heartbeat()
     } else {

@@ -123,8 +123,9 @@ impl Kind {
 /// fields here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Handshake {
-    /// Reserved flags; 0 when sent. Kept as received: receivers ignore bits
-    /// they do not know.
+    /// Extension flags ([`Handshake::RESUME`], [`Handshake::LIVENESS`]);
+    /// unknown bits are 0 when sent and kept as received (receivers ignore
+    /// them).
     pub flags: u8,
     /// The sender's heartbeat interval, in milliseconds.
     pub interval_ms: u32,
@@ -134,6 +135,20 @@ pub struct Handshake {
     pub session_id: u64,
     /// DATA frames received so far in this session (0 until resume exists).
     pub recv_seq: u64,
+}
+
+impl Handshake {
+    /// Flag bit 0: HELLO: the client wants session resume; WELCOME: the
+    /// server holds this session for resume.
+    pub const RESUME: u8 = 0x01;
+    /// Flag bit 1: HELLO: the client will adopt the liveness the server
+    /// sets; WELCOME: `interval_ms`/`timeout_ms` are the client's own.
+    pub const LIVENESS: u8 = 0x02;
+
+    /// Whether `flag` is set.
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
 }
 
 /// One decoded frame, or one to encode.

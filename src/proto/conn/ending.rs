@@ -78,6 +78,7 @@ impl Connection {
             Timer::Healthy,
             Timer::WriteStall,
             Timer::WriteIdle,
+            Timer::Ack,
         ] {
             self.timers.stop(timer);
         }
@@ -157,32 +158,50 @@ impl Connection {
     pub(super) fn finish(&mut self, events: &mut Vec<Event>) {
         self.timers.stop_all();
         self.forget_socket(events);
+        self.end_session(events);
         self.set_state(State::Closed);
     }
 
     /// Drops the socket's state whole (a redial starts from a fresh one),
-    /// handing back the messages its output still held.
+    /// handing back the messages its output still held — unless they are
+    /// in the session's log, to be sent again when the session resumes.
     fn forget_socket(&mut self, events: &mut Vec<Event>) {
+        let in_session = self.sock.flags.get(Flag::Resumable) && self.session.is_some();
+        self.detach_session();
         let mut old = mem::take(&mut self.sock);
         let mut dropped = Vec::new();
         old.outbox.clear(&mut dropped);
-        self.hand_back(dropped, events);
+        if !in_session {
+            self.hand_back(dropped, events);
+        } else if self.role == Role::Server {
+            // A server connection holds no detached session: the session
+            // ends with its socket (the client is told it was lost when it
+            // comes back).
+            self.end_session(events);
+        }
     }
 
     /// Hands `messages`, dropped from the output, back to the application
     /// in one [`Event::Undelivered`] (nothing if there are none).
     pub(super) fn hand_back(&mut self, messages: Vec<Bytes>, events: &mut Vec<Event>) {
+        self.hand_back_as(messages, UndeliveredCause::Dropped, events);
+    }
+
+    /// [`hand_back`](Self::hand_back) for `cause`.
+    pub(super) fn hand_back_as(
+        &mut self,
+        messages: Vec<Bytes>,
+        cause: UndeliveredCause,
+        events: &mut Vec<Event>,
+    ) {
         if !messages.is_empty() {
             self.stats.messages_undelivered += messages.len() as u64;
             debug!(
-                "{:?}: {} queued messages not sent",
+                "{:?}: {} messages not delivered: {cause}",
                 self.role,
                 messages.len()
             );
-            events.push(Event::Undelivered {
-                messages,
-                cause: UndeliveredCause::Dropped,
-            });
+            events.push(Event::Undelivered { messages, cause });
         }
     }
 

@@ -72,6 +72,19 @@ pub enum UndeliveredCause {
     /// (the connection was not established, the message too large, or its
     /// output full).
     Refused(SendError),
+    /// Resume: the server did not hold the session any more (it restarted,
+    /// or let the session expire), so these messages, not acknowledged in
+    /// the old session, were not sent again. Some may have been delivered
+    /// before the link broke. The link goes on in a new session.
+    SessionLost,
+    /// Resume: the server does not hold sessions (its WELCOME did not grant
+    /// resume), so these messages, not acknowledged on the previous
+    /// connection, were not sent again. Some may have been delivered.
+    NotResumable,
+    /// Resume: the session ended — closed, given up, or (on a server)
+    /// forgotten — with these messages not acknowledged by the peer. Some
+    /// may have been delivered.
+    SessionEnded,
 }
 
 impl fmt::Display for UndeliveredCause {
@@ -79,6 +92,15 @@ impl fmt::Display for UndeliveredCause {
         match self {
             UndeliveredCause::Dropped => f.write_str("the connection ended before they were sent"),
             UndeliveredCause::Refused(e) => write!(f, "refused: {e}"),
+            UndeliveredCause::SessionLost => {
+                f.write_str("the server lost the session; not acknowledged in it")
+            }
+            UndeliveredCause::NotResumable => {
+                f.write_str("the server does not resume sessions; not acknowledged")
+            }
+            UndeliveredCause::SessionEnded => {
+                f.write_str("the session ended before the peer acknowledged them")
+            }
         }
     }
 }
@@ -92,6 +114,33 @@ pub struct PeerInfo {
     pub timeout: Duration,
     /// The session id the server assigned (on both ends).
     pub session_id: u64,
+    /// What became of session resume on this connection.
+    pub resume: ResumeStatus,
+}
+
+/// What became of session resume when a connection was established (see
+/// [`PeerInfo::resume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResumeStatus {
+    /// Not asked for (resume is off on this side, or the client did not
+    /// ask): the connection carries no resume guarantee.
+    Off,
+    /// Client: asked for, but the server does not hold sessions: this
+    /// connection carries no resume guarantee.
+    Refused,
+    /// A new session: every message from here on is delivered exactly once
+    /// and in order across broken connections, as long as it is resumed.
+    New,
+    /// The session went on where it broke off: `resent` messages not
+    /// acknowledged before were sent again; nothing was lost or repeated.
+    Resumed {
+        /// Messages sent again.
+        resent: u64,
+    },
+    /// Client: the server did not hold the session any more; a new one
+    /// began (the messages it had not acknowledged were handed back).
+    Lost,
 }
 
 /// A socket operation the driver must perform.
@@ -181,7 +230,8 @@ pub struct Stats {
     /// Heartbeat deadlines extended because the peer kept acknowledging our
     /// queued output (a PING stuck behind a large message on a thin link).
     pub drain_extensions: u32,
-    /// ACK frames sent because we were receiving without saying anything.
+    /// ACK frames sent: receipt counts of a resumed session, and signs of
+    /// life while we were receiving without saying anything.
     pub acks_sent: u32,
     /// ACK frames received.
     pub acks_received: u64,

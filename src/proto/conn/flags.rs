@@ -23,6 +23,9 @@ pub(crate) enum Flag {
     /// A send was refused with backpressure and no `Event::Drained` has
     /// followed yet.
     Refused = 1 << 5,
+    /// The socket carries a resumed session's DATA: every DATA frame sent
+    /// on it is numbered and logged, every one received counted.
+    Resumable = 1 << 6,
 }
 
 /// A set of [`Flag`]s.
@@ -66,6 +69,7 @@ mod tests {
             Flag::HealthyPending,
             Flag::SocketFull,
             Flag::Refused,
+            Flag::Resumable,
         ];
         for (i, &a) in all.iter().enumerate() {
             let mut f = Flags::default();

@@ -141,6 +141,7 @@ impl Connection {
             BytesMut::new()
         };
         self.note_talk();
+        self.ack_after_read();
         spent
     }
 
@@ -316,13 +317,16 @@ impl Connection {
                 self.lose(now, DisconnectReason::PeerClosed { code, reason }, events);
             }
             (State::Handshaking, Role::Server, Frame::Hello(hello)) => {
+                let resume = self.server_resume(&hello);
                 let welcome = self.our_handshake();
                 codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
-                self.establish(now, &hello, events);
+                self.establish(now, &hello, resume, events);
             }
             (State::Handshaking, Role::Client, Frame::Welcome(welcome)) => {
-                self.session_id = welcome.session_id;
-                self.establish(now, &welcome, events);
+                match self.client_resume(&welcome, events) {
+                    Ok(resume) => self.establish(now, &welcome, resume, events),
+                    Err(detail) => self.protocol_error(now, detail, events),
+                }
             }
             (State::Handshaking, _, _) => {
                 self.protocol_error(now, self.expected_first(), events);
@@ -359,9 +363,11 @@ impl Connection {
                     }
                 }
             }
-            // Reserved for session resume; for now a sign of life only.
-            (_, _, Frame::Ack(_)) => {
-                self.stats.acks_received = self.stats.acks_received.saturating_add(1)
+            (_, _, Frame::Ack(count)) => {
+                self.stats.acks_received = self.stats.acks_received.saturating_add(1);
+                if let Err(detail) = self.on_ack_frame(count, events) {
+                    self.protocol_error(now, detail, events);
+                }
             }
             (_, _, Frame::Hello(_) | Frame::Welcome(_)) => {
                 self.protocol_error(now, "handshake frame after the handshake", events);

@@ -13,7 +13,7 @@ use log::{trace, warn};
 
 use super::flags::Flag;
 use super::timer::{Stamp, Timer};
-use super::{millis_u32, Connection, Event, PeerInfo, Role, State};
+use super::{millis_u32, Connection, Event, PeerInfo, ResumeStatus, Role, State};
 use crate::error::DisconnectReason;
 use crate::proto::codec::{self, Handshake};
 
@@ -22,21 +22,23 @@ impl Connection {
         let (interval, timeout) = self.config.heartbeat.map_or((0, 0), |hb| {
             (millis_u32(hb.interval), millis_u32(hb.timeout))
         });
+        let (flags, session_id, recv_seq) = self.resume_fields();
         Handshake {
-            flags: 0,
+            flags,
             interval_ms: interval,
             timeout_ms: timeout,
-            // A HELLO always asks for a new session (there is no resume
-            // yet); only WELCOME carries the id the server assigned.
-            session_id: match self.role {
-                Role::Server => self.session_id,
-                Role::Client => 0,
-            },
-            recv_seq: 0,
+            session_id,
+            recv_seq,
         }
     }
 
-    pub(super) fn establish(&mut self, now: Instant, peer: &Handshake, events: &mut Vec<Event>) {
+    pub(super) fn establish(
+        &mut self,
+        now: Instant,
+        peer: &Handshake,
+        resume: ResumeStatus,
+        events: &mut Vec<Event>,
+    ) {
         self.timers.stop(Timer::Handshake);
         self.set_state(State::Established);
         self.sock.flags.set(Flag::Connected, true);
@@ -64,11 +66,24 @@ impl Connection {
         };
         // The handshake needs no answer: talk counts from here.
         self.sock.recv_mark = self.talk_received();
+        // What the peer has not received of the session goes first.
+        let replayed = self.replay(resume);
+        let resume = match resume {
+            ResumeStatus::Resumed { .. } => {
+                if let Some(s) = self.session.as_deref_mut() {
+                    s.resumes = s.resumes.saturating_add(1);
+                    s.resent += replayed;
+                }
+                ResumeStatus::Resumed { resent: replayed }
+            }
+            other => other,
+        };
         events.push(Event::Connected(PeerInfo {
             interval: Duration::from_millis(peer.interval_ms.into()),
             timeout: Duration::from_millis(peer.timeout_ms.into()),
             // The server's assigned id on both ends (HELLO carries 0).
             session_id: self.session_id,
+            resume,
         }));
     }
 
@@ -250,6 +265,7 @@ impl Connection {
             }
             (Timer::Linger, State::Closing) => self.close_socket(events),
             (Timer::WriteIdle, State::Established) => self.on_write_idle(),
+            (Timer::Ack, State::Established) => self.on_ack_timer(),
             (Timer::Trim, _) => self.on_trim(now),
             (Timer::WriteStall, State::Handshaking | State::Established) => {
                 self.on_write_stall_timer(now, events)
@@ -296,9 +312,7 @@ impl Connection {
     /// lets it come due either.
     pub(super) fn on_write_idle(&mut self) {
         if self.talk_received() != self.sock.recv_mark && self.pending_output() == 0 {
-            let count = self.stats.messages_received - self.sock.session_rx_base;
-            codec::encode_ack(count, self.sock.outbox.ctrl());
-            self.stats.acks_sent = self.stats.acks_sent.saturating_add(1);
+            self.send_ack();
         }
         self.sock.recv_mark = self.talk_received();
     }

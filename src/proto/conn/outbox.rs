@@ -14,6 +14,20 @@
 //! slices with [`Outbox::chunks`], writes what it can and reports the count
 //! with [`Outbox::advance`]. It knows whether our own PING is still queued,
 //! so that a connection never queues a second one behind it.
+//!
+//! Words used here and in the reactor, each for one thing:
+//! - a **run** (packed run): one buffer of whole small DATA frames,
+//!   headers included, copied in back to back;
+//! - the **open run**: the run at the back of the queue, not yet on the
+//!   wire, that the next small message is appended to;
+//! - a **fresh run**: an empty run taken from the thread's **run pool**
+//!   (`run_pool`), where runs go once written out;
+//! - the **lent run**: the open (or a fresh) run taken out of the queue and
+//!   lent to the reactor while the handler answers the connection being
+//!   read (`reactor::lent_run`), and put back before anything else touches
+//!   the connection;
+//! - the **spare queue** (`spare_queue`): one emptied queue kept on the
+//!   thread for the next connection's control frames.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -62,7 +76,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     #[inline]
     fn queue(&mut self) -> &mut Queue {
-        self.queue.get_or_insert_with(spare::take)
+        self.queue.get_or_insert_with(spare_queue::take)
     }
 
     /// Unsent bytes in total.
@@ -166,7 +180,7 @@ impl Outbox {
         }
         match self.queue.take() {
             Some(queue) => {
-                spare::give(queue);
+                spare_queue::give(queue);
                 true
             }
             None => false,
@@ -212,7 +226,7 @@ impl Outbox {
                 return None;
             }
         }
-        let mut run = runs::take();
+        let mut run = run_pool::take();
         run.reserve(PACK_MAX);
         Some((run, PACK_MAX))
     }
@@ -221,7 +235,7 @@ impl Outbox {
     /// [`take_open_run`](Self::take_open_run) (grown by whole frames since).
     pub(crate) fn put_back_run(&mut self, run: BytesMut) {
         if run.is_empty() {
-            runs::give(run);
+            run_pool::give(run);
             return;
         }
         let q = self.queue();
@@ -269,7 +283,7 @@ impl Outbox {
             // are rare (one heartbeat per interval).
             if q.len() == 0 && q.data.capacity() == 0 && q.withheld.is_empty() {
                 if let Some(queue) = self.queue.take() {
-                    spare::give(queue);
+                    spare_queue::give(queue);
                 }
             } else if ctrl_sent {
                 q.ctrl = BytesMut::new();
@@ -387,7 +401,7 @@ impl Queue {
     #[cold]
     #[inline(never)]
     fn pack_new(&mut self, need: usize, write: impl FnOnce(&mut BytesMut)) {
-        let mut run = runs::take();
+        let mut run = run_pool::take();
         run.reserve(if self.run_in_flight() { need } else { PACK_MAX });
         write(&mut run);
         self.data.push_back(Segment::Packed(run));
@@ -490,7 +504,7 @@ impl Queue {
         self.data_bytes -= take;
         if take == left {
             if let Some(Segment::Packed(run)) = self.data.pop_front() {
-                runs::give(run);
+                run_pool::give(run);
             }
             self.head_sent = 0;
         }
@@ -556,7 +570,7 @@ impl<'a> Gather<'a, '_> {
     }
 }
 
-mod runs;
-mod spare;
+mod run_pool;
+mod spare_queue;
 #[cfg(test)]
 mod tests;

@@ -12,16 +12,34 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::flags::Flag;
+use super::replay_log::ReplayLog;
 use super::timer::Timer;
 use super::{Connection, Event, SendError, State, COPY_MAX};
+
+/// Where a message accepted for sending goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Route {
+    /// Onto the current socket's queue.
+    pub(super) wire: bool,
+    /// Into the session's log (numbered; sent again on resume).
+    pub(super) log: bool,
+}
 use crate::proto::codec::HEADER_LEN;
 
 impl Connection {
-    /// Queues one message. Refused unless established, when larger than
-    /// `max_frame`, or when the output queue would pass `max_outbound`.
+    /// Queues one message. Refused unless established (or, for a client
+    /// in a resumed session, redialling: then it is kept for the session
+    /// and sent once it resumes), when larger than `max_frame`, when the
+    /// output queue would pass `max_outbound`, or when the session's
+    /// unacknowledged bytes would pass its `max_unacked`.
     pub fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
-        self.may_send(payload.len())?;
-        self.sock.outbox.push_data(payload);
+        let route = self.may_send(payload.len())?;
+        if route.log {
+            self.log_sent(|log| log.push(&payload), 1);
+        }
+        if route.wire {
+            self.sock.outbox.push_data(payload);
+        }
         self.note_send();
         Ok(())
     }
@@ -29,10 +47,25 @@ impl Connection {
     /// Queues a copy of one message, refused as by [`send`](Self::send).
     /// A small message is copied straight into the output (no allocation).
     pub fn send_slice(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        self.may_send(payload.len())?;
-        self.sock.outbox.push_slice(payload);
+        let route = self.may_send(payload.len())?;
+        if route.log {
+            self.log_sent(|log| log.push_slice(payload), 1);
+        }
+        if route.wire {
+            self.sock.outbox.push_slice(payload);
+        }
         self.note_send();
         Ok(())
+    }
+
+    /// Numbers `frames` DATA frames in the session and logs them with
+    /// `log`.
+    #[inline]
+    fn log_sent(&mut self, log: impl FnOnce(&mut ReplayLog), frames: u64) {
+        if let Some(session) = self.session.as_deref_mut() {
+            log(&mut session.log);
+            session.sent += frames;
+        }
     }
 
     /// Queues a copy of one whole DATA frame — its header and a payload of
@@ -41,15 +74,20 @@ impl Connection {
     /// the header and copying the payload. Refused as by [`send`](Self::send).
     #[inline]
     pub(crate) fn send_framed(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        self.may_send(frame.len().saturating_sub(HEADER_LEN))?;
-        self.sock.outbox.push_framed(frame);
+        let route = self.may_send(frame.len().saturating_sub(HEADER_LEN))?;
+        if route.log {
+            self.log_sent(|log| log.push_framed(frame, 1), 1);
+        }
+        if route.wire {
+            self.sock.outbox.push_framed(frame);
+        }
         self.note_send();
         Ok(())
     }
 
     /// Lends the driver the packed run at the back of the output, to append
     /// whole small DATA frames to directly while it answers this
-    /// connection's input (the reactor's reply run): the run, how many
+    /// connection's input (the reactor's lent run): the run, how many
     /// bytes may be appended (its cap and `max_outbound` both counted), and
     /// the largest payload allowed. Frames appended within those limits
     /// are exactly what [`send`](Self::send) would accept. `None` unless
@@ -61,7 +99,9 @@ impl Connection {
         }
         let (run, room) = self.sock.outbox.take_open_run()?;
         let queued = self.sock.outbox.len() + run.len();
-        let room = room.min(self.config.max_outbound.saturating_sub(queued));
+        let room = room
+            .min(self.config.max_outbound.saturating_sub(queued))
+            .min(self.unacked_room());
         let max_payload = self.config.max_frame.min(COPY_MAX);
         Some((run, room, max_payload))
     }
@@ -75,19 +115,45 @@ impl Connection {
             return None;
         }
         let (run, room) = self.sock.outbox.take_fresh_run()?;
-        let room = room.min(
-            self.config
-                .max_outbound
-                .saturating_sub(self.sock.outbox.len()),
-        );
+        let room = room
+            .min(
+                self.config
+                    .max_outbound
+                    .saturating_sub(self.sock.outbox.len()),
+            )
+            .min(self.unacked_room());
         let max_payload = self.config.max_frame.min(COPY_MAX);
         Some((run, room, max_payload))
     }
 
+    /// Whether the session's log holds at most half its bound (always, out
+    /// of a session): a refused sender may send again.
+    fn unacked_half_free(&self) -> bool {
+        match (&self.session, self.config.max_unacked()) {
+            (Some(s), Some(max)) => s.log.bytes() <= max / 2,
+            _ => true,
+        }
+    }
+
+    /// Bytes the session's log may still take on this socket (no limit
+    /// when the socket does not carry a session).
+    fn unacked_room(&self) -> usize {
+        match (&self.session, self.config.max_unacked()) {
+            (Some(s), Some(max)) if self.sock.flags.get(Flag::Resumable) => {
+                max.saturating_sub(s.log.bytes())
+            }
+            _ => usize::MAX,
+        }
+    }
+
     /// Takes back a run lent by [`lend_run`](Self::lend_run) or
     /// [`lend_fresh_run`](Self::lend_fresh_run), with `messages` frames
-    /// appended to it since.
-    pub(crate) fn return_run(&mut self, run: BytesMut, messages: u64) {
+    /// appended to it since, from byte `from` on.
+    pub(crate) fn return_run(&mut self, run: BytesMut, from: usize, messages: u64) {
+        if messages > 0 && self.sock.flags.get(Flag::Resumable) {
+            let appended = run.get(from..).unwrap_or_default();
+            self.log_sent(|log| log.push_framed(appended, messages as u32), messages);
+        }
         self.sock.outbox.put_back_run(run);
         if messages > 0 {
             // As `note_send` for each: counted, and the trim timer armed
@@ -129,30 +195,52 @@ impl Connection {
     /// talks, no heartbeats), and one that stopped sending is looked at at
     /// most twice more.
     pub(super) fn on_trim(&mut self, now: Instant) {
-        if !self.sock.outbox.is_empty() || self.sock.outbox.release_idle_memory() {
+        let log_freed = self
+            .session
+            .as_deref_mut()
+            .is_some_and(|s| s.log.release_idle_memory());
+        if !self.sock.outbox.is_empty() || self.sock.outbox.release_idle_memory() || log_freed {
             let due = now + self.trim_period();
             self.timers.set(Timer::Trim, due);
         }
     }
 
+    /// Whether a message of `len` bytes may be sent now, and where it
+    /// goes: on the wire, into the session's log, or both.
     #[inline]
-    pub(super) fn may_send(&mut self, len: usize) -> Result<(), SendError> {
-        if self.state != State::Established {
+    pub(super) fn may_send(&mut self, len: usize) -> Result<Route, SendError> {
+        let wire = self.state == State::Established;
+        if !wire && !self.queues_while_down() {
             return Err(SendError::NotConnected);
         }
         let max = self.config.max_frame;
         if len > max {
             return Err(SendError::TooLarge { len, max });
         }
-        let queued = self.sock.outbox.len();
-        let limit = self.config.max_outbound;
-        // Saturating: `queued` counts a shared payload once per send, and
-        // on a 32-bit target `max_frame` alone may approach `usize::MAX`.
-        if queued.saturating_add(HEADER_LEN).saturating_add(len) > limit {
-            self.sock.flags.set(Flag::Refused, true);
-            return Err(SendError::Backpressure { queued, limit });
+        if wire {
+            let queued = self.sock.outbox.len();
+            let limit = self.config.max_outbound;
+            // Saturating: `queued` counts a shared payload once per send,
+            // and on a 32-bit target `max_frame` alone may approach
+            // `usize::MAX`.
+            if queued.saturating_add(HEADER_LEN).saturating_add(len) > limit {
+                self.sock.flags.set(Flag::Refused, true);
+                return Err(SendError::Backpressure { queued, limit });
+            }
         }
-        Ok(())
+        let log = !wire || self.sock.flags.get(Flag::Resumable);
+        if log {
+            let held = self.session.as_deref().map_or(0, |s| s.log.bytes());
+            let limit = self.config.max_unacked().unwrap_or(usize::MAX);
+            if held.saturating_add(HEADER_LEN).saturating_add(len) > limit {
+                self.sock.flags.set(Flag::Refused, true);
+                return Err(SendError::Backpressure {
+                    queued: held,
+                    limit,
+                });
+            }
+        }
+        Ok(Route { wire, log })
     }
 
     /// After output was written (see [`advance_transmit`](Self::advance_transmit)):
@@ -163,6 +251,7 @@ impl Connection {
     pub fn poll_drain(&mut self, events: &mut Vec<Event>) {
         if self.sock.flags.get(Flag::Refused)
             && self.sock.outbox.len() <= self.config.max_outbound / 2
+            && self.unacked_half_free()
         {
             self.sock.flags.set(Flag::Refused, false);
             if self.state == State::Established {

@@ -104,8 +104,7 @@ impl Core {
                 debug!("{addr}: socket options not applied: {e}");
             }
         }
-        let session = self.next_session;
-        self.next_session = self.next_session.wrapping_add(1);
+        let session = self.session_ids.next();
         let seed = self.next_seed();
         let conn = Connection::server(config, self.now, session, seed);
         // `accept` refuses before the slab is full.

@@ -154,7 +154,7 @@ impl Core {
     /// frames before it produced are queued for the handler first.
     /// (Always inlined: it runs once per message, in the read loop; the
     /// common case, a whole DATA frame, reaches only the connection's
-    /// input counting, with its reply run still lent.)
+    /// input counting, with its lent run still lent.)
     #[inline(always)]
     pub(in crate::reactor) fn next_message(
         &mut self,

@@ -1,5 +1,5 @@
 //! What the application asks of the reactor (through a `Context` or a
-//! `Handle`'s commands): sends, the reply run, closes, pauses, dials,
+//! `Handle`'s commands): sends, the lent run, closes, pauses, dials,
 //! listeners, shutdown.
 //!
 //! Runs on the reactor thread; never blocks, never reads the clock.
@@ -19,7 +19,7 @@ use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Command;
 use crate::net;
 use crate::proto::conn::{Connection, Event, SendError, UndeliveredCause};
-use crate::reactor::reply::ReplyRun;
+use crate::reactor::lent_run::LentRun;
 use crate::reactor::{ConnId, ListenerId};
 
 impl Core {
@@ -36,7 +36,7 @@ impl Core {
     }
 
     /// (Out of line: the handler's answers to the connection being read
-    /// take the reply run instead, see `Context::forward`.)
+    /// take the lent run instead, see `Context::forward`.)
     #[inline(never)]
     pub(in crate::reactor) fn send_framed(
         &mut self,
@@ -62,13 +62,13 @@ impl Core {
         Ok(())
     }
 
-    /// The reply run for an answer to connection `id` (see
-    /// [`Slots::reply_for`]).
+    /// The lent run for an answer to connection `id` (see
+    /// [`Slots::lent_run_for`]).
     ///
-    /// [`Slots::reply_for`]: crate::reactor::slots::Slots::reply_for
+    /// [`Slots::lent_run_for`]: crate::reactor::slots::Slots::lent_run_for
     #[inline]
-    pub(in crate::reactor) fn reply_run(&mut self, id: ConnId) -> Option<&mut ReplyRun> {
-        let (reply, newly_dirty) = self.slots.reply_for(id);
+    pub(in crate::reactor) fn lent_run(&mut self, id: ConnId) -> Option<&mut LentRun> {
+        let (reply, newly_dirty) = self.slots.lent_run_for(id);
         if newly_dirty {
             self.dirty.push(id.index());
         }

@@ -2,7 +2,7 @@ use std::io::IoSlice;
 
 use bytes::{BufMut, Bytes};
 
-use super::{spare, Outbox};
+use super::{spare_queue, Outbox};
 use crate::proto::codec::{self, Decoder, Frame};
 use crate::rng::Rng;
 
@@ -207,26 +207,26 @@ fn runs_stop_growing_at_their_cap() {
 #[test]
 fn written_runs_are_recycled_so_a_steady_stream_allocates_nothing() {
     // The pool is the thread's: start from an empty one.
-    while super::runs::kept() > 0 {
-        drop(super::runs::take());
+    while super::run_pool::kept() > 0 {
+        drop(super::run_pool::take());
     }
     let mut o = Outbox::default();
     o.push_data(Bytes::from(vec![1u8; 64]));
     drain(&mut o, || usize::MAX);
     // Kept on the thread for the next run.
-    assert_eq!(super::runs::kept(), 1);
-    let run = super::runs::take();
+    assert_eq!(super::run_pool::kept(), 1);
+    let run = super::run_pool::take();
     assert!(
         run.capacity() >= 16 * 1024 && run.is_empty(),
         "{}",
         run.capacity()
     );
-    super::runs::give(run);
+    super::run_pool::give(run);
     // The next message packs into it: nothing new is taken.
     o.push_data(Bytes::from(vec![2u8; 64]));
-    assert_eq!(super::runs::kept(), 0);
+    assert_eq!(super::run_pool::kept(), 0);
     drain(&mut o, || usize::MAX);
-    assert_eq!(super::runs::kept(), 1);
+    assert_eq!(super::run_pool::kept(), 1);
 }
 
 #[test]
@@ -345,16 +345,16 @@ fn heartbeat_answers_reuse_the_threads_spare_queue() {
     // all write from the same control buffer: no allocation per answer,
     // and none of them keeps a queue.
     let first = pong_address(1);
-    assert!(spare::kept());
+    assert!(spare_queue::kept());
     for nonce in 2..10 {
         assert_eq!(pong_address(nonce), first, "PONG {nonce} allocated anew");
     }
     // Taken while in use, back afterwards.
     let mut o = Outbox::default();
     codec::encode_ping(3, o.ctrl());
-    assert!(!spare::kept());
+    assert!(!spare_queue::kept());
     drain(&mut o, || usize::MAX);
-    assert!(spare::kept());
+    assert!(spare_queue::kept());
 }
 
 #[test]
@@ -366,7 +366,7 @@ fn the_spare_queue_keeps_no_data_buffers_and_no_large_control_buffer() {
     codec::encode_close(crate::error::CloseCode::NORMAL, "bye", o.tail());
     drain(&mut o, || 700);
     assert!(o.release_idle_memory());
-    let q = spare::take();
+    let q = spare_queue::take();
     assert_eq!(
         (q.data.capacity(), q.tail.capacity(), q.len()),
         (0, 0, 0),
@@ -378,12 +378,12 @@ fn the_spare_queue_keeps_no_data_buffers_and_no_large_control_buffer() {
         codec::encode_pong(nonce, o.ctrl());
     }
     drain(&mut o, || usize::MAX);
-    assert!(spare::take().ctrl.capacity() <= 256);
+    assert!(spare_queue::take().ctrl.capacity() <= 256);
     // A queue with bytes still in it is never kept.
-    let mut q = spare::take();
+    let mut q = spare_queue::take();
     codec::encode_pong(1, &mut q.ctrl);
-    spare::give(q);
-    assert!(!spare::kept());
+    spare_queue::give(q);
+    assert!(!spare_queue::kept());
 }
 
 #[test]

@@ -194,7 +194,7 @@ fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
         run.extend_from_slice(&codec::data_header(64));
         run.extend_from_slice(&[byte; 64]);
     }
-    c.return_run(run, 2);
+    c.return_run(run, 0, 2);
     assert_eq!(c.stats().messages_sent, sent + 2);
     assert!(
         c.timer(crate::proto::conn::Timer::Trim).is_some(),

@@ -1,4 +1,4 @@
-//! The reply run: the output run of the connection being read, lent to the
+//! The lent run: the output run of the connection being read, lent to the
 //! reactor while the handler answers that connection's messages.
 //!
 //! Answering a request is the common case (an echo, a response): from the
@@ -24,12 +24,14 @@ use crate::proto::codec::{self, HEADER_LEN};
 
 /// A connection's output run, out of its queue for the length of a read.
 #[derive(Debug)]
-pub(super) struct ReplyRun {
+pub(super) struct LentRun {
     /// The connection it belongs to, and its slab index.
     pub(super) id: ConnId,
     pub(super) idx: usize,
     /// The run: whole frames, the lent bytes first.
     pub(super) run: BytesMut,
+    /// Where the frames appended since the lending begin in `run`.
+    pub(super) from: usize,
     /// Bytes that may still be appended: the least of the run's cap and
     /// what the connection's `max_outbound` leaves.
     room: usize,
@@ -40,7 +42,7 @@ pub(super) struct ReplyRun {
     pub(super) messages: u64,
 }
 
-impl ReplyRun {
+impl LentRun {
     pub(super) fn new(
         id: ConnId,
         idx: usize,
@@ -48,9 +50,10 @@ impl ReplyRun {
         room: usize,
         max_payload: usize,
     ) -> Self {
-        ReplyRun {
+        LentRun {
             id,
             idx,
+            from: run.len(),
             run,
             room,
             max_payload,
@@ -100,7 +103,7 @@ mod tests {
 
     #[test]
     fn appends_only_for_its_connection_within_its_room_and_payload_limit() {
-        let mut r = ReplyRun::new(id(3), 3, BytesMut::from(&b"xx"[..]), 21, 8);
+        let mut r = LentRun::new(id(3), 3, BytesMut::from(&b"xx"[..]), 21, 8);
         let frame = [&codec::data_header(4)[..], b"abcd"].concat();
         assert!(!r.push_frame(id(4), &frame), "another connection");
         assert!(r.push_frame(id(3), &frame));

@@ -1,0 +1,414 @@
+//! Session resume by the contract's rules, with exact counts: the client
+//! driven by hand against a scripted server (its WELCOMEs, ACKs and
+//! resets), and a client and a tether server through the [`Pair`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{config, ms, Pair};
+use crate::config::{Config, ResumeConfig};
+use crate::error::{CloseCode, DisconnectReason};
+use crate::proto::codec::{Decoder, Frame, Handshake};
+use crate::proto::conn::{Action, Connection, Event, ResumeStatus, State, UndeliveredCause};
+
+fn resume_config() -> Config {
+    Config {
+        resume: Some(ResumeConfig {
+            max_unacked: Some(64 * 1024),
+            ..ResumeConfig::default()
+        }),
+        max_frame: 16 * 1024,
+        ..config()
+    }
+}
+
+/// A client driven by hand: what it wrote, decoded, and its events.
+struct Client {
+    conn: Connection,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+impl Client {
+    fn new(config: Config) -> Client {
+        let now = Instant::now();
+        let mut conn = Connection::client(Arc::new(config), 5);
+        conn.start(now);
+        assert_eq!(conn.poll_action(), Some(Action::Connect));
+        Client {
+            conn,
+            now,
+            events: Vec::new(),
+        }
+    }
+
+    /// The TCP connect completes: the HELLO it sends.
+    fn connect(&mut self) -> Handshake {
+        self.conn.handle_connected(self.now);
+        match &self.written()[..] {
+            [Frame::Hello(hello)] => *hello,
+            other => panic!("expected HELLO, got {other:?}"),
+        }
+    }
+
+    /// Everything it wrote since last asked.
+    fn written(&mut self) -> Vec<Frame> {
+        let mut out = BytesMut::new();
+        self.conn.transmit_into(&mut out, &mut self.events);
+        let decoder = Decoder::new(1 << 20);
+        let mut frames = Vec::new();
+        while let Ok(Some(frame)) = decoder.decode(&mut out) {
+            frames.push(frame);
+        }
+        assert!(out.is_empty());
+        frames
+    }
+
+    fn receive(&mut self, frames: &[Frame]) {
+        let mut wire = BytesMut::new();
+        for f in frames {
+            f.encode(&mut wire);
+        }
+        self.conn
+            .handle_input(self.now, &mut wire, &mut self.events);
+    }
+
+    fn welcome(&mut self, flags: u8, session_id: u64, recv_seq: u64) {
+        self.receive(&[Frame::Welcome(Handshake {
+            flags,
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            session_id,
+            recv_seq,
+        })]);
+    }
+
+    /// The socket breaks (a reset); the redial is made at once.
+    fn reset_and_redial(&mut self) {
+        self.conn.handle_io_error(
+            self.now,
+            std::io::ErrorKind::ConnectionReset,
+            &mut self.events,
+        );
+        assert_eq!(self.conn.state(), State::Backoff);
+        self.now += ms(2000);
+        self.conn.handle_timeout(self.now, &mut self.events);
+        while let Some(action) = self.conn.poll_action() {
+            let _ = action;
+        }
+        assert_eq!(self.conn.state(), State::Connecting);
+    }
+
+    fn send(&mut self, n: std::ops::Range<u32>) {
+        for i in n {
+            self.conn
+                .send(Bytes::from(i.to_be_bytes().to_vec()))
+                .expect("accepted");
+        }
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn data(n: std::ops::Range<u32>) -> Vec<Frame> {
+    n.map(|i| Frame::Data(Bytes::from(i.to_be_bytes().to_vec())))
+        .collect()
+}
+
+fn connected_status(events: &[Event]) -> Option<ResumeStatus> {
+    events.iter().find_map(|e| match e {
+        Event::Connected(peer) => Some(peer.resume),
+        _ => None,
+    })
+}
+
+fn undelivered(events: &[Event]) -> Vec<(Vec<Bytes>, UndeliveredCause)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Undelivered { messages, cause } => Some((messages.clone(), *cause)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn payloads(n: std::ops::Range<u32>) -> Vec<Bytes> {
+    n.map(|i| Bytes::from(i.to_be_bytes().to_vec())).collect()
+}
+
+const RESUME: u8 = Handshake::RESUME;
+
+#[test]
+fn a_resumed_session_sends_again_exactly_what_the_server_did_not_receive() {
+    let mut c = Client::new(resume_config());
+    let hello = c.connect();
+    assert!(hello.has(RESUME));
+    assert_eq!((hello.session_id, hello.recv_seq), (0, 0));
+    c.welcome(RESUME, 77, 0);
+    assert_eq!(connected_status(&c.take_events()), Some(ResumeStatus::New));
+    c.send(0..10);
+    assert_eq!(c.written(), data(0..10));
+    c.receive(&data(100..103));
+    c.receive(&[Frame::Ack(4)]);
+    assert_eq!(c.conn.session_stats().unacked_messages, 6);
+
+    c.reset_and_redial();
+    // Sent while the link is down: kept for the session.
+    c.send(10..12);
+    assert!(c.written().is_empty());
+    let hello = c.connect();
+    assert!(hello.has(RESUME));
+    assert_eq!((hello.session_id, hello.recv_seq), (77, 3), "its receipts");
+    // The server got 7 of the 10 before the break.
+    c.welcome(RESUME, 77, 7);
+    let events = c.take_events();
+    assert_eq!(
+        connected_status(&events),
+        Some(ResumeStatus::Resumed { resent: 5 })
+    );
+    assert!(undelivered(&events).is_empty());
+    assert_eq!(c.written(), data(7..12), "8, 9, 10 again, then 11 and 12");
+    let stats = c.conn.session_stats();
+    assert_eq!((stats.messages_resent, stats.resumes), (5, 1));
+    c.receive(&[Frame::Ack(12)]);
+    assert_eq!(c.conn.session_stats().unacked_messages, 0);
+    assert_eq!(c.conn.state(), State::Established);
+}
+
+#[test]
+fn a_lost_session_hands_back_what_it_held_in_order_and_counts_start_over() {
+    let mut c = Client::new(resume_config());
+    c.connect();
+    c.welcome(RESUME, 77, 0);
+    c.send(0..6);
+    c.written();
+    c.receive(&[Frame::Ack(2)]);
+    c.receive(&data(100..101));
+    c.reset_and_redial();
+    c.send(6..8);
+    let hello = c.connect();
+    assert_eq!((hello.session_id, hello.recv_seq), (77, 1));
+    c.take_events();
+    // A restarted server: a new session.
+    c.welcome(RESUME, 99, 0);
+    let events = c.take_events();
+    assert_eq!(connected_status(&events), Some(ResumeStatus::Lost));
+    assert_eq!(
+        undelivered(&events),
+        vec![(payloads(2..8), UndeliveredCause::SessionLost)]
+    );
+    assert!(c.written().is_empty(), "nothing sent again");
+    c.send(8..9);
+    assert_eq!(c.written(), data(8..9));
+    // Numbering restarted: an ACK of 1 is the first frame of the new
+    // session; 2 would be above what was sent in it.
+    c.receive(&[Frame::Ack(1)]);
+    assert_eq!(c.conn.state(), State::Established);
+    assert_eq!(c.conn.session_id(), 99);
+}
+
+#[test]
+fn a_server_without_resume_is_reported_and_what_it_did_not_acknowledge_handed_back() {
+    let mut c = Client::new(resume_config());
+    // Queued before the first connect: sent on it, with no guarantee.
+    c.send(0..2);
+    c.connect();
+    c.welcome(0, 5, 0);
+    let events = c.take_events();
+    assert_eq!(connected_status(&events), Some(ResumeStatus::Refused));
+    assert!(undelivered(&events).is_empty());
+    assert_eq!(c.written(), data(0..2));
+    c.send(2..4);
+    assert_eq!(c.written(), data(2..4));
+    assert_eq!(c.conn.session_stats().unacked_messages, 0, "nothing logged");
+    // What was queued on the broken socket is handed back as dropped
+    // (it never was in a session).
+    c.send(4..5);
+    c.reset_and_redial();
+    assert_eq!(
+        undelivered(&c.take_events()),
+        vec![(payloads(4..5), UndeliveredCause::Dropped)]
+    );
+}
+
+#[test]
+fn acks_and_resume_counts_that_break_the_contract_are_protocol_errors() {
+    for (ack, detail) in [(3, "ACK went backwards"), (9, "ACK above the DATA sent")] {
+        let mut c = Client::new(resume_config());
+        c.connect();
+        c.welcome(RESUME, 77, 0);
+        c.send(0..5);
+        c.written();
+        c.receive(&[Frame::Ack(4)]);
+        c.receive(&[Frame::Ack(ack)]);
+        assert_eq!(c.conn.state(), State::Closing, "ACK {ack}: CLOSE queued");
+        assert!(
+            c.take_events().iter().any(|e| matches!(
+                e,
+                Event::Disconnected {
+                    reason: DisconnectReason::ProtocolError { code, detail: d }
+                } if *code == CloseCode::PROTOCOL_ERROR && *d == detail
+            )),
+            "ACK {ack}"
+        );
+    }
+    for recv_seq in [1, 6] {
+        let mut c = Client::new(resume_config());
+        c.connect();
+        c.welcome(RESUME, 77, 0);
+        c.send(0..5);
+        c.written();
+        c.receive(&[Frame::Ack(2)]);
+        c.reset_and_redial();
+        c.connect();
+        c.take_events();
+        c.welcome(RESUME, 77, recv_seq);
+        assert_ne!(c.conn.state(), State::Established, "recv_seq {recv_seq}");
+        assert!(connected_status(&c.take_events()).is_none());
+    }
+}
+
+#[test]
+fn the_unacknowledged_bound_pushes_back_and_an_ack_that_frees_half_drains() {
+    let mut c = Client::new(Config {
+        resume: Some(ResumeConfig {
+            max_unacked: Some(4 * 1024),
+            ..ResumeConfig::default()
+        }),
+        max_frame: 1024,
+        ..config()
+    });
+    c.connect();
+    c.welcome(RESUME, 1, 0);
+    c.take_events();
+    let msg = Bytes::from(vec![1u8; 1019]); // 1 KiB on the wire
+    for _ in 0..4 {
+        c.conn.send(msg.clone()).expect("within the bound");
+    }
+    c.written();
+    assert!(matches!(
+        c.conn.send(msg.clone()),
+        Err(crate::proto::conn::SendError::Backpressure { .. })
+    ));
+    c.receive(&[Frame::Ack(1)]);
+    assert!(
+        !c.take_events().contains(&Event::Drained),
+        "3 KiB still held"
+    );
+    c.receive(&[Frame::Ack(2)]);
+    assert!(c.take_events().contains(&Event::Drained));
+    c.conn.send(msg).expect("room again");
+}
+
+#[test]
+fn a_client_closed_for_good_hands_back_what_its_session_still_held() {
+    let mut c = Client::new(resume_config());
+    c.connect();
+    c.welcome(RESUME, 7, 0);
+    c.send(0..3);
+    c.written();
+    c.receive(&[Frame::Ack(1)]);
+    c.reset_and_redial();
+    c.take_events();
+    c.conn.close(c.now, CloseCode::NORMAL, "bye", &mut c.events);
+    assert!(c.conn.is_closed());
+    assert_eq!(
+        undelivered(&c.take_events()),
+        vec![(payloads(1..3), UndeliveredCause::SessionEnded)]
+    );
+}
+
+#[test]
+fn a_tether_server_acknowledges_every_sixteen_messages_and_soon_after_data_stops() {
+    let mut pair = Pair::connected(resume_config());
+    assert_eq!(
+        connected_status(
+            &super::kinds(&pair.client_events)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        Some(ResumeStatus::New)
+    );
+    let t = pair.elapsed();
+    for i in 0..40u32 {
+        pair.client
+            .send(Bytes::from(i.to_be_bytes().to_vec()))
+            .expect("sent");
+    }
+    pair.settle();
+    let acks_at = |pair: &Pair| -> Vec<(std::time::Duration, u64)> {
+        pair.server_sent
+            .iter()
+            .filter_map(|(at, f)| match f {
+                Frame::Ack(n) => Some((*at, *n)),
+                _ => None,
+            })
+            .collect()
+    };
+    // One read of 40: one ACK at once (16 or more), the rest by the delay.
+    assert_eq!(acks_at(&pair), vec![(t, 40)]);
+    assert_eq!(pair.client.session_stats().unacked_messages, 0);
+    for i in 0..3u32 {
+        pair.client
+            .send(Bytes::from(i.to_be_bytes().to_vec()))
+            .expect("sent");
+    }
+    pair.settle();
+    assert_eq!(pair.client.session_stats().unacked_messages, 3);
+    pair.run_for(ms(30));
+    assert_eq!(acks_at(&pair), vec![(t, 40), (t + ms(20), 43)]);
+    assert_eq!(pair.client.session_stats().unacked_messages, 0);
+    // An idle session gives its log's buffers back with the output's.
+    pair.run_for(ms(3000));
+    assert!(pair
+        .client
+        .session
+        .as_deref()
+        .is_some_and(|s| s.log.is_unallocated()));
+}
+
+#[test]
+fn a_tether_server_starts_a_new_session_for_an_id_it_does_not_hold_and_ends_it_with_the_socket() {
+    let mut pair = Pair::connected(resume_config());
+    let first = pair.client.session_id();
+    assert_eq!(pair.server().session_id(), first);
+    // The server sends 3 the client never acknowledges (frozen reads are
+    // not needed: they are acknowledged only after the delay).
+    for i in 0..3u32 {
+        pair.server_mut()
+            .send(Bytes::from(i.to_be_bytes().to_vec()))
+            .expect("sent");
+    }
+    pair.settle();
+    // The link breaks before the client's ACK delay passes.
+    pair.client.handle_io_error(
+        pair.now,
+        std::io::ErrorKind::ConnectionReset,
+        &mut Vec::new(),
+    );
+    pair.settle();
+    pair.run_for(ms(5));
+    let server_lost = undelivered(
+        &super::kinds(&pair.server_events)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        server_lost,
+        vec![(payloads(0..3), UndeliveredCause::SessionEnded)]
+    );
+    pair.client_events.clear();
+    pair.run_until_established();
+    let events: Vec<Event> = super::kinds(&pair.client_events)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(connected_status(&events), Some(ResumeStatus::Lost));
+    assert_ne!(pair.client.session_id(), first);
+}
