@@ -15,7 +15,8 @@
 //! The crypto provider is rustls's `ring` (no OpenSSL, no C toolchain
 //! beyond what `ring` needs); the helpers here pass it explicitly, so they
 //! work whatever process-wide default provider is (or is not) installed.
-//! TLS 1.3 and 1.2 are both enabled (rustls's safe defaults).
+//! The helpers' configurations speak TLS 1.3 only ([`PROTOCOL_VERSIONS`]);
+//! TLS 1.2 is there for configurations that enable it.
 //!
 //! The ALPN id is [`ALPN`] (`tether/1`). The helpers set it; a
 //! configuration of your own that lacks it gets it added by
@@ -57,6 +58,13 @@ pub use rustls_pki_types;
 
 /// The ALPN protocol id of tether over TLS.
 pub const ALPN: &[u8] = b"tether/1";
+
+/// The TLS versions of the configurations the helpers build: TLS 1.3
+/// only, as the wire contract asks ("1.3, or 1.2 where configured"). For
+/// TLS 1.2 as well, build the configuration yourself (for example with
+/// [`provider`] and `with_protocol_versions(rustls::ALL_VERSIONS)`) and
+/// pass it to `listen_tls`/`dial_tls`.
+pub const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 /// The crypto provider of the helpers: rustls's `ring`.
 ///
@@ -119,7 +127,7 @@ pub fn server_config_from_pem(
     let chain = certs_from_pem(cert_chain)?;
     let key = key_from_pem(key)?;
     let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(invalid)?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
@@ -155,7 +163,7 @@ pub fn client_config_from_pem(
 ) -> io::Result<Arc<ClientConfig>> {
     let roots = roots_from_pem(roots)?;
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(invalid)?
         .with_root_certificates(roots);
     let mut config = match client_cert {

@@ -750,3 +750,57 @@ fn garbage_frames_inside_tls_get_close_1002_inside_tls() {
     assert_eq!(server.stats().closes.protocol_error, 1);
     assert_eq!(server.stats().closes.tls, 0);
 }
+
+/// A client configuration for TLS 1.2 only.
+fn tls12_client(ca: &Ca) -> Arc<ClientConfig> {
+    let roots = tls::roots_from_pem(ca.pem.as_bytes()).expect("roots");
+    let mut config = ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&tls::rustls::version::TLS12])
+        .expect("TLS 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![tls::ALPN.to_vec()];
+    Arc::new(config)
+}
+
+#[test]
+fn tls_1_2_only_where_configured() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let leaf = ca.server(&[NAME]);
+    // The helpers' server speaks TLS 1.3 only: a TLS 1.2 client is refused.
+    let strict = tls_echo_server(config(500, 500), server_tls(&leaf, None));
+    let old = tls_dialer(
+        config(500, 500),
+        strict.addr.expect("bound"),
+        NAME,
+        tls12_client(&ca),
+    );
+    assert_fails_with_backoff(&old, TlsFailure::PeerAlert);
+    drop(old);
+    let strict = strict.stop();
+    assert!(strict.stats().closes.tls >= 1);
+    // A server configured for TLS 1.2 as well takes it.
+    let chain = tls::certs_from_pem(leaf.cert.as_bytes()).expect("chain");
+    let key = tls::key_from_pem(leaf.key.as_bytes()).expect("key");
+    let both = ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(tls::rustls::ALL_VERSIONS)
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    // (No ALPN set: listen_tls adds it.)
+    let lenient = tls_echo_server(config(500, 500), Arc::new(both));
+    let old = tls_dialer(
+        config(500, 500),
+        lenient.addr.expect("bound"),
+        NAME,
+        tls12_client(&ca),
+    );
+    let (_, seen) = old
+        .wait_for(ms(3000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected over TLS 1.2");
+    old.handle.send(seen.id(), &b"1.2"[..]).expect("send");
+    old.wait_for(ms(3000), |s| matches!(s, Seen::Message(_, m) if m == "1.2"))
+        .expect("echo");
+}
