@@ -417,6 +417,24 @@ impl RawTls {
         self.stream.flush().expect("flush");
     }
 
+    /// The next frame (None at the end of the stream or after `limit`).
+    fn next_frame(&mut self, limit: Duration) -> Option<Frame> {
+        self.stream
+            .sock
+            .set_read_timeout(Some(limit))
+            .expect("timeout");
+        loop {
+            if let Ok(Some(frame)) = self.decoder.decode(&mut self.buf) {
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// Frames until the end of the stream; the end's instant if it came
     /// with close_notify (a clean TLS end).
     fn read_until_eof(&mut self, limit: Duration) -> (Vec<Frame>, Option<Instant>) {
@@ -803,4 +821,72 @@ fn tls_1_2_only_where_configured() {
     old.handle.send(seen.id(), &b"1.2"[..]).expect("send");
     old.wait_for(ms(3000), |s| matches!(s, Seen::Message(_, m) if m == "1.2"))
         .expect("echo");
+}
+
+#[test]
+fn a_thousand_slow_tls_handshakes_do_not_delay_a_good_client() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let mut config = config(1000, 1000);
+    config.handshake_timeout = ms(1500);
+    let server = tls_echo_server(config, server_tls(&ca.server(&[NAME]), None));
+    let addr = server.addr.expect("bound");
+    let hello = client_hello(&ca);
+    // 1 000 connections send the first 10 bytes of a ClientHello, then
+    // one more byte per 200 ms.
+    let mut slow: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(&hello[..10]).expect("write");
+            s
+        })
+        .collect();
+    let trickler = std::thread::spawn(move || {
+        for i in 10..15 {
+            std::thread::sleep(ms(200));
+            for s in &mut slow {
+                let _ = s.write_all(&hello[i..=i]);
+            }
+        }
+        slow
+    });
+    // Meanwhile a good client does the TLS handshake, HELLO and an echo
+    // promptly.
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut good = RawTls::connect(addr, &ca);
+        good.send_frame(&Frame::Hello(Handshake::default()));
+        assert!(matches!(good.next_frame(ms(2000)), Some(Frame::Welcome(_))));
+        good.send_frame(&Frame::Data(Bytes::from_static(b"hi")));
+        assert_eq!(
+            good.next_frame(ms(2000)),
+            Some(Frame::Data(Bytes::from_static(b"hi")))
+        );
+        assert!(
+            start.elapsed() < ms(500),
+            "a good client took {:?} among 1 000 slow ones",
+            start.elapsed()
+        );
+        std::thread::sleep(ms(100));
+    }
+    let slow = trickler.join().expect("trickler");
+    // All 1 000 are closed by the handshake timeout.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(ms(200));
+        let open = slow
+            .iter()
+            .filter(|s| {
+                s.set_nonblocking(true).expect("nonblocking");
+                let mut b = [0u8; 256];
+                matches!((&**s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count();
+        if open == 0 || Instant::now() > deadline {
+            assert_eq!(open, 0, "slow handshakes still open");
+            break;
+        }
+    }
+    let server = server.stop();
+    assert_eq!(server.stats().closes.handshake_timeout, 1000);
 }
