@@ -64,13 +64,29 @@ impl Handler for Count {
     }
 }
 
-const N: usize = 200;
+/// Idle connections measured (`TETHER_TLS_MEMORY_CONNS` overrides; the
+/// docs' figure is from 1 000 in a release build, where 1 000 handshakes
+/// at once are quick).
+fn conns() -> usize {
+    std::env::var("TETHER_TLS_MEMORY_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
 const I: u64 = 200;
+
+/// Heartbeat `I`/`I`, and time for many TLS handshakes at once.
+fn slow_handshakes() -> tether::Config {
+    let mut config = config(I, I);
+    config.handshake_timeout = ms(10_000);
+    config.connect_timeout = ms(10_000);
+    config
+}
 
 /// Turns the server until `n` connections are up, then for `idle` (the
 /// heartbeats of idle links go on meanwhile).
 fn serve(reactor: &mut Reactor, handler: &mut Count, n: usize, idle: Duration) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while handler.connected < n {
         assert!(
             Instant::now() < deadline,
@@ -89,7 +105,7 @@ fn serve(reactor: &mut Reactor, handler: &mut Count, n: usize, idle: Duration) {
 fn bytes_per_idle_connection(with_tls: bool) -> i64 {
     let ca = Ca::new("test CA");
     let leaf = ca.server(&["localhost"]);
-    let mut server = Reactor::with_config(config(I, I)).expect("reactor");
+    let mut server = Reactor::with_config(slow_handshakes()).expect("reactor");
     let any = "127.0.0.1:0".parse().expect("addr");
     let l = if with_tls {
         let tls = tls::server_config_from_pem(leaf.cert.as_bytes(), leaf.key.as_bytes(), None)
@@ -102,7 +118,7 @@ fn bytes_per_idle_connection(with_tls: bool) -> i64 {
     let client_tls = tls::client_config_from_pem(ca.pem.as_bytes(), None).expect("client");
     let dial = move |n: usize| {
         let client_tls = client_tls.clone();
-        spawn(config(I, I), false, move |r| {
+        spawn(slow_handshakes(), false, move |r| {
             for _ in 0..n {
                 if with_tls {
                     let name = tls::server_name("localhost").expect("name");
@@ -120,12 +136,13 @@ fn bytes_per_idle_connection(with_tls: bool) -> i64 {
     let first = dial(1);
     serve(&mut server, &mut handler, 1, ms(3 * I));
     let base = live();
-    let rest = dial(N);
-    serve(&mut server, &mut handler, N + 1, ms(5 * I));
+    let n = conns();
+    let rest = dial(n);
+    serve(&mut server, &mut handler, n + 1, ms(5 * I));
     let after = live();
-    let per = (after - base) / N as i64;
+    let per = (after - base) / n as i64;
     eprintln!(
-        "{}: {per} bytes per idle connection on the server ({N} connections, {} bytes)",
+        "{}: {per} bytes per idle connection on the server ({n} connections, {} bytes)",
         if with_tls { "TLS" } else { "plain" },
         after - base
     );
@@ -141,7 +158,9 @@ fn an_idle_tls_connection_holds_little_memory() {
     let tls = bytes_per_idle_connection(true);
     eprintln!("TLS costs {} bytes more per idle connection", tls - plain);
     assert!(plain < 4 * 1024, "plain: {plain} bytes per idle connection");
-    // Measured 8.3 KiB (rustls 0.23.48, ring): its 4 KiB record buffer,
+    // Measured 8.0 KiB with 1 000 connections in a release build (8.4 KiB
+    // with the default 200 in a debug one; rustls 0.23.48, ring; plain:
+    // 0.6 KiB): its 4 KiB record buffer,
     // which it shrinks back to 4 KiB between reads, the session's state,
     // and (shared, capped at 256 entries) the server's resumption cache,
     // which rustls fills with the tickets it issues. The issue's aim is 40 KiB; 16 KiB catches a regression.
