@@ -890,3 +890,26 @@ fn a_thousand_slow_tls_handshakes_do_not_delay_a_good_client() {
     let server = server.stop();
     assert_eq!(server.stats().closes.handshake_timeout, 1000);
 }
+
+#[test]
+fn a_client_certificate_the_server_does_not_trust_fails_each_attempt() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let client_ca = Ca::new("client CA");
+    let stranger = Ca::new("stranger CA");
+    let server = tls_echo_server(
+        config(500, 500),
+        server_tls(&ca.server(&[NAME]), Some(&client_ca)),
+    );
+    let client = tls_dialer(
+        config(500, 500),
+        server.addr.expect("bound"),
+        NAME,
+        client_tls(&ca, Some(&stranger.client())),
+    );
+    // The server refuses the certificate and says so in an alert.
+    assert_fails_with_backoff(&client, TlsFailure::PeerAlert);
+    drop(client);
+    let server = server.stop();
+    assert!(server.stats().closes.tls >= 1, "{:?}", server.stats());
+}
