@@ -103,6 +103,14 @@ pub enum DisconnectReason {
     WriteStalled,
     /// The local application closed the connection with this code.
     LocalClose(CloseCode),
+    /// Server, resume: the client resumed the session on a new connection
+    /// while this one still looked alive; we sent CLOSE 1001 on this one.
+    /// The session goes on (the same `ConnId` connects again at once).
+    TakenOver,
+    /// Server, resume: the session was held detached for its expiry (or
+    /// forgotten to hold newer ones, past `max_detached`) and the client
+    /// did not come back: it is over for good.
+    SessionExpired,
     /// The TLS layer failed (feature `tls`): the handshake was refused —
     /// an untrusted or expired certificate, a name mismatch, a client
     /// certificate missing where one is required, a peer that does not
@@ -172,6 +180,7 @@ impl DisconnectReason {
             DisconnectReason::ProtocolError { code, .. } => Some(*code),
             DisconnectReason::PolicyViolation { .. } => Some(CloseCode::POLICY_VIOLATION),
             DisconnectReason::LocalClose(code) => Some(*code),
+            DisconnectReason::TakenOver => Some(CloseCode::GOING_AWAY),
             _ => None,
         }
     }
@@ -204,6 +213,10 @@ impl fmt::Display for DisconnectReason {
             }
             DisconnectReason::WriteStalled => f.write_str("peer stopped reading (write stalled)"),
             DisconnectReason::LocalClose(code) => write!(f, "closed locally with {code}"),
+            DisconnectReason::TakenOver => f.write_str("the session resumed on a newer connection"),
+            DisconnectReason::SessionExpired => {
+                f.write_str("the detached session expired unresumed")
+            }
             DisconnectReason::Tls { failure, detail } => write!(f, "TLS: {failure} ({detail})"),
         }
     }

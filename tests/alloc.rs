@@ -11,7 +11,7 @@ use std::thread;
 
 use bytes::Bytes;
 use support::*;
-use tether::proto::codec::Frame;
+use tether::proto::codec::{Frame, Handshake};
 use tether::{ConnId, Context, Handler, Message};
 
 /// Counts allocations per thread, so the server thread's own count can be
@@ -71,6 +71,17 @@ impl Handler for CountingEcho {
 
 #[test]
 fn echoing_allocates_nothing_per_message_once_warm() {
+    echo_allocations(false);
+}
+
+/// The same with session resume: every message is numbered and kept in
+/// the replay log until the client's ACK (every 64, as tether's own).
+#[test]
+fn echoing_in_a_resumed_session_allocates_nothing_per_message_once_warm() {
+    echo_allocations(true);
+}
+
+fn echo_allocations(resume: bool) {
     // Heartbeats far apart: this measures the message path only.
     let (mut reactor, addr, handle) = listening(config(60_000, 60_000));
     let (report, reports) = mpsc::channel();
@@ -84,8 +95,14 @@ fn echoing_allocates_nothing_per_message_once_warm() {
 
     // A raw client keeps a window of 16 messages of 64 B in flight.
     let mut raw = RawPeer::connect(addr);
-    raw.hello(0, 0);
-    assert!(matches!(raw.next_frame(ms(2000)), Some(Frame::Welcome(_))));
+    raw.send_frame(&Frame::Hello(Handshake {
+        flags: if resume { Handshake::RESUME } else { 0 },
+        ..Handshake::default()
+    }));
+    match raw.next_frame(ms(2000)) {
+        Some(Frame::Welcome(w)) => assert_eq!(w.has(Handshake::RESUME), resume),
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
     let message = frame_bytes(&Frame::Data(Bytes::from(vec![0x5A; 64])));
     let window: Vec<u8> = message.repeat(16);
     let total = 20_000;
@@ -101,6 +118,9 @@ fn echoing_allocates_nothing_per_message_once_warm() {
             }
         }
         echoed += 16;
+        if resume && echoed % 64 == 0 {
+            raw.send_frame(&Frame::Ack(echoed));
+        }
     }
     handle.shutdown().expect("shutdown");
     server.join().expect("server");

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use harness::conn::{self, flags, Bug, Op, PeerFrame, Tolerate, CONFIG_LEN};
 use harness::input::SplitMix;
+use harness::resume::{self, Op as R};
 use harness::{decode, seeds, track};
 
 #[global_allocator]
@@ -20,6 +21,7 @@ static ALLOC: track::Tracking = track::Tracking;
 /// Random inputs per target: about a second in all, in a debug build.
 const DECODE_CASES: u64 = 10_000;
 const CONN_CASES: u64 = 5_000;
+const RESUME_CASES: u64 = 2_000;
 
 fn byte(rng: &mut SplitMix) -> u8 {
     rng.next_u64() as u8
@@ -105,6 +107,76 @@ fn random_script(rng: &mut SplitMix) -> Vec<u8> {
     conn::script(config, &ops)
 }
 
+fn random_resume_op(rng: &mut SplitMix) -> R {
+    let b = byte(rng);
+    let len = rng.below(2000) as u16;
+    let cut = |rng: &mut SplitMix| {
+        if rng.below(3) == 0 {
+            0
+        } else {
+            rng.below(3000) as u16
+        }
+    };
+    match rng.below(100) {
+        0..=17 => R::SendClient(b, len),
+        18..=31 => R::SendServer(b, len),
+        32..=41 => R::ToServer(b, cut(rng), cut(rng)),
+        42..=51 => R::ToClient(b, cut(rng), cut(rng)),
+        52..=63 => R::Exchange,
+        64..=66 => R::Reset,
+        67..=69 => R::HalfDead,
+        70..=72 => R::NoticeClient,
+        73..=75 => R::NoticeServer,
+        76..=80 => R::Advance(b % 64),
+        81..=85 => R::FireNext,
+        86..=92 => R::Dial,
+        93 => R::DialFail,
+        94..=96 => R::Takeover,
+        97..=98 => R::Restart,
+        _ => R::CloseClient,
+    }
+}
+
+/// A random resume script: a configuration, then a dial and ops.
+fn random_resume_script(rng: &mut SplitMix) -> Vec<u8> {
+    let mut config = [byte(rng), byte(rng), byte(rng), byte(rng)];
+    if rng.below(2) == 0 {
+        // Resume on at the server, mostly.
+        config[3] &= !resume::flags::NO_RESUME_B;
+    }
+    let mut ops = vec![R::Dial, R::Exchange];
+    ops.extend((0..5 + rng.below(60)).map(|_| random_resume_op(rng)));
+    resume::script(config, &ops)
+}
+
+/// `TETHER_FUZZ_CASES=N` runs N resume scripts as well.
+#[test]
+fn resume_random_scripts() {
+    let cases = std::env::var("TETHER_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(RESUME_CASES);
+    let mut total = resume::Summary::default();
+    for seed in 0..cases {
+        let input = random_resume_script(&mut SplitMix(seed ^ 0x5E55));
+        match std::panic::catch_unwind(|| resume::run_summary(&input)) {
+            Ok(summary) => total += summary,
+            Err(_) => panic!("resume script from seed {seed}: {input:?}"),
+        }
+    }
+    eprintln!("{total:?}");
+    // The random scripts reach what they are for.
+    if cases >= RESUME_CASES {
+        let t = total;
+        assert!(t.resumed > 100 && t.resent > 20 && t.lost > 20, "{t:?}");
+        assert!(
+            t.takeovers > 20 && t.expired > 20 && t.large > 1000,
+            "{t:?}"
+        );
+        assert!(t.handed_back > 100, "{t:?}");
+    }
+}
+
 #[test]
 fn decoder_random_streams_in_random_splits() {
     let mut rng = SplitMix(0xDEC0DE);
@@ -153,6 +225,7 @@ fn the_kept_corpus_passes() {
         // pile up a stall-forgiveness PING per T past the output bound; a
         // probe now reuses our PING while it is still queued.)
         ("conn", |d: &[u8]| conn::run_with(d, Tolerate::NONE)),
+        ("resume", resume::run),
     ] {
         for entry in fs::read_dir(root.join(target)).expect("the corpus is kept") {
             let path = entry.expect("readable corpus").path();
@@ -169,7 +242,11 @@ fn the_kept_corpus_passes() {
 #[test]
 fn seed_files_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    for (target, seeds) in [("decode", seeds::decode()), ("conn", seeds::conn())] {
+    for (target, seeds) in [
+        ("decode", seeds::decode()),
+        ("conn", seeds::conn()),
+        ("resume", seeds::resume()),
+    ] {
         for (name, bytes) in seeds {
             let path = root.join(target).join(format!("seed-{name}"));
             let kept = fs::read(&path).unwrap_or_default();
@@ -200,6 +277,45 @@ fn tolerate_parses_the_environment_syntax() {
     // A configuration alone: a fresh server, checked once, under whatever
     // the environment tolerates.
     conn::run(&seeds::conn_config(flags::SERVER));
+}
+
+/// Each resume seed passes and shows the case it is named for.
+#[test]
+fn resume_seeds_show_their_cases() {
+    for (name, input) in seeds::resume() {
+        let s = match std::panic::catch_unwind(|| resume::run_summary(&input)) {
+            Ok(summary) => summary,
+            Err(_) => panic!("resume seed {name}"),
+        };
+        let shows = match name {
+            "normal-resume" | "half-dead-resume" => s.resumed >= 1 && s.resent >= 1 && s.lost == 0,
+            "takeover" | "takeover-quiet" => s.takeovers == 1 && s.resumed >= 1,
+            "lost-session" => s.lost == 1 && s.handed_back > 0,
+            "expiry" => s.expired >= 1 && s.lost == 1,
+            "client-close" => s.resumed == 0 && s.delivered > 0,
+            "no-resume-server" => s.resumed == 0 && s.lost == 0,
+            _ => panic!("a resume seed without a check: {name}"),
+        };
+        assert!(shows, "resume seed {name} does not show its case: {s:?}");
+        assert!(
+            s.large > 0,
+            "resume seed {name} sends no large message: {s:?}"
+        );
+    }
+}
+
+/// A driver that lets the close a takeover asked for (the old socket's)
+/// reach the resumed socket breaks the session, and the harness says so
+/// (the reactor drains those actions: `tests/resume.rs`,
+/// `a_takeover_keeps_the_resumed_socket_open`).
+#[test]
+#[should_panic]
+fn a_close_that_reaches_the_resumed_socket_is_caught() {
+    let (_, input) = seeds::resume()
+        .into_iter()
+        .find(|(name, _)| *name == "takeover-quiet")
+        .expect("the seed");
+    resume::run_with(&input, resume::ActionOrder::CloseLate);
 }
 
 /// Runs the regression input `name` with every check on.

@@ -252,15 +252,16 @@ impl Clients {
 }
 
 impl Handler for Clients {
-    fn on_connected(&mut self, _: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
+    fn on_connected(&mut self, _: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         let link = self.link(id);
         link.connected = true;
         link.connects += 1;
-        if !link.inflight.is_empty() {
-            let n = link.inflight.len();
-            self.error(format!(
-                "{id}: connected with {n} echoes of a lost link awaited"
-            ));
+        if !matches!(peer.resume, tether::ResumeStatus::Resumed { .. }) {
+            // Not a resumed session: whatever was in flight went down
+            // with the last connection. (Resumed, every echo still comes,
+            // exactly once and in order.)
+            link.inflight.clear();
+            link.inflight_bytes = 0;
         }
     }
 
@@ -286,9 +287,6 @@ impl Handler for Clients {
         let link = self.link(id);
         link.connected = false;
         link.disconnects += 1;
-        // Whatever was in flight went down with the connection.
-        link.inflight.clear();
-        link.inflight_bytes = 0;
         let kind = format!("{reason:?}");
         let kind = kind.split(['(', ' ']).next().unwrap_or("?").to_string();
         *self.reasons.entry(kind).or_default() += 1;

@@ -61,6 +61,9 @@ pub struct Opts {
     pub duration: Duration,
     pub inflight: usize,
     pub ping_period: Duration,
+    /// Ask for session resume (RESUME in HELLO) and acknowledge the
+    /// server's DATA as a tether client does: every 16 frames.
+    pub resume: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +86,9 @@ struct Conn {
     expect_seq: u64,
     sent_at: Instant,
     ping_out: bool,
+    /// DATA frames received, and the count last acknowledged (resume).
+    received: u64,
+    acked: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -439,6 +445,8 @@ impl Gen {
                 expect_seq: 0,
                 sent_at: now,
                 ping_out: false,
+                received: 0,
+                acked: 0,
             })
             .collect();
         let filler = (0..opts.size).map(|i| (i % 251) as u8).collect();
@@ -581,7 +589,8 @@ impl Gen {
             Ok(false) => {}
             Ok(true) => {
                 conn.phase = Phase::Handshaking;
-                wire::put_handshake(&mut self.obuf, wire::HELLO, 1000, 1000, 0);
+                let flags = u8::from(self.opts.resume);
+                wire::put_handshake(&mut self.obuf, wire::HELLO, flags, 1000, 1000, 0);
                 self.send_obuf(poll, idx);
                 // Writable again only when a write is refused.
                 let conn = &mut self.conns[idx];
@@ -685,6 +694,11 @@ impl Gen {
                         .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
                     let expected = conn.expect_seq;
                     conn.expect_seq += 1;
+                    conn.received += 1;
+                    if self.opts.resume && conn.received - conn.acked >= 64 {
+                        conn.acked = conn.received;
+                        wire::put_heartbeat(&mut self.obuf, wire::ACK, conn.received);
+                    }
                     conn.outstanding = conn.outstanding.saturating_sub(1);
                     let sent_at = conn.sent_at;
                     self.counters.msgs += 1;
@@ -710,6 +724,7 @@ impl Gen {
                     self.counters.pongs += 1;
                     conn.ping_out = false;
                 }
+                wire::ACK => {}
                 wire::CLOSE => {
                     let code = u16::from_be_bytes([frame[5], frame[6]]);
                     self.error(format!("conn {idx}: CLOSE {code} from the server"));

@@ -81,15 +81,17 @@ impl Plan {
 
     fn wants(&self, family: &str) -> bool {
         // Only latency and echo have interleaved runs.
-        let runs = !self.interleaved_only || matches!(family, "latency" | "echo");
+        let runs = !self.interleaved_only || matches!(family, "latency" | "echo" | "resume");
         runs && self.families.iter().any(|f| f == family)
     }
 }
 
 fn families_all() -> Vec<String> {
-    ["latency", "echo", "bulk", "idle", "redial", "scale"]
-        .map(String::from)
-        .to_vec()
+    [
+        "latency", "echo", "resume", "bulk", "idle", "redial", "scale",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// A child process of this binary, its stdout read line by line.
@@ -342,6 +344,9 @@ fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
     jobs
 }
 
+/// The resume pair's workload.
+pub const RESUME_KEY: &str = "echo 100x16x64B resume";
+
 /// The connection count of the echo target (100 × 16 × 64 B).
 const ECHO_TARGET_CONNS: usize = 100;
 
@@ -528,6 +533,46 @@ pub fn bench(args: &Args) -> Result<(), String> {
                     }
                 }
                 Err(e) => eprintln!("round {} {}: FAILED: {e}", round + 1, job.key),
+            }
+        }
+        // Session resume on against off: the same tether server built both
+        // ways, interleaved, the generator asking for resume and
+        // acknowledging as tether's client does.
+        if plan.wants("resume") {
+            let key = RESUME_KEY.to_owned();
+            let mut args = interleaved_args(&plan, ECHO_TARGET_CONNS, plan.window, 64);
+            args.push("--resume".to_owned());
+            args.push("1".to_owned());
+            let pair = if round % 2 == 0 {
+                ["tether", "tether-noresume"]
+            } else {
+                ["tether-noresume", "tether"]
+            };
+            let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms * 2);
+            let t = Instant::now();
+            match ctx.interleaved(&pair, &args, budget) {
+                Ok(results) => {
+                    let secs = t.elapsed().as_secs_f64();
+                    for (imp, values) in pair.iter().zip(results) {
+                        eprintln!(
+                            "[{:>5.0}s] round {} {:<22} {:<15} {}",
+                            started.elapsed().as_secs_f64(),
+                            round + 1,
+                            key,
+                            imp,
+                            report::brief("echo", &values)
+                        );
+                        runs.push(Run {
+                            key: key.clone(),
+                            family: "resume",
+                            imp: (*imp).to_owned(),
+                            round,
+                            values,
+                            secs,
+                        });
+                    }
+                }
+                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
             }
         }
         if plan.wants("redial") {

@@ -143,7 +143,9 @@ fn serve(args: &Args) -> Result<(), String> {
     let interval = Duration::from_millis(args.get("interval-ms", 1000)?);
     let timeout = Duration::from_millis(args.get("timeout-ms", 1000)?);
     let result = match args.value("impl") {
-        Some("tether") => server_tether::run(addr, interval, timeout, print_port),
+        Some("tether") => server_tether::run(addr, interval, timeout, true, print_port),
+        // The same with session resume off (for the resume on/off pair).
+        Some("tether-noresume") => server_tether::run(addr, interval, timeout, false, print_port),
         Some("tokio") => bind_listener(addr).and_then(|l| {
             print_port(l.local_addr()?);
             server_tokio::run(l, server_tokio::Heartbeat { interval, timeout })
@@ -217,6 +219,7 @@ fn client_opts(args: &Args, mode: client::Mode, addr: SocketAddr) -> Result<clie
         duration: Duration::from_millis(args.get("duration-ms", 2000)?),
         inflight: args.get("inflight", 500)?,
         ping_period: Duration::from_millis(args.get("ping-ms", 1000)?),
+        resume: args.get("resume", 0u8)? != 0,
     })
 }
 

@@ -106,7 +106,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
         }
     };
     match family {
-        "latency" | "echo" | "bulk" => {
+        "latency" | "echo" | "bulk" | "resume" => {
             let (secs, msgs, bytes) = (get("secs"), get("msgs"), get("bytes"));
             let (srv, cli) = (get("srv_cpu"), get("cli_cpu"));
             put("msgs_s", msgs.zip(secs).map(|(m, s)| m / s));
@@ -446,7 +446,7 @@ pub fn write_all(
          |---|---|--:|--:|--:|--:|--:|--:|"
     );
     for (family, key) in &keys {
-        if *family == "redial" {
+        if matches!(*family, "redial" | "resume") {
             continue;
         }
         for &(f, metric, label) in TABLE {
@@ -466,6 +466,22 @@ pub fn write_all(
                 r("tether", "tokio"),
             );
         }
+    }
+
+    // Session resume on against off.
+    for (_, key) in keys.iter().filter(|(f, _)| *f == "resume") {
+        let m = |imp, metric| fmt_metric(metric, s.median(key, imp, metric));
+        let _ = writeln!(
+            md,
+            "\nSession resume (tether's echo server with resume on and off, interleaved; the \
+             generator asks for resume and ACKs every 64 messages, as tether's client does):\n\n\
+             | run | messages per server CPU-s, resume on | resume off | on/off |\n\
+             |---|--:|--:|--:|\n\
+             | {key} | {} | {} | {} |",
+            m("tether", "msgs_per_cpu_s"),
+            m("tether-noresume", "msgs_per_cpu_s"),
+            fmt_ratio(s.ratio(key, "msgs_per_cpu_s", "tether", "tether-noresume")),
+        );
     }
 
     // Reconnect storm.
@@ -560,6 +576,14 @@ pub fn write_all(
             &format!("echo 100×16×64 B{how}: messages per server CPU-s, tether/mio ≥ 0.95"),
             s.ratio(k, "msgs_per_cpu_s", "tether", "mio"),
             0.95,
+            "",
+        );
+    }
+    if let Some(k) = find("resume", "") {
+        target(
+            "echo 100×16×64 B with session resume: messages per server CPU-s, on/off ≥ 0.9",
+            s.ratio(&k, "msgs_per_cpu_s", "tether", "tether-noresume"),
+            0.9,
             "",
         );
     }

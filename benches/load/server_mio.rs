@@ -169,7 +169,7 @@ fn answer(buf: &[u8], out: &mut Vec<u8>, greeted: &mut bool, session: &mut u64) 
                         return (pos, true);
                     }
                     *session += 1;
-                    wire::put_handshake(out, wire::WELCOME, 0, 0, *session);
+                    wire::put_handshake(out, wire::WELCOME, 0, 0, 0, *session);
                     *greeted = true;
                     continue;
                 }

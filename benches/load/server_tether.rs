@@ -23,10 +23,14 @@ pub fn run(
     addr: SocketAddr,
     interval: Duration,
     timeout: Duration,
+    resume: bool,
     bound: impl FnOnce(SocketAddr),
 ) -> io::Result<()> {
-    let config = Config::builder()
-        .heartbeat(interval, timeout)
+    let mut config = Config::builder().heartbeat(interval, timeout);
+    if !resume {
+        config = config.no_resume();
+    }
+    let config = config
         .build()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut reactor = Reactor::with_config(config)?;

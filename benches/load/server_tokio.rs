@@ -118,6 +118,7 @@ async fn serve(mut stream: TcpStream, hb: Heartbeat, session: u64) -> io::Result
     wire::put_handshake(
         &mut wbuf,
         wire::WELCOME,
+        0,
         hb.interval.as_millis() as u32,
         hb.timeout.as_millis() as u32,
         session,

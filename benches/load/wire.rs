@@ -93,10 +93,12 @@ pub fn nonce(frame: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// Appends a HELLO (`kind` = [`HELLO`]) or WELCOME frame.
+/// Appends a HELLO (`kind` = [`HELLO`]) or WELCOME frame with `flags`
+/// (RESUME = 1).
 pub fn put_handshake(
     out: &mut impl BufMut,
     kind: u8,
+    flags: u8,
     interval_ms: u32,
     timeout_ms: u32,
     session: u64,
@@ -105,7 +107,7 @@ pub fn put_handshake(
     out.put_u8(kind);
     out.put_slice(&MAGIC);
     out.put_u8(VERSION);
-    out.put_u8(0);
+    out.put_u8(flags);
     out.put_u32(interval_ms);
     out.put_u32(timeout_ms);
     out.put_u64(session);
@@ -142,7 +144,7 @@ pub fn self_check() -> Result<(), String> {
     put_heartbeat(&mut ours, PING, 7);
     put_data_header(&mut ours, 2);
     ours.extend_from_slice(b"hi");
-    put_handshake(&mut ours, HELLO, 1000, 2000, 0);
+    put_handshake(&mut ours, HELLO, 0, 1000, 2000, 0);
     let mut theirs = BytesMut::new();
     tether::proto::codec::encode_ping(7, &mut theirs);
     tether::proto::codec::encode_data(b"hi", &mut theirs);

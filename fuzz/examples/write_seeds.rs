@@ -9,7 +9,11 @@ use tether_fuzz::seeds;
 
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, seeds) in [("decode", seeds::decode()), ("conn", seeds::conn())] {
+    for (target, seeds) in [
+        ("decode", seeds::decode()),
+        ("conn", seeds::conn()),
+        ("resume", seeds::resume()),
+    ] {
         let dir = root.join(target);
         fs::create_dir_all(&dir)?;
         for (name, bytes) in seeds {

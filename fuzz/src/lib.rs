@@ -8,6 +8,10 @@
 //! - [`conn::run`]: the connection state machine, driven by a script of
 //!   peer bytes, timer expiries, clock jumps, socket results and
 //!   application calls under a fake clock, checked after every step.
+//! - [`resume::run`]: session resume end to end — a client and a
+//!   tether-like server holding sessions (the reactor's resume moves
+//!   played by hand) over links that reset, go half-dead, get taken over
+//!   and lose their server — checked for exactly-once delivery in order.
 //!
 //! This file is compiled twice: as the library of the `tether-fuzz` package
 //! (for the cargo-fuzz binaries) and, through `#[path]`, as a module of the
@@ -17,5 +21,6 @@
 pub mod conn;
 pub mod decode;
 pub mod input;
+pub mod resume;
 pub mod seeds;
 pub mod track;

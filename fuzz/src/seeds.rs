@@ -393,3 +393,93 @@ pub fn regressions() -> Vec<(Bug, &'static str, Vec<u8>)> {
         ),
     ]
 }
+
+/// Session resume seeds (see `resume`): each shows one case, and
+/// `tests/fuzz_quick.rs` checks that it does. Configuration: heartbeat
+/// I = 60 ms, T = 70 ms (or none), the unacknowledged bound of a 4 KiB
+/// message, session expiry 150 ms, backoff from 10 ms.
+pub fn resume() -> Vec<(&'static str, Vec<u8>)> {
+    use super::resume::{script, Op::*};
+    let config = [1 | 1 << 5, 1, 0, 0];
+    let quiet = [0, 2, 0, 0];
+    let no_resume = [1 | 1 << 5, 0, 0, 3];
+    let up = [Dial, Exchange];
+    let traffic = [
+        SendClient(3, 100),
+        SendServer(3, 1500),
+        ToServer(0, 0, 30),
+        ToClient(0, 2000, 0),
+    ];
+    let redial = [FireNext, Dial, Exchange, Exchange];
+    let with = |parts: &[&[super::resume::Op]]| parts.concat();
+    vec![
+        (
+            "normal-resume",
+            script(
+                config,
+                &with(&[&up, &traffic, &[Reset], &redial, &traffic, &[Exchange]]),
+            ),
+        ),
+        (
+            "half-dead-resume",
+            script(
+                quiet,
+                &with(&[
+                    &up,
+                    &traffic,
+                    &[HalfDead, SendClient(1, 1999), NoticeClient],
+                    &redial,
+                    &[NoticeServer, Exchange],
+                ]),
+            ),
+        ),
+        (
+            "takeover",
+            script(
+                config,
+                &with(&[&up, &traffic, &[Takeover, Exchange], &traffic]),
+            ),
+        ),
+        (
+            "takeover-quiet",
+            script(
+                quiet,
+                &with(&[&up, &traffic, &[Takeover, Exchange], &traffic, &[Exchange]]),
+            ),
+        ),
+        (
+            "lost-session",
+            script(
+                config,
+                &with(&[&up, &traffic, &[Restart], &redial, &traffic]),
+            ),
+        ),
+        (
+            "expiry",
+            script(
+                quiet,
+                &with(&[
+                    &up,
+                    &traffic,
+                    &[HalfDead, NoticeServer, Advance(40), SendClient(0, 10)],
+                    &[NoticeClient],
+                    &redial,
+                ]),
+            ),
+        ),
+        (
+            "client-close",
+            script(
+                config,
+                &with(&[&up, &traffic, &[CloseClient, Exchange, FireNext]]),
+            ),
+        ),
+        (
+            "no-resume-server",
+            script(
+                no_resume,
+                &with(&[&up, &traffic, &[Reset], &redial, &traffic]),
+            ),
+        ),
+    ]
+}

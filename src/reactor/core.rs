@@ -120,6 +120,11 @@ pub(crate) struct Core {
     app: app::AppState,
     /// The generation of the last id given out (see [`ConnId`]).
     generation: u64,
+    /// Server, resume: the connection holding each session, by id.
+    sessions: std::collections::HashMap<u64, ConnId>,
+    /// Server, resume: detached sessions, oldest first (with entries of
+    /// sessions since resumed or closed, dropped lazily).
+    detached: VecDeque<ConnId>,
     /// Where accepted connections' session ids come from.
     session_ids: crate::session_ids::SessionIds,
     seed: u64,
@@ -176,6 +181,8 @@ impl Core {
             app: app::AppState::default(),
             generation: 0,
             session_ids: crate::session_ids::SessionIds::new(seed),
+            sessions: std::collections::HashMap::new(),
+            detached: VecDeque::new(),
             seed,
             shutdown: None,
             max_connections: usize::MAX,
@@ -276,7 +283,12 @@ impl Core {
             return;
         };
         let id = slot.id;
-        self.pending.extend(self.scratch.drain(..).map(|e| (id, e)));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for event in &scratch {
+            self.note_sessions(id, event);
+        }
+        self.pending.extend(scratch.drain(..).map(|e| (id, e)));
+        self.scratch = scratch;
     }
 
     pub(super) fn mark_dirty(&mut self, idx: usize) {
@@ -308,6 +320,7 @@ impl Core {
         }
         self.collect(idx);
         self.count_disconnects(idx);
+        self.note_detached(idx);
         self.sync_timer(idx);
         if self.slots.get(idx).is_some_and(|s| s.conn.is_closed()) {
             self.reap.push(idx);
@@ -403,6 +416,9 @@ impl Core {
         }
         let mut slot = self.slots.remove(idx);
         slot.drop_stream(self.poll.registry());
+        if slot.conn.role() == crate::proto::conn::Role::Server {
+            self.forget_session(slot.id, slot.conn.session_id());
+        }
         if let Some(filed) = slot.timer {
             self.wheel.cancel(filed.key);
         }
@@ -428,6 +444,7 @@ fn entropy() -> u64 {
 mod accepting;
 mod reading;
 mod requests;
+mod sessions;
 mod timers;
 
 // The application's own timers and event sources (issue #17).

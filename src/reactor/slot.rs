@@ -36,6 +36,9 @@ pub(super) struct Slot {
     /// The application paused reading this socket (see
     /// `Context::pause_reading`): readiness to read is ignored.
     pub(super) paused: bool,
+    /// Server, resume: the connection's detached session is in the
+    /// reactor's list of detached sessions.
+    pub(super) listed_detached: bool,
     /// The connection's `disconnects` count when its last ending was
     /// counted in the reactor's close stats (compared for change: the
     /// count wraps).
@@ -72,6 +75,7 @@ impl Slot {
             timer: None,
             dirty: false,
             paused: false,
+            listed_detached: false,
             counted_disconnects: 0,
             #[cfg(feature = "tls")]
             tls: None,
@@ -131,17 +135,31 @@ impl Slot {
 
     /// Deregisters and drops the socket (closing it).
     pub(super) fn drop_stream(&mut self, registry: &Registry) {
-        if let Some(mut stream) = self.stream.take() {
-            #[cfg(feature = "tls")]
-            if let Some(tls) = self.tls.as_deref_mut() {
+        let stream = self.take_stream(registry);
+        // A TLS socket says close_notify (after the CLOSE already written)
+        // as it goes, best effort.
+        #[cfg(feature = "tls")]
+        let stream = match (stream, self.tls.as_deref_mut()) {
+            (Some(mut stream), Some(tls)) => {
                 tls.finish(&mut stream);
+                Some(stream)
             }
-            if self.interest.take().is_some() {
-                // Closing the fd removes it from epoll anyway; an error
-                // here changes nothing.
-                let _ = registry.deregister(&mut stream);
-            }
+            (stream, _) => stream,
+        };
+        drop(stream);
+    }
+
+    /// Takes the stream out, no longer registered with the poll (its TLS
+    /// session, if any, stays in `tls`: a caller moving the socket moves
+    /// that too).
+    pub(super) fn take_stream(&mut self, registry: &Registry) -> Option<TcpStream> {
+        let mut stream = self.stream.take()?;
+        if self.interest.take().is_some() {
+            // Closing the fd removes it from epoll anyway; an error here
+            // changes nothing.
+            let _ = registry.deregister(&mut stream);
         }
+        Some(stream)
     }
 }
 

@@ -34,6 +34,11 @@ pub struct CloseCounts {
     pub write_stalled: u64,
     /// The local application (or a shutdown) closed the connection.
     pub local_close: u64,
+    /// Server, resume: a newer connection took the session over.
+    pub taken_over: u64,
+    /// Server, resume: a detached session expired (or was forgotten for
+    /// newer ones).
+    pub session_expired: u64,
     /// The TLS layer failed (feature `tls`).
     pub tls: u64,
 }
@@ -52,6 +57,8 @@ impl CloseCounts {
             DisconnectReason::PolicyViolation { .. } => &mut self.policy_violation,
             DisconnectReason::WriteStalled => &mut self.write_stalled,
             DisconnectReason::LocalClose(_) => &mut self.local_close,
+            DisconnectReason::TakenOver => &mut self.taken_over,
+            DisconnectReason::SessionExpired => &mut self.session_expired,
             DisconnectReason::Tls { .. } => &mut self.tls,
         };
         *counter += 1;
@@ -70,6 +77,8 @@ impl CloseCounts {
             + self.policy_violation
             + self.write_stalled
             + self.local_close
+            + self.taken_over
+            + self.session_expired
             + self.tls
     }
 }
@@ -98,6 +107,19 @@ pub struct ReactorStats {
     pub max_lag: Duration,
     /// Turns of the loop so far.
     pub turns: u64,
+    /// Server, resume: sessions begun (resume granted to a new client).
+    pub sessions_started: u64,
+    /// Server, resume: sessions whose socket ended and that were held
+    /// detached for the client to resume.
+    pub sessions_detached: u64,
+    /// Server, resume: sessions a client resumed on a new socket.
+    pub sessions_resumed: u64,
+    /// Server, resume: detached sessions forgotten before their expiry to
+    /// hold newer ones (`max_detached`); expiries themselves are in
+    /// [`closes`](Self::closes) (`session_expired`).
+    pub sessions_evicted: u64,
+    /// Client, resume: links whose server no longer held their session.
+    pub sessions_lost: u64,
     /// Wheel entries that came due and found nothing due on their
     /// connection, because traffic had moved its deadline later since
     /// the entry was filed (each costs a look at the connection and a

@@ -92,7 +92,13 @@ impl Connection {
                 reason: reason.clone(),
             });
         }
-        if self.role == Role::Client && !self.stopping {
+        if self.holds_session_detached() {
+            // Server: the session outlives its socket until it expires.
+            if let Some(resume) = self.config.resume {
+                self.timers
+                    .set(Timer::Reconnect, now + resume.session_expiry);
+            }
+        } else if self.role == Role::Client && !self.stopping {
             match self
                 .attempts
                 .next_delay(&self.config.backoff, &mut self.rng)
@@ -136,7 +142,10 @@ impl Connection {
         }
         self.drop_socket(events);
         if self.timers.is_armed(Timer::Reconnect) {
-            self.set_state(State::Backoff);
+            self.set_state(match self.role {
+                Role::Client => State::Backoff,
+                Role::Server => State::Detached,
+            });
         } else {
             self.finish(events);
         }
@@ -173,11 +182,6 @@ impl Connection {
         old.outbox.clear(&mut dropped);
         if !in_session {
             self.hand_back(dropped, events);
-        } else if self.role == Role::Server {
-            // A server connection holds no detached session: the session
-            // ends with its socket (the client is told it was lost when it
-            // comes back).
-            self.end_session(events);
         }
     }
 

@@ -17,7 +17,7 @@ use super::flags::Flag;
 use super::timer::Stamp;
 use super::{Connection, Event, ReadInput, Role, State, PARTIAL_RESERVE_CAP, PONG_BACKLOG};
 use crate::error::DisconnectReason;
-use crate::proto::codec::{self, Decoder, Frame, InPlace, Kind, HEADER_LEN};
+use crate::proto::codec::{self, Decoder, Frame, Handshake, InPlace, Kind, HEADER_LEN};
 
 impl Connection {
     /// Bytes read from the socket, all at once. Consumes all of `data`:
@@ -154,6 +154,17 @@ impl Connection {
         if data.is_empty() {
             return None;
         }
+        if self.awaits_resume() {
+            // Kept for the connection that takes this socket over, within
+            // the bound of an incomplete frame.
+            if self.sock.recv.len() + data.len() > PARTIAL_RESERVE_CAP {
+                self.protocol_error(now, "too much before WELCOME", &mut Vec::new());
+            } else {
+                self.sock.recv.extend_from_slice(data);
+            }
+            data.clear();
+            return None;
+        }
         if !self.is_reading() {
             data.clear();
             return None;
@@ -244,7 +255,7 @@ impl Connection {
     /// Keeps what is left of `buf` (the start of a frame still
     /// incomplete) for the next read, while reading; empties `buf`.
     fn keep_incomplete(&mut self, buf: &mut BytesMut) {
-        if self.is_reading() && !buf.is_empty() {
+        if (self.is_reading() || self.awaits_resume()) && !buf.is_empty() {
             if self.sock.recv.is_empty() {
                 let want = self
                     .decoder()
@@ -295,7 +306,15 @@ impl Connection {
     }
 
     fn is_reading(&self) -> bool {
-        matches!(self.state, State::Handshaking | State::Established)
+        matches!(self.state, State::Handshaking | State::Established) && !self.awaits_resume()
+    }
+
+    /// Server: a resume HELLO waits for the driver's answer; what follows
+    /// it is kept, not processed.
+    fn awaits_resume(&self) -> bool {
+        self.session
+            .as_deref()
+            .is_some_and(|s| s.pending_hello.is_some())
     }
 
     /// Bookkeeping for every whole frame received.
@@ -315,6 +334,14 @@ impl Connection {
             (_, _, Frame::Close { code, reason }) => {
                 let reason = String::from_utf8_lossy(&reason).into_owned();
                 self.lose(now, DisconnectReason::PeerClosed { code, reason }, events);
+            }
+            (State::Handshaking, Role::Server, Frame::Hello(hello))
+                if hello.has(Handshake::RESUME)
+                    && hello.session_id != 0
+                    && self.config.resume.is_some() =>
+            {
+                // The driver answers (see `resume_request`); input waits.
+                self.await_resume(hello);
             }
             (State::Handshaking, Role::Server, Frame::Hello(hello)) => {
                 let resume = self.server_resume(&hello);

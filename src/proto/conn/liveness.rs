@@ -270,6 +270,9 @@ impl Connection {
             (Timer::WriteStall, State::Handshaking | State::Established) => {
                 self.on_write_stall_timer(now, events)
             }
+            (Timer::Reconnect, State::Closing | State::Detached) if self.role == Role::Server => {
+                self.expire_session(events)
+            }
             (Timer::Reconnect, State::Closing) => {
                 self.drop_socket(events);
                 self.begin_connect(now);

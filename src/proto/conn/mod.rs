@@ -44,7 +44,7 @@
 //! assert_eq!(server.poll_timeout(), Some(ping_at));
 //!
 //! // Both resume the session by default: the server acknowledges a
-//! // message 20 ms after it (sooner when 16 arrive).
+//! // message 20 ms after it (sooner when 64 arrive).
 //! let t1 = t0 + Duration::from_secs(1);
 //! client.send(bytes::Bytes::from_static(b"hi")).unwrap();
 //! client.transmit_into(&mut wire, &mut events);
@@ -89,7 +89,7 @@ pub use event::{Action, Event, PeerInfo, ResumeStatus, SendError, Stats, Undeliv
 use flags::Flag;
 pub(crate) use outbox::COPY_MAX;
 pub use read_input::ReadInput;
-pub use resume::SessionStats;
+pub use resume::{MovedSocket, ResumeRequest, SessionStats};
 pub use rtt::RttEstimator;
 use session::Session;
 use socket::Socket;
@@ -292,7 +292,7 @@ impl Connection {
         self.stopping = true;
         self.timers.stop(Timer::Reconnect);
         match self.state {
-            State::Idle | State::Backoff => self.finish(events),
+            State::Idle | State::Backoff | State::Detached => self.finish(events),
             State::Connecting => {
                 self.actions.close_socket = true;
                 self.finish(events);

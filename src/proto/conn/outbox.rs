@@ -274,18 +274,21 @@ impl Outbox {
     /// [`chunks`]: Outbox::chunks
     pub(crate) fn advance(&mut self, n: usize) {
         if let Some(q) = self.queue.as_mut() {
+            // (Measured before the bytes written are consumed from it.)
+            let ctrl_capacity = q.ctrl.capacity();
             let ctrl_sent = q.advance(n);
             // A queue that only ever carried control frames (a heartbeat)
             // is given up as soon as they are out, to the thread's spare
             // (see `spare`); one that carries messages is kept until the
             // connection goes idle, so sending does not allocate per
-            // message, but its control buffer is freed: control frames
-            // are rare (one heartbeat per interval).
+            // message, and so is its control buffer while small (a resumed
+            // session's ACKs come every 64 messages); a large one, after a
+            // burst of control frames, is freed.
             if q.len() == 0 && q.data.capacity() == 0 && q.withheld.is_empty() {
                 if let Some(queue) = self.queue.take() {
                     spare_queue::give(queue);
                 }
-            } else if ctrl_sent {
+            } else if ctrl_sent && ctrl_capacity > spare_queue::CTRL_KEEP {
                 q.ctrl = BytesMut::new();
             }
         }

@@ -7,15 +7,17 @@
 //! move. It never reads a clock and never drops a message without an
 //! [`Event::Undelivered`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
 use super::flags::Flag;
 use super::replay_log::Logged;
 use super::session::Session;
+use super::socket::Socket;
 use super::timer::Timer;
 use super::{Connection, Event, ResumeStatus, Role, State, UndeliveredCause};
+use crate::error::DisconnectReason;
 use crate::proto::codec::{self, Handshake, HEADER_LEN};
 
 /// A session's figures (see [`Connection::session_stats`]).
@@ -33,8 +35,9 @@ pub struct SessionStats {
 }
 
 /// A resuming receiver tells its receipt count after this many DATA frames
-/// (for 64-byte messages the ACKs are about 1 % of the DATA bytes)…
-pub(super) const ACK_EVERY: u64 = 16;
+/// (for 64-byte messages the ACKs are about 0.3 % of the DATA bytes; each
+/// ACK also costs its sender a second slice in a write)…
+pub(super) const ACK_EVERY: u64 = 64;
 /// …or this long after DATA it has not yet acknowledged arrived, whichever
 /// comes first: the sender's log stays small while data flows and empties
 /// soon after it stops.
@@ -66,19 +69,11 @@ impl Connection {
         s.received_before + here
     }
 
-    /// Server: HELLO arrived; grants resume when it asks and this side
-    /// allows it. A resume of an earlier session is not held here (a
-    /// driver that keeps detached sessions moves the new socket to the
-    /// session's connection before this): it gets a new session.
+    /// Server: a HELLO that does not resume an earlier session arrived;
+    /// grants resume when it asks and this side allows it.
     pub(super) fn server_resume(&mut self, hello: &Handshake) -> ResumeStatus {
         if !hello.has(Handshake::RESUME) || self.config.resume.is_none() {
             return ResumeStatus::Off;
-        }
-        if hello.session_id != 0 {
-            debug!(
-                "server: session {:#x} not held: a new one",
-                hello.session_id
-            );
         }
         self.session = Some(Box::default());
         ResumeStatus::New
@@ -261,15 +256,18 @@ impl Connection {
     }
 
     /// Whether a send now goes to the session's log only (a client whose
-    /// link is down, redialling): it is sent when the session resumes.
+    /// link is down, redialling; a server holding the session detached):
+    /// it is sent when the session resumes.
     pub(super) fn queues_while_down(&self) -> bool {
         self.session.is_some()
-            && self.role == Role::Client
             && !self.stopping
-            && matches!(
-                self.state,
-                State::Idle | State::Backoff | State::Connecting | State::Handshaking
-            )
+            && match self.role {
+                Role::Client => matches!(
+                    self.state,
+                    State::Idle | State::Backoff | State::Connecting | State::Handshaking
+                ),
+                Role::Server => self.state == State::Detached,
+            }
     }
 
     /// Resume: the session's figures (zero without one).
@@ -282,5 +280,166 @@ impl Connection {
                 messages_resent: s.resent,
                 resumes: s.resumes,
             })
+    }
+}
+
+/// Server: a resume HELLO the driver is to answer (see
+/// [`Connection::resume_request`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeRequest {
+    /// The session the client resumes.
+    pub session_id: u64,
+    /// Its receipt count in that session.
+    pub recv_seq: u64,
+}
+
+/// The state of one socket, moved from the connection that accepted it to
+/// the one holding the session it resumes (see
+/// [`Connection::take_socket`]).
+#[derive(Debug)]
+pub struct MovedSocket {
+    sock: Socket,
+    hello: Handshake,
+}
+
+impl Connection {
+    /// Server: whether the socket's connection ends without ending the
+    /// session (resume granted, a session to keep, not closed by us).
+    pub(super) fn holds_session_detached(&self) -> bool {
+        self.role == Role::Server
+            && !self.stopping
+            && self.session.is_some()
+            && self.sock.flags.get(Flag::Resumable)
+    }
+
+    /// Server: the held session expired (or is forgotten to hold newer
+    /// ones): the application hears it is over, with what the client did
+    /// not acknowledge.
+    pub fn expire_session(&mut self, events: &mut Vec<Event>) {
+        if self.role != Role::Server || self.session.is_none() {
+            return;
+        }
+        debug!("server: session {:#x} expired", self.session_id);
+        if self.state.has_socket() {
+            self.drop_socket(events);
+        }
+        events.push(Event::Disconnected {
+            reason: DisconnectReason::SessionExpired,
+        });
+        self.close_reason = Some(Box::new(DisconnectReason::SessionExpired));
+        self.stopping = true;
+        self.finish(events);
+    }
+
+    /// Server: a HELLO resuming session `session_id` (not 0) arrived and
+    /// waits for the driver: input stops until it calls
+    /// [`grant_new_session`](Self::grant_new_session) (the session is not
+    /// held here) or moves this socket to the connection holding it
+    /// ([`take_socket`](Self::take_socket), then
+    /// [`resume_on`](Self::resume_on) there).
+    pub fn resume_request(&self) -> Option<ResumeRequest> {
+        if self.role != Role::Server || self.state != State::Handshaking {
+            return None;
+        }
+        let hello = self.session.as_deref()?.pending_hello.as_deref()?;
+        Some(ResumeRequest {
+            session_id: hello.session_id,
+            recv_seq: hello.recv_seq,
+        })
+    }
+
+    /// Server: holds a resume HELLO for the driver's answer.
+    pub(super) fn await_resume(&mut self, hello: Handshake) {
+        self.session = Some(Box::new(Session {
+            pending_hello: Some(Box::new(hello)),
+            ..Session::default()
+        }));
+    }
+
+    /// Server: the session a resume HELLO names is not held: a new one
+    /// begins, under this connection's own id.
+    pub fn grant_new_session(&mut self, now: Instant, events: &mut Vec<Event>) {
+        let Some(hello) = self
+            .session
+            .as_deref_mut()
+            .and_then(|s| s.pending_hello.take())
+            .map(|h| *h)
+        else {
+            return;
+        };
+        debug!(
+            "server: session {:#x} not held: a new one",
+            hello.session_id
+        );
+        self.session = Some(Box::default());
+        let welcome = self.our_handshake();
+        codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
+        self.establish(now, &hello, ResumeStatus::New, events);
+    }
+
+    /// Server: whether this held session can resume with a client that
+    /// received `recv_seq` of its frames (between what the client already
+    /// acknowledged and what was sent).
+    pub fn can_resume(&self, recv_seq: u64) -> bool {
+        self.role == Role::Server
+            && self.session.as_deref().is_some_and(|s| {
+                s.pending_hello.is_none() && s.acked <= recv_seq && recv_seq <= s.sent
+            })
+    }
+
+    /// Server: refuses a resume HELLO whose `recv_seq` the held session
+    /// cannot take (CLOSE 1002); the held session is untouched.
+    pub fn refuse_resume(&mut self, now: Instant, events: &mut Vec<Event>) {
+        self.session = None;
+        self.protocol_error(now, "recv_seq out of the session's range", events);
+    }
+
+    /// Server: hands the socket of a pending resume over (see
+    /// [`resume_request`](Self::resume_request)); this connection ends
+    /// without a word to the application (it never connected).
+    pub fn take_socket(&mut self, events: &mut Vec<Event>) -> Option<MovedSocket> {
+        let hello = *self.session.take()?.pending_hello?;
+        let sock = std::mem::take(&mut self.sock);
+        self.stopping = true;
+        // The socket's state went with it: nothing to hand back.
+        self.finish(events);
+        Some(MovedSocket { sock, hello })
+    }
+
+    /// Server: a newer connection resumes this session while this one
+    /// still has a socket: CLOSE 1001 is queued on it, the application
+    /// told ([`DisconnectReason::TakenOver`]); the driver writes what it
+    /// can, closes that socket, then calls [`resume_on`](Self::resume_on).
+    pub fn yield_socket(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if matches!(self.state, State::Handshaking | State::Established) {
+            self.fail(now, DisconnectReason::TakenOver, events);
+        }
+    }
+
+    /// Server: the held session resumes on `moved`, the socket of a
+    /// resume HELLO whose `recv_seq` passed [`can_resume`](Self::can_resume):
+    /// WELCOME with the same id and our receipt count, then every frame
+    /// the client did not receive, in order.
+    pub fn resume_on(&mut self, now: Instant, moved: MovedSocket, events: &mut Vec<Event>) {
+        if self.state.has_socket() {
+            // The old socket (yielded): gone without another word.
+            self.drop_socket(events);
+        }
+        self.timers.stop(Timer::Reconnect);
+        let MovedSocket { sock, hello } = moved;
+        self.sock = sock;
+        self.set_state(State::Handshaking);
+        let held = self
+            .session
+            .as_deref_mut()
+            .map(|s| s.on_resume(hello.recv_seq));
+        if !matches!(held, Some(Ok(()))) {
+            self.protocol_error(now, "recv_seq out of the session's range", events);
+            return;
+        }
+        self.note_life(now);
+        let welcome = self.our_handshake();
+        codec::encode_welcome(&welcome, self.sock.outbox.ctrl());
+        self.establish(now, &hello, ResumeStatus::Resumed { resent: 0 }, events);
     }
 }

@@ -19,7 +19,9 @@ pub enum Role {
 /// Client: `Idle → Connecting → Handshaking → Established → Closing →
 /// Backoff → Connecting → …`, ending in `Closed` when the application
 /// closes it or the backoff gives up. Accepted server connection:
-/// `Handshaking → Established → Closing → Closed`.
+/// `Handshaking → Established → Closing → Closed`, or, holding a resumable
+/// session, `… → Closing → Detached`, then `Established` again when the
+/// client resumes on a new socket, or `Closed` when the session expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// Client, not started yet.
@@ -36,6 +38,9 @@ pub enum State {
     Closing,
     /// Client: socket closed, waiting for the reconnect timer.
     Backoff,
+    /// Server: the socket closed; the session is held for the client to
+    /// resume until its expiry.
+    Detached,
     /// Terminal: no socket and no timers; the connection can be dropped.
     Closed,
 }

@@ -31,6 +31,11 @@ const BUCKETS: usize = LEVELS * SLOTS;
 /// [`Slots::swap_remove`]).
 pub(super) const SLOT_KEEP: usize = 16;
 
+/// The capacity each slot of the lowest `PREALLOCATED_LEVELS` levels
+/// starts with.
+const PREALLOCATED: usize = 4;
+const PREALLOCATED_LEVELS: usize = 3;
+
 /// Every slot of every level, numbered `level * 64 + slot` (a *bucket*):
 /// the slab indices filed there and the occupancy masks.
 #[derive(Debug)]
@@ -54,7 +59,18 @@ impl Slots {
     pub(super) fn new() -> Self {
         Slots {
             levels: std::array::from_fn(Level::new),
-            lists: std::array::from_fn(|_| Vec::new()),
+            // The three lowest levels (the next 4.4 minutes) hold the
+            // deadlines that move all the time (a resumed session's ACK
+            // delay, heartbeats): their slots get room up front, so that
+            // an entry visiting a slot for the first time allocates
+            // nothing (3 KiB per wheel).
+            lists: std::array::from_fn(|b| {
+                if b < PREALLOCATED_LEVELS * SLOTS {
+                    Vec::with_capacity(PREALLOCATED)
+                } else {
+                    Vec::new()
+                }
+            }),
             next: None,
         }
     }

@@ -196,9 +196,13 @@ impl Core {
     /// [`Connection::finish_input`]): the bytes of the read gone through in
     /// place, for [`reuse_read`](Self::reuse_read).
     pub(in crate::reactor) fn finish_input(&mut self, idx: usize, input: ReadInput) -> BytesMut {
-        match self.slots.get_mut(idx) {
-            Some(slot) => slot.conn.finish_input(input),
-            None => BytesMut::new(),
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return BytesMut::new();
+        };
+        let spent = slot.conn.finish_input(input);
+        if slot.conn.state() == State::Handshaking && slot.conn.resume_request().is_some() {
+            self.resolve_resume(idx);
         }
+        spent
     }
 }

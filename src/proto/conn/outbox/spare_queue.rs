@@ -19,7 +19,7 @@ use super::Queue;
 
 /// A control buffer above this capacity (after a burst of control frames)
 /// is freed rather than kept.
-const CTRL_KEEP: usize = 256;
+pub(super) const CTRL_KEEP: usize = 256;
 
 thread_local! {
     static SPARE: RefCell<Option<Box<Queue>>> = const { RefCell::new(None) };

@@ -310,11 +310,12 @@ fn a_drained_control_buffer_holds_no_memory() {
 }
 
 #[test]
-fn a_control_buffer_drained_while_messages_stay_queued_is_freed() {
-    // The queue is kept (it carries a message), its control buffer not.
+fn a_large_control_buffer_drained_while_messages_stay_queued_is_freed() {
+    // The queue is kept (it carries a message), its control buffer only
+    // while small (see the next test).
     let mut o = Outbox::default();
     o.push_data(Bytes::from(vec![7u8; 2000]));
-    o.ctrl().reserve(200);
+    o.ctrl().reserve(spare_queue::CTRL_KEEP + 1);
     codec::encode_pong(1, o.ctrl());
     // Only the PONG's 13 bytes go out: the large frame stays queued.
     let mut iov = [IoSlice::new(&[]); 4];
@@ -324,6 +325,21 @@ fn a_control_buffer_drained_while_messages_stay_queued_is_freed() {
     let queue = o.queue.as_ref().expect("messages queued");
     assert_eq!(queue.ctrl.capacity(), 0);
     assert_eq!(o.len(), 2005);
+}
+
+#[test]
+fn a_small_control_buffer_stays_with_a_queue_that_carries_messages() {
+    // A resumed session ACKs every 64 messages: its control buffer is
+    // reused, not allocated per ACK.
+    let mut o = Outbox::default();
+    o.push_data(Bytes::from(vec![7u8; 2000]));
+    codec::encode_ack(1, o.ctrl());
+    let at = o.queue.as_ref().expect("queued").ctrl.as_ptr() as usize;
+    o.advance(13);
+    codec::encode_ack(2, o.ctrl());
+    let queue = o.queue.as_ref().expect("messages queued");
+    assert_eq!(queue.ctrl.as_ptr() as usize, at, "the same buffer");
+    assert_eq!(o.len(), 2005 + 13);
 }
 
 /// The address the next PONG's bytes are written from, for an outbox

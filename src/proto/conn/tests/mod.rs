@@ -267,7 +267,12 @@ impl Pair {
             };
             match chunk {
                 Some(bytes) => {
-                    server.handle_input(now, &mut BytesMut::from(&bytes[..]), &mut self.scratch)
+                    server.handle_input(now, &mut BytesMut::from(&bytes[..]), &mut self.scratch);
+                    // A new server connection per dial holds no earlier
+                    // session: a resume begins a new one.
+                    if server.resume_request().is_some() {
+                        server.grant_new_session(now, &mut self.scratch);
+                    }
                 }
                 None => server.handle_eof(now, &mut self.scratch),
             }

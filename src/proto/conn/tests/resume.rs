@@ -323,7 +323,7 @@ fn a_client_closed_for_good_hands_back_what_its_session_still_held() {
 }
 
 #[test]
-fn a_tether_server_acknowledges_every_sixteen_messages_and_soon_after_data_stops() {
+fn a_tether_server_acknowledges_every_sixty_four_messages_and_soon_after_data_stops() {
     let mut pair = Pair::connected(resume_config());
     assert_eq!(
         connected_status(
@@ -335,7 +335,7 @@ fn a_tether_server_acknowledges_every_sixteen_messages_and_soon_after_data_stops
         Some(ResumeStatus::New)
     );
     let t = pair.elapsed();
-    for i in 0..40u32 {
+    for i in 0..70u32 {
         pair.client
             .send(Bytes::from(i.to_be_bytes().to_vec()))
             .expect("sent");
@@ -350,8 +350,8 @@ fn a_tether_server_acknowledges_every_sixteen_messages_and_soon_after_data_stops
             })
             .collect()
     };
-    // One read of 40: one ACK at once (16 or more), the rest by the delay.
-    assert_eq!(acks_at(&pair), vec![(t, 40)]);
+    // One read of 70: one ACK at once (64 or more), the rest by the delay.
+    assert_eq!(acks_at(&pair), vec![(t, 70)]);
     assert_eq!(pair.client.session_stats().unacked_messages, 0);
     for i in 0..3u32 {
         pair.client
@@ -361,7 +361,7 @@ fn a_tether_server_acknowledges_every_sixteen_messages_and_soon_after_data_stops
     pair.settle();
     assert_eq!(pair.client.session_stats().unacked_messages, 3);
     pair.run_for(ms(30));
-    assert_eq!(acks_at(&pair), vec![(t, 40), (t + ms(20), 43)]);
+    assert_eq!(acks_at(&pair), vec![(t, 70), (t + ms(20), 73)]);
     assert_eq!(pair.client.session_stats().unacked_messages, 0);
     // An idle session gives its log's buffers back with the output's.
     pair.run_for(ms(3000));
@@ -373,19 +373,20 @@ fn a_tether_server_acknowledges_every_sixteen_messages_and_soon_after_data_stops
 }
 
 #[test]
-fn a_tether_server_starts_a_new_session_for_an_id_it_does_not_hold_and_ends_it_with_the_socket() {
+fn a_server_that_does_not_hold_the_session_begins_a_new_one_and_the_client_hears_it_was_lost() {
+    // The pair's server is a new connection for every dial that answers
+    // a resume with a new session (as a restarted server does).
     let mut pair = Pair::connected(resume_config());
     let first = pair.client.session_id();
     assert_eq!(pair.server().session_id(), first);
-    // The server sends 3 the client never acknowledges (frozen reads are
-    // not needed: they are acknowledged only after the delay).
     for i in 0..3u32 {
-        pair.server_mut()
+        pair.client
             .send(Bytes::from(i.to_be_bytes().to_vec()))
             .expect("sent");
     }
     pair.settle();
-    // The link breaks before the client's ACK delay passes.
+    // The link breaks before the server's ACK delay passes: the server
+    // holds the session detached, the client redials.
     pair.client.handle_io_error(
         pair.now,
         std::io::ErrorKind::ConnectionReset,
@@ -393,16 +394,7 @@ fn a_tether_server_starts_a_new_session_for_an_id_it_does_not_hold_and_ends_it_w
     );
     pair.settle();
     pair.run_for(ms(5));
-    let server_lost = undelivered(
-        &super::kinds(&pair.server_events)
-            .into_iter()
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    assert_eq!(
-        server_lost,
-        vec![(payloads(0..3), UndeliveredCause::SessionEnded)]
-    );
+    assert_eq!(pair.server().state(), State::Detached);
     pair.client_events.clear();
     pair.run_until_established();
     let events: Vec<Event> = super::kinds(&pair.client_events)
@@ -410,5 +402,217 @@ fn a_tether_server_starts_a_new_session_for_an_id_it_does_not_hold_and_ends_it_w
         .cloned()
         .collect();
     assert_eq!(connected_status(&events), Some(ResumeStatus::Lost));
+    assert_eq!(
+        undelivered(&events),
+        vec![(payloads(0..3), UndeliveredCause::SessionLost)]
+    );
     assert_ne!(pair.client.session_id(), first);
+}
+
+/// A server connection driven by hand.
+struct Server {
+    conn: Connection,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+impl Server {
+    fn new(session_id: u64) -> Server {
+        let now = Instant::now();
+        Server {
+            conn: Connection::server(Arc::new(resume_config()), now, session_id, session_id),
+            now,
+            events: Vec::new(),
+        }
+    }
+
+    fn hello(&mut self, session_id: u64, recv_seq: u64) {
+        self.receive(&[Frame::Hello(Handshake {
+            flags: RESUME,
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            session_id,
+            recv_seq,
+        })]);
+    }
+
+    fn receive(&mut self, frames: &[Frame]) {
+        let mut wire = BytesMut::new();
+        for f in frames {
+            f.encode(&mut wire);
+        }
+        self.conn
+            .handle_input(self.now, &mut wire, &mut self.events);
+    }
+
+    fn written(&mut self) -> Vec<Frame> {
+        let mut out = BytesMut::new();
+        self.conn.transmit_into(&mut out, &mut self.events);
+        let decoder = Decoder::new(1 << 20);
+        let mut frames = Vec::new();
+        while let Ok(Some(frame)) = decoder.decode(&mut out) {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    fn send(&mut self, n: std::ops::Range<u32>) {
+        for i in n {
+            self.conn
+                .send(Bytes::from(i.to_be_bytes().to_vec()))
+                .expect("accepted");
+        }
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Established in a new session, `sent` messages out, `acked` of them
+    /// acknowledged, `received` received from the client.
+    fn with_session(session_id: u64, sent: u32, acked: u64, received: u32) -> Server {
+        let mut s = Server::new(session_id);
+        s.hello(0, 0);
+        assert_eq!(connected_status(&s.take_events()), Some(ResumeStatus::New));
+        s.send(0..sent);
+        s.receive(&data(100..100 + received));
+        s.receive(&[Frame::Ack(acked)]);
+        s.written();
+        s.take_events();
+        s
+    }
+}
+
+fn welcome_of(frames: &[Frame]) -> Handshake {
+    match frames.first() {
+        Some(Frame::Welcome(w)) => *w,
+        other => panic!("expected WELCOME first, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_holds_a_detached_session_queues_for_it_and_expires_it_with_a_hand_back() {
+    let mut s = Server::with_session(42, 3, 1, 0);
+    s.conn
+        .handle_io_error(s.now, std::io::ErrorKind::ConnectionReset, &mut s.events);
+    assert_eq!(s.conn.state(), State::Detached);
+    let expiry = s.now + ResumeConfig::default().session_expiry;
+    assert_eq!(
+        s.conn.timer(crate::proto::conn::Timer::Reconnect),
+        Some(expiry)
+    );
+    assert!(
+        undelivered(&s.take_events()).is_empty(),
+        "held, not handed back"
+    );
+    // Sent while detached: kept for the session.
+    s.send(3..4);
+    assert_eq!(s.conn.session_stats().unacked_messages, 3);
+    s.now = expiry;
+    s.conn.handle_timeout(s.now, &mut s.events);
+    let events = s.take_events();
+    assert!(events.contains(&Event::Disconnected {
+        reason: DisconnectReason::SessionExpired
+    }));
+    assert_eq!(
+        undelivered(&events),
+        vec![(payloads(1..4), UndeliveredCause::SessionEnded)]
+    );
+    assert!(s.conn.is_closed());
+}
+
+#[test]
+fn a_resume_moves_the_new_socket_to_the_held_session_which_sends_again_what_was_missed() {
+    let mut held = Server::with_session(42, 5, 1, 2);
+    held.conn.handle_io_error(
+        held.now,
+        std::io::ErrorKind::ConnectionReset,
+        &mut held.events,
+    );
+    held.take_events();
+    // The client comes back on a new socket, accepted as connection 43.
+    let mut fresh = Server::new(43);
+    fresh.hello(42, 3);
+    assert_eq!(
+        fresh.conn.resume_request(),
+        Some(crate::proto::conn::ResumeRequest {
+            session_id: 42,
+            recv_seq: 3
+        })
+    );
+    assert!(fresh.written().is_empty(), "no WELCOME yet");
+    assert!(
+        !held.conn.can_resume(0),
+        "below what the client acknowledged"
+    );
+    assert!(!held.conn.can_resume(6), "above what was sent");
+    assert!(held.conn.can_resume(3));
+    let moved = fresh.conn.take_socket(&mut fresh.events).expect("pending");
+    assert!(fresh.conn.is_closed());
+    assert!(fresh.take_events().is_empty(), "it never connected");
+    held.conn.resume_on(held.now, moved, &mut held.events);
+    let out = held.written();
+    let welcome = welcome_of(&out);
+    assert!(welcome.has(RESUME));
+    assert_eq!((welcome.session_id, welcome.recv_seq), (42, 2));
+    assert_eq!(out[1..], data(3..5));
+    assert_eq!(
+        connected_status(&held.take_events()),
+        Some(ResumeStatus::Resumed { resent: 2 })
+    );
+    assert_eq!(held.conn.state(), State::Established);
+}
+
+#[test]
+fn a_takeover_closes_the_old_socket_with_1001_and_the_session_goes_on() {
+    let mut held = Server::with_session(42, 2, 0, 0);
+    let mut fresh = Server::new(43);
+    fresh.hello(42, 2);
+    let moved = fresh.conn.take_socket(&mut fresh.events).expect("pending");
+    held.conn.yield_socket(held.now, &mut held.events);
+    let old = held.written();
+    assert!(matches!(
+        old.last(),
+        Some(Frame::Close { code, .. }) if *code == CloseCode::GOING_AWAY
+    ));
+    held.conn.resume_on(held.now, moved, &mut held.events);
+    assert_eq!(
+        held.conn.poll_action(),
+        Some(Action::CloseSocket),
+        "the old one"
+    );
+    let events = held.take_events();
+    assert!(events.contains(&Event::Disconnected {
+        reason: DisconnectReason::TakenOver
+    }));
+    assert_eq!(
+        connected_status(&events),
+        Some(ResumeStatus::Resumed { resent: 0 })
+    );
+    assert!(undelivered(&events).is_empty());
+    let welcome = welcome_of(&held.written());
+    assert_eq!((welcome.session_id, welcome.recv_seq), (42, 0));
+}
+
+#[test]
+fn a_resume_of_a_session_not_held_begins_a_new_one_and_a_bad_recv_seq_is_refused() {
+    let mut fresh = Server::new(43);
+    fresh.hello(42, 3);
+    fresh.conn.grant_new_session(fresh.now, &mut fresh.events);
+    let welcome = welcome_of(&fresh.written());
+    assert!(welcome.has(RESUME));
+    assert_eq!((welcome.session_id, welcome.recv_seq), (43, 0));
+    assert_eq!(
+        connected_status(&fresh.take_events()),
+        Some(ResumeStatus::New)
+    );
+
+    let mut refused = Server::new(44);
+    refused.hello(42, 9);
+    refused.conn.refuse_resume(refused.now, &mut refused.events);
+    assert!(matches!(
+        refused.written().last(),
+        Some(Frame::Close { code, .. }) if *code == CloseCode::PROTOCOL_ERROR
+    ));
+    assert_ne!(refused.conn.state(), State::Established);
 }
