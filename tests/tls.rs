@@ -913,3 +913,59 @@ fn a_client_certificate_the_server_does_not_trust_fails_each_attempt() {
     let server = server.stop();
     assert!(server.stats().closes.tls >= 1, "{:?}", server.stats());
 }
+
+#[test]
+fn a_session_resumed_on_a_new_tls_socket_moves_with_its_tls_session() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let addr = server.addr.expect("bound");
+    let hello = |session_id: u64, recv_seq: u64| {
+        Frame::Hello(Handshake {
+            flags: Handshake::RESUME,
+            session_id,
+            recv_seq,
+            ..Handshake::default()
+        })
+    };
+    let mut old = RawTls::connect(addr, &ca);
+    old.send_frame(&hello(0, 0));
+    let session = match old.next_frame(ms(2000)) {
+        Some(Frame::Welcome(w)) if w.has(Handshake::RESUME) => w.session_id,
+        other => panic!("expected a resuming WELCOME, got {other:?}"),
+    };
+    old.send_frame(&Frame::Data(Bytes::from_static(b"one")));
+    assert_eq!(
+        old.next_frame(ms(2000)),
+        Some(Frame::Data(Bytes::from_static(b"one")))
+    );
+    // The same session from a new TLS socket, the old one still open: the
+    // new socket, and its TLS session, move to the connection holding it.
+    let mut new = RawTls::connect(addr, &ca);
+    new.send_frame(&hello(session, 1));
+    match new.next_frame(ms(2000)) {
+        Some(Frame::Welcome(w)) => {
+            assert!(w.has(Handshake::RESUME));
+            assert_eq!((w.session_id, w.recv_seq), (session, 1));
+        }
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    // The old socket hears CLOSE 1001 inside its own TLS session, then
+    // its close_notify.
+    let (frames, clean_end) = old.read_until_eof(ms(2000));
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::Close { code, .. } if code.0 == 1001)),
+        "{frames:?}"
+    );
+    assert!(clean_end.is_some(), "the old TLS socket ends cleanly");
+    // The resumed socket carries on, its records read by its own session.
+    new.send_frame(&Frame::Data(Bytes::from_static(b"two")));
+    assert_eq!(
+        new.next_frame(ms(2000)),
+        Some(Frame::Data(Bytes::from_static(b"two")))
+    );
+    let server = server.stop();
+    assert_eq!(server.stats().closes.tls, 0, "{:?}", server.stats());
+}
