@@ -24,6 +24,16 @@
 //! (a restarted server has lost the session), or break the connection
 //! (`ss -K`, a proxy) to watch it resume.
 //!
+//! Over TLS (built with `--features tls`), against an `echo_server` with
+//! `--tls-cert`: trust the CA that signed the server's certificate, name
+//! the server as its certificate does, and (if the server asks for one)
+//! present a client certificate:
+//!
+//! ```text
+//! cargo run --features tls --example echo_client -- --connect 127.0.0.1:7443 \
+//!     --interval-ms 1000 --timeout-ms 1000 --tls-ca ca.pem --tls-name localhost
+//! ```
+//!
 //! Each message is `--size` bytes (default 64, at least 16): its sequence
 //! number (from 1) and its send time in nanoseconds since the client
 //! started, both `u64` big-endian, then filler; the echo brings the send
@@ -57,6 +67,7 @@ mod common;
 #[path = "common/ctrl_c.rs"]
 mod ctrl_c;
 
+use std::path::PathBuf;
 use std::process;
 use std::time::{Duration, Instant};
 
@@ -73,6 +84,7 @@ const USAGE: &str = "\
 usage: echo_client --connect ADDR --interval-ms I --timeout-ms T
                    [--backoff-initial-ms B] [--backoff-max-ms M] [--no-resume]
                    [--send-every-ms P] [--window W] [--size BYTES] [--count N]
+                   [--tls-ca FILE --tls-name NAME [--tls-cert FILE --tls-key FILE]]
 
 Dials an echo server, prints every connection event, and redials with
 backoff whenever the link is lost. Session resume is on: after a redial the
@@ -96,6 +108,11 @@ session goes on where it broke off, and no message is lost or repeated.
   --size BYTES             message size, 16 to 1048576 (default 64)
   --count N                stop after N messages are echoed: close the link
                            (CLOSE 1000) and exit with code 0
+  --tls-ca FILE            dial over TLS, trusting the CAs of this PEM file
+                           (needs --tls-name and the `tls` feature)
+  --tls-name NAME          the name the server's certificate must carry
+  --tls-cert FILE          present this PEM client certificate chain
+  --tls-key FILE           the PEM private key of --tls-cert
 
 When it stops (count reached, link given up, or Ctrl-C) it prints
   summary: sent=N echoed=N duplicates=D reordered=R lost_session=L";
@@ -120,6 +137,38 @@ struct Options {
     count: Option<u64>,
     window: u64,
     size: usize,
+    tls: Option<TlsOptions>,
+}
+
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+/// What `--tls-*` asked for: CA file, server name, client certificate
+/// and key files.
+struct TlsOptions {
+    ca: PathBuf,
+    name: String,
+    cert: Option<(PathBuf, PathBuf)>,
+}
+
+fn tls_options(flags: &Flags) -> Option<TlsOptions> {
+    let ca: Option<PathBuf> = flags.optional("tls-ca");
+    let name: Option<String> = flags.optional("tls-name");
+    let cert: Option<PathBuf> = flags.optional("tls-cert");
+    let key: Option<PathBuf> = flags.optional("tls-key");
+    let cert = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => flags.fail("--tls-cert and --tls-key go together"),
+    };
+    match (ca, name) {
+        (Some(ca), Some(name)) => {
+            if cfg!(not(feature = "tls")) {
+                flags.fail("--tls-ca needs the `tls` feature (cargo run --features tls ...)");
+            }
+            Some(TlsOptions { ca, name, cert })
+        }
+        (None, None) if cert.is_none() => None,
+        _ => flags.fail("--tls-ca and --tls-name go together (and --tls-cert with them)"),
+    }
 }
 
 fn options() -> Options {
@@ -136,6 +185,10 @@ fn options() -> Options {
             "backoff-max-ms",
             "send-every-ms",
             "count",
+            "tls-ca",
+            "tls-name",
+            "tls-cert",
+            "tls-key",
         ],
     );
     let backoff = BackoffConfig {
@@ -185,6 +238,7 @@ fn options() -> Options {
         count,
         window,
         size,
+        tls: tls_options(&flags),
     }
 }
 
@@ -498,6 +552,30 @@ impl Handler for Client {
 
 /// The send instant after `last`: one period later, or one period from
 /// `now` if the loop fell behind (no burst of catch-up sends).
+#[cfg(feature = "tls")]
+fn dial(
+    reactor: &mut Reactor,
+    addr: std::net::SocketAddr,
+    tls: Option<&TlsOptions>,
+) -> std::io::Result<ConnId> {
+    let Some(tls) = tls else {
+        return Ok(reactor.dial(addr));
+    };
+    let cert = tls.cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let config = tether::tls::client_config_from_files(&tls.ca, cert)?;
+    let name = tether::tls::server_name(&tls.name)?;
+    Ok(reactor.dial_tls(addr, name, config))
+}
+
+#[cfg(not(feature = "tls"))]
+fn dial(
+    reactor: &mut Reactor,
+    addr: std::net::SocketAddr,
+    _: Option<&TlsOptions>,
+) -> std::io::Result<ConnId> {
+    Ok(reactor.dial(addr))
+}
+
 fn next_after(last: Instant, period: Duration, now: Instant) -> Instant {
     let next = last + period;
     if next > now {
@@ -568,7 +646,7 @@ fn run(options: Options) -> std::io::Result<Client> {
         gave_up: false,
     };
     client.say(format_args!("dialing {}", options.server));
-    client.link = Some(reactor.dial(options.server));
+    client.link = Some(dial(&mut reactor, options.server, options.tls.as_ref())?);
 
     let mut next_send = Instant::now();
     while !client.finished && !client.gave_up {

@@ -24,6 +24,15 @@
 //! Then connect one or more `echo_client`s (see that example). A client
 //! that stops answering heartbeats is dropped within `I + T`.
 //!
+//! Over TLS (built with `--features tls`): give the server's certificate
+//! chain and key in PEM, and with `--tls-client-ca` require clients to
+//! present a certificate signed by that CA:
+//!
+//! ```text
+//! cargo run --features tls --example echo_server -- --listen 127.0.0.1:7443 \
+//!     --interval-ms 1000 --timeout-ms 1000 --tls-cert cert.pem --tls-key key.pem
+//! ```
+//!
 //! The log goes to stderr at info level (change it with `RUST_LOG`, e.g.
 //! `RUST_LOG=debug` to watch tether's own state changes). Stdout carries a
 //! single line, `listening on ADDR`, with the bound address — handy with
@@ -35,6 +44,7 @@ mod common;
 mod echo;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process;
 
 use log::{error, info};
@@ -46,7 +56,7 @@ use echo::Echo;
 const USAGE: &str = "\
 usage: echo_server --listen ADDR --interval-ms I --timeout-ms T
                    [--handshake-timeout-ms H] [--max-frame BYTES]
-                   [--no-resume]
+                   [--no-resume] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 
 Echoes every message back to the client that sent it.
 
@@ -59,7 +69,13 @@ Echoes every message back to the client that sent it.
                              (default 5000)
   --max-frame BYTES          largest message accepted (default 1048576)
   --no-resume                hold no sessions: a client that reconnects
-                             starts afresh (resume is on by default)";
+                             starts afresh (resume is on by default)
+
+  --tls-cert FILE            serve TLS with this PEM certificate chain (leaf
+                             first; needs --tls-key and the `tls` feature)
+  --tls-key FILE             the PEM private key of --tls-cert
+  --tls-client-ca FILE       require client certificates signed by a CA of
+                             this PEM file";
 
 /// Builds the configuration from the flags.
 fn config(flags: &Flags) -> Config {
@@ -92,25 +108,74 @@ fn main() {
             "no-resume",
             "handshake-timeout-ms",
             "max-frame",
+            "tls-cert",
+            "tls-key",
+            "tls-client-ca",
         ],
     );
     let addr: SocketAddr = flags.required("listen");
     let config = config(&flags);
+    let tls = tls_options(&flags);
 
-    if let Err(e) = serve(addr, config) {
+    if let Err(e) = serve(addr, config, tls) {
         error!("{e}");
         process::exit(1);
     }
 }
 
-/// Listens on `addr` and echoes until the process is killed.
-fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
+/// The TLS files: certificate chain, key, client CA (if any).
+type TlsFiles = (PathBuf, PathBuf, Option<PathBuf>);
+
+/// The `--tls-*` flags, checked.
+fn tls_options(flags: &Flags) -> Option<TlsFiles> {
+    let cert: Option<PathBuf> = flags.optional("tls-cert");
+    let key: Option<PathBuf> = flags.optional("tls-key");
+    let client_ca: Option<PathBuf> = flags.optional("tls-client-ca");
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            if cfg!(not(feature = "tls")) {
+                flags.fail("--tls-cert needs the `tls` feature (cargo run --features tls ...)");
+            }
+            Some((cert, key, client_ca))
+        }
+        (None, None) if client_ca.is_none() => None,
+        _ => flags.fail("--tls-cert and --tls-key go together (and --tls-client-ca with them)"),
+    }
+}
+
+/// Listens on `addr`, over TLS with `tls`, and echoes until the process
+/// is killed.
+fn serve(addr: SocketAddr, config: Config, tls: Option<TlsFiles>) -> std::io::Result<()> {
     let mut reactor = Reactor::with_config(config)?;
-    let listener = reactor
-        .listen(addr)
+    let listener = listen(&mut reactor, addr, tls)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let bound = reactor.local_addr(listener).unwrap_or(addr);
     info!("listening on {bound}");
     println!("listening on {bound}");
     reactor.run(&mut Echo::default())
+}
+
+#[cfg(feature = "tls")]
+fn listen(
+    reactor: &mut Reactor,
+    addr: SocketAddr,
+    tls: Option<TlsFiles>,
+) -> std::io::Result<tether::ListenerId> {
+    match tls {
+        Some((cert, key, client_ca)) => {
+            let config = tether::tls::server_config_from_files(&cert, &key, client_ca.as_deref())?;
+            info!("TLS with {}", cert.display());
+            reactor.listen_tls(addr, config)
+        }
+        None => reactor.listen(addr),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn listen(
+    reactor: &mut Reactor,
+    addr: SocketAddr,
+    _: Option<TlsFiles>,
+) -> std::io::Result<tether::ListenerId> {
+    reactor.listen(addr)
 }

@@ -111,6 +111,63 @@ pub enum DisconnectReason {
     /// forgotten to hold newer ones, past `max_detached`) and the client
     /// did not come back: it is over for good.
     SessionExpired,
+    /// The TLS layer failed (feature `tls`): the handshake was refused —
+    /// an untrusted or expired certificate, a name mismatch, a client
+    /// certificate missing where one is required, a peer that does not
+    /// speak TLS — or a record could not be decrypted. No CLOSE frame is
+    /// sent; the peer gets a TLS alert where TLS can carry one.
+    Tls {
+        /// What failed, in kinds an application can act on.
+        failure: TlsFailure,
+        /// rustls's own words for it.
+        detail: String,
+    },
+}
+
+/// What failed in the TLS layer (see [`DisconnectReason::Tls`]).
+///
+/// Both ends name the same failure where TLS tells them: a client that
+/// refuses the server's certificate sends an alert, and the server sees
+/// [`PeerAlert`](Self::PeerAlert) with the alert in the detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The peer's certificate does not chain to a trusted root (unknown
+    /// issuer, bad signature, wrong purpose, self-signed).
+    UntrustedCertificate,
+    /// The server's certificate is not valid for the name dialed.
+    NameMismatch,
+    /// The peer's certificate has expired (or is not valid yet).
+    Expired,
+    /// The server requires a client certificate and none was presented.
+    ClientCertRequired,
+    /// The peer does not speak TLS: what arrived is not a TLS record (for
+    /// example plain tether on a TLS port, or garbage instead of a
+    /// ClientHello), or plain tether answered our ClientHello.
+    NotTls,
+    /// The peer sent a fatal alert: it refused our handshake or
+    /// certificate (the detail names the alert).
+    PeerAlert,
+    /// The peers share no protocol version, cipher suite or ALPN id.
+    Incompatible,
+    /// Anything else TLS refused (a record that does not decrypt, a peer
+    /// that broke TLS).
+    Other,
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFailure::UntrustedCertificate => "certificate not trusted",
+            TlsFailure::NameMismatch => "certificate not valid for the name",
+            TlsFailure::Expired => "certificate expired or not yet valid",
+            TlsFailure::ClientCertRequired => "client certificate required",
+            TlsFailure::NotTls => "peer does not speak TLS",
+            TlsFailure::PeerAlert => "peer refused the handshake",
+            TlsFailure::Incompatible => "no common TLS parameters",
+            TlsFailure::Other => "TLS error",
+        })
+    }
 }
 
 impl DisconnectReason {
@@ -160,6 +217,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::SessionExpired => {
                 f.write_str("the detached session expired unresumed")
             }
+            DisconnectReason::Tls { failure, detail } => write!(f, "TLS: {failure} ({detail})"),
         }
     }
 }

@@ -26,6 +26,18 @@ pub(crate) enum Command {
     /// A dial with its own configuration, validated by the sender, or
     /// with the reactor's.
     Dial(SocketAddr, Option<Arc<Config>>, Arc<DialReply>),
+    /// A TLS dial: as `Dial`, with the server's name and the TLS
+    /// configuration.
+    #[cfg(feature = "tls")]
+    DialTls(
+        SocketAddr,
+        Option<Arc<Config>>,
+        Box<(
+            rustls::pki_types::ServerName<'static>,
+            Arc<rustls::ClientConfig>,
+        )>,
+        Arc<DialReply>,
+    ),
     Shutdown,
     /// Resume (true) or pause (false) reading a connection.
     Reading(ConnId, bool),
@@ -304,7 +316,7 @@ impl Handle {
     /// or the last thread that polled it), where it would wait for itself,
     /// and once the reactor has shut down.
     pub fn dial(&self, addr: SocketAddr) -> Result<ConnId, HandleError> {
-        self.dial_inner(addr, None)
+        self.dial_inner(|reply| Command::Dial(addr, None, reply))
     }
 
     /// Dials `addr` with `config`; see [`dial`](Self::dial). The
@@ -313,13 +325,37 @@ impl Handle {
     /// the reactor.
     pub fn dial_with(&self, addr: SocketAddr, config: Config) -> Result<ConnId, HandleError> {
         config.validate().map_err(HandleError::InvalidConfig)?;
-        self.dial_inner(addr, Some(Arc::new(config)))
+        let config = Arc::new(config);
+        self.dial_inner(|reply| Command::Dial(addr, Some(config), reply))
+    }
+
+    /// Dials `addr` over TLS, verifying the server as `name` with `tls`
+    /// (see [`Reactor::dial_tls`](crate::Reactor::dial_tls)), with
+    /// `config` or the reactor's default; waits as [`dial`](Self::dial)
+    /// does.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn dial_tls(
+        &self,
+        addr: SocketAddr,
+        name: rustls::pki_types::ServerName<'static>,
+        tls: Arc<rustls::ClientConfig>,
+        config: Option<Config>,
+    ) -> Result<ConnId, HandleError> {
+        let config = match config {
+            Some(config) => {
+                config.validate().map_err(HandleError::InvalidConfig)?;
+                Some(Arc::new(config))
+            }
+            None => None,
+        };
+        let tls = Box::new((name, tls));
+        self.dial_inner(|reply| Command::DialTls(addr, config, tls, reply))
     }
 
     fn dial_inner(
         &self,
-        addr: SocketAddr,
-        config: Option<Arc<Config>>,
+        command: impl FnOnce(Arc<DialReply>) -> Command,
     ) -> Result<ConnId, HandleError> {
         let on_reactor = self
             .shared
@@ -337,7 +373,7 @@ impl Handle {
             state: Mutex::new(DialState::Waiting),
             ready: Condvar::new(),
         });
-        self.submit(Command::Dial(addr, config, reply.clone()))?;
+        self.submit(command(reply.clone()))?;
         let state = reply.state.lock().map_err(|_| HandleError::ReactorGone)?;
         let (mut state, _) = reply
             .ready

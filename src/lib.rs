@@ -110,6 +110,16 @@
 //! [`Config`]; every configuration is validated ([`ConfigError`]) wherever
 //! it reaches a reactor.
 //!
+//! ## TLS
+//!
+//! With the cargo feature `tls`, listeners and dials can run over TLS
+//! (rustls, `ring` provider): `Reactor::listen_tls` and
+//! `Reactor::dial_tls` take a rustls configuration, which the `tls`
+//! module builds from PEM files (ALPN `tether/1`). TLS sits below the
+//! frame codec, so heartbeats, dead-peer detection, backpressure and
+//! redials are the same; a refused handshake ends the attempt with
+//! [`DisconnectReason::Tls`], whose [`TlsFailure`] says what failed.
+//!
 //! ## Guarantees and limits
 //!
 //! - A peer that goes silent is declared dead within `I + T` of its last
@@ -138,6 +148,7 @@
 //! fuzzing and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
 mod config;
@@ -153,7 +164,7 @@ pub use config::{
     BackoffConfig, ClientLiveness, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood,
     ResumeConfig, SocketOptions, UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
 };
-pub use error::{CloseCode, ConfigError, DisconnectReason};
+pub use error::{CloseCode, ConfigError, DisconnectReason, TlsFailure};
 pub use handle::{Handle, HandleError, DIAL_WAIT};
 pub use id::{ConnId, ListenerId, SourceId, TimerId};
 pub use proto::conn::{PeerInfo, ResumeStatus, Role, SendError, State, UndeliveredCause};
@@ -167,6 +178,9 @@ pub use reactor::{
 pub use mio;
 
 pub mod proto;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

@@ -8,7 +8,9 @@
 //! The same pull is repeated with application heartbeats off and the
 //! kernel's keepalive and TCP_USER_TIMEOUT tuned instead, and once more with
 //! neither, which shows the problem tether exists to solve: nothing is
-//! noticed at all. Each run adds its row to a table of detection times
+//! noticed at all. With the `tls` feature a fourth run repeats the first
+//! with the links over TLS (certificates made by the test, passed to the
+//! children in the environment). Each run adds its row to a table of detection times
 //! printed on stderr (visible with `--nocapture`).
 //!
 //! How it is wired: the server and the clients are this test binary itself,
@@ -24,9 +26,12 @@
 //!
 //! These tests need root and `ip netns`, so they are ignored by default;
 //! `.ci/run` runs them with
-//! `cargo test --test cable_pull -- --ignored --nocapture --test-threads=1`
+//! `cargo test --features tls --test cable_pull -- --ignored --nocapture --test-threads=1`
 //! when it can.
 
+#[cfg(feature = "tls")]
+#[path = "support/certs.rs"]
+mod certs;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,6 +82,16 @@ const NS_PREFIX: &str = "tether-cp-";
 const ROLE_ENV: &str = "TETHER_CABLE_ROLE";
 const MODE_ENV: &str = "TETHER_CABLE_MODE";
 const ADDR_ENV: &str = "TETHER_CABLE_ADDR";
+/// The TLS run's CA certificate, server certificate and key (PEM).
+#[cfg(feature = "tls")]
+const TLS_ENV: [&str; 3] = [
+    "TETHER_CABLE_TLS_CA",
+    "TETHER_CABLE_TLS_CERT",
+    "TETHER_CABLE_TLS_KEY",
+];
+/// The name on the TLS run's server certificate.
+#[cfg(feature = "tls")]
+const TLS_NAME: &str = "cable.tether.test";
 /// The test that turns into a child process when `ROLE_ENV` is set.
 const CHILD_TEST: &str = "cable_child_process";
 
@@ -89,6 +104,9 @@ enum Mode {
     Kernel,
     /// No heartbeats, no keepalive, no user timeout.
     Nothing,
+    /// tether's heartbeats, over TLS.
+    #[cfg(feature = "tls")]
+    HeartbeatTls,
 }
 
 impl Mode {
@@ -97,6 +115,8 @@ impl Mode {
             Mode::Heartbeat => "heartbeat",
             Mode::Kernel => "kernel",
             Mode::Nothing => "nothing",
+            #[cfg(feature = "tls")]
+            Mode::HeartbeatTls => "heartbeat-tls",
         }
     }
 
@@ -105,6 +125,8 @@ impl Mode {
             "heartbeat" => Mode::Heartbeat,
             "kernel" => Mode::Kernel,
             "nothing" => Mode::Nothing,
+            #[cfg(feature = "tls")]
+            "heartbeat-tls" => Mode::HeartbeatTls,
             other => panic!("unknown mode {other:?}"),
         }
     }
@@ -114,6 +136,8 @@ impl Mode {
             Mode::Heartbeat => "I + T heartbeat",
             Mode::Kernel => "kernel-tuned",
             Mode::Nothing => "nothing",
+            #[cfg(feature = "tls")]
+            Mode::HeartbeatTls => "I + T heartbeat, TLS",
         }
     }
 
@@ -128,6 +152,8 @@ impl Mode {
                 USER_TIMEOUT.as_secs()
             ),
             Mode::Nothing => "no heartbeat/keepalive/UTO".to_string(),
+            #[cfg(feature = "tls")]
+            Mode::HeartbeatTls => format!("I = {I} ms, T = {T} ms, over TLS"),
         }
     }
 
@@ -138,6 +164,8 @@ impl Mode {
             // The last frame arrived at most I + jitter before the pull and
             // the PING that convicts was sent at most a few ms before it.
             Mode::Heartbeat => Some((ms(T - 100), ms(I + T + I / 10 + SLACK))),
+            #[cfg(feature = "tls")]
+            Mode::HeartbeatTls => Mode::Heartbeat.window(),
             // Last byte (a probe or its ACK) at most one idle period before
             // the pull; dead after the user timeout with a probe out, or
             // after idle + count × interval without a user timeout.
@@ -163,6 +191,8 @@ impl Mode {
             });
         let builder = match self {
             Mode::Heartbeat => builder.heartbeat(ms(I), ms(T)),
+            #[cfg(feature = "tls")]
+            Mode::HeartbeatTls => builder.heartbeat(ms(I), ms(T)),
             Mode::Kernel => {
                 socket.keepalive = Some(Keepalive {
                     idle: KA_IDLE,
@@ -215,7 +245,33 @@ fn cable_child_process() {
         start: Instant::now(),
         live: BTreeSet::new(),
     };
-    if node.server {
+    #[cfg(feature = "tls")]
+    if mode == Mode::HeartbeatTls {
+        let [ca, cert, key] = TLS_ENV.map(|name| std::env::var(name).expect("TLS PEM"));
+        if node.server {
+            let tls = tether::tls::server_config_from_pem(cert.as_bytes(), key.as_bytes(), None)
+                .expect("server TLS config");
+            let listener = reactor.listen_tls(addr, tls).expect("listen");
+            let bound = reactor.local_addr(listener).expect("bound");
+            node.say(format_args!("listening {bound}"));
+        } else {
+            let tls =
+                tether::tls::client_config_from_pem(ca.as_bytes(), None).expect("client config");
+            for _ in 0..LINKS {
+                let name = tether::tls::server_name(TLS_NAME).expect("name");
+                reactor
+                    .dial_tls_with(addr, name, tls.clone(), mode.config())
+                    .expect("valid config");
+            }
+        }
+    }
+    #[cfg(feature = "tls")]
+    let tls_done = mode == Mode::HeartbeatTls;
+    #[cfg(not(feature = "tls"))]
+    let tls_done = false;
+    if tls_done {
+        // Listening or dialled over TLS above.
+    } else if node.server {
         let listener = reactor.listen(addr).expect("listen");
         let bound = reactor.local_addr(listener).expect("bound");
         node.say(format_args!("listening {bound}"));
@@ -487,6 +543,7 @@ fn spawn_child(ns: &Netns, side: Side, mode: Mode, tx: Sender<Stamped>) -> Child
         .env(ROLE_ENV, role)
         .env(MODE_ENV, mode.env())
         .env(ADDR_ENV, server_addr().to_string())
+        .envs(tls_env(mode))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -511,6 +568,23 @@ fn spawn_child(ns: &Netns, side: Side, mode: Mode, tx: Sender<Stamped>) -> Child
         }
     });
     proc
+}
+
+/// The TLS run's certificates for the children, made once per test
+/// process (nothing for the other runs).
+fn tls_env(mode: Mode) -> Vec<(&'static str, String)> {
+    #[cfg(feature = "tls")]
+    if mode == Mode::HeartbeatTls {
+        static PEMS: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
+        let pems = PEMS.get_or_init(|| {
+            let ca = certs::Ca::new("cable CA");
+            let leaf = ca.server(&[TLS_NAME]);
+            [ca.pem.clone(), leaf.cert, leaf.key]
+        });
+        return TLS_ENV.iter().copied().zip(pems.iter().cloned()).collect();
+    }
+    let _ = mode;
+    Vec::new()
 }
 
 /// Everything the children reported, in arrival order.
@@ -662,8 +736,12 @@ fn pull_the_cable(mode: Mode) -> Outcome {
         "not every link connected and echoed across the veth: {:?}",
         lab.log
     );
-    match mode {
-        Mode::Heartbeat => assert!(
+    #[cfg(feature = "tls")]
+    let heartbeats = matches!(mode, Mode::Heartbeat | Mode::HeartbeatTls);
+    #[cfg(not(feature = "tls"))]
+    let heartbeats = mode == Mode::Heartbeat;
+    if heartbeats {
+        assert!(
             lab.wait_until(ms(3 * I + 1000), |log| {
                 latest_stats(log, Side::Server) == Some((LINKS, LINKS))
                     && latest_stats(log, Side::Client) == Some((LINKS, LINKS))
@@ -671,12 +749,11 @@ fn pull_the_cable(mode: Mode) -> Outcome {
             "heartbeats never flowed on every link: server {:?}, client {:?}",
             latest_stats(&lab.log, Side::Server),
             latest_stats(&lab.log, Side::Client)
-        ),
+        );
+    } else {
         // Let the first keepalive probes go both ways (kernel run), or the
         // links sit idle as long (the run without anything).
-        Mode::Kernel | Mode::Nothing => {
-            lab.wait_until(KA_IDLE + ms(500), |_| false);
-        }
+        lab.wait_until(KA_IDLE + ms(500), |_| false);
     }
     eprintln!(
         "[{}] client sockets before the pull:\n{}",
@@ -870,6 +947,16 @@ fn cable_pull_2_tuned_kernel_keepalive_and_user_timeout_drop_it_without_heartbea
     // The kernel fails the socket with ETIMEDOUT; tether reports the read
     // error. Never a heartbeat timeout: heartbeats are off.
     assert_detected_and_back(&outcome, |why| why == "Io(TimedOut)");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "needs root and ip netns; run by .ci/run"]
+fn cable_pull_4_heartbeats_over_tls_drop_the_dead_link_within_i_plus_t() {
+    support::init_logs();
+    let outcome = pull_the_cable(Mode::HeartbeatTls);
+    report(&outcome);
+    assert_detected_and_back(&outcome, |why| why == "HeartbeatTimeout");
 }
 
 #[test]

@@ -66,6 +66,9 @@ pub(super) struct ListenerSlot {
     pub(super) config: Arc<Config>,
     /// Accepting is paused (after an accept error) until a timer fires.
     pub(super) paused: bool,
+    /// A TLS listener's configuration.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What one read did.
@@ -134,6 +137,11 @@ pub(crate) struct Core {
     pub(super) slot_limit: usize,
     /// The thread last published as the reactor's (see `Reactor::turn`).
     pub(super) reactor_thread: Option<std::thread::ThreadId>,
+    /// Ciphertext read from a TLS socket, before rustls takes it: one
+    /// buffer for all the reactor's TLS connections (empty until the
+    /// first TLS read).
+    #[cfg(feature = "tls")]
+    tls_in: Vec<u8>,
 }
 
 impl Core {
@@ -179,6 +187,8 @@ impl Core {
             shutdown: None,
             max_connections: usize::MAX,
             slot_limit: MAX_SLOTS,
+            #[cfg(feature = "tls")]
+            tls_in: Vec::new(),
         })
     }
 
@@ -338,6 +348,11 @@ impl Core {
                     self.stats.connects += 1;
                     let config = slot.conn.config().clone();
                     match net::connect(slot.addr, &config.socket, config.heartbeat) {
+                        #[cfg(feature = "tls")]
+                        Ok(stream) if slot.tls.is_some() => {
+                            slot.stream = Some(stream);
+                            tls::start_client_session(slot, now, &mut self.scratch);
+                        }
                         Ok(stream) => slot.stream = Some(stream),
                         Err(e) => {
                             debug!("{} {}: connect failed at once: {e}", slot.id, slot.addr);
@@ -365,7 +380,8 @@ impl Core {
             let level = match reason {
                 DisconnectReason::HeartbeatTimeout
                 | DisconnectReason::HandshakeTimeout
-                | DisconnectReason::ProtocolError { .. } => log::Level::Info,
+                | DisconnectReason::ProtocolError { .. }
+                | DisconnectReason::Tls { .. } => log::Level::Info,
                 _ => log::Level::Debug,
             };
             log::log!(level, "{} {}: {reason}", slot.id, slot.addr);
@@ -433,6 +449,10 @@ mod timers;
 
 // The application's own timers and event sources (issue #17).
 mod app;
+
+// TLS listeners, dials and reads (issue #18).
+#[cfg(feature = "tls")]
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,8 @@ mod message;
 mod slot;
 mod slots;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io;
 use std::mem;

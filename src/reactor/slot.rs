@@ -43,6 +43,10 @@ pub(super) struct Slot {
     /// counted in the reactor's close stats (compared for change: the
     /// count wraps).
     pub(super) counted_disconnects: u32,
+    /// TLS (a TLS listener's connection, or a TLS dial); `None` on a
+    /// plain connection, which pays this one pointer.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Box<super::tls::TlsSession>>,
 }
 
 /// A connection's wheel entry and when traffic may move it.
@@ -73,6 +77,8 @@ impl Slot {
             paused: false,
             listed_detached: false,
             counted_disconnects: 0,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -88,6 +94,12 @@ impl Slot {
         ) {
             return;
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.write_out(stream, &mut self.conn, now, events);
+            self.conn.poll_drain(events);
+            return;
+        }
         write_out(stream, &mut self.conn, now, events);
         self.conn.poll_drain(events);
     }
@@ -95,6 +107,10 @@ impl Slot {
     /// The readiness to wait for: writable while connecting or while output
     /// is pending, readable always.
     fn wanted_interest(&self) -> Interest {
+        #[cfg(feature = "tls")]
+        if self.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
+            return Interest::READABLE | Interest::WRITABLE;
+        }
         if self.conn.state() == State::Connecting || self.conn.pending_output() > 0 {
             Interest::READABLE | Interest::WRITABLE
         } else {
@@ -119,10 +135,23 @@ impl Slot {
 
     /// Deregisters and drops the socket (closing it).
     pub(super) fn drop_stream(&mut self, registry: &Registry) {
-        drop(self.take_stream(registry));
+        let stream = self.take_stream(registry);
+        // A TLS socket says close_notify (after the CLOSE already written)
+        // as it goes, best effort.
+        #[cfg(feature = "tls")]
+        let stream = match (stream, self.tls.as_deref_mut()) {
+            (Some(mut stream), Some(tls)) => {
+                tls.finish(&mut stream);
+                Some(stream)
+            }
+            (stream, _) => stream,
+        };
+        drop(stream);
     }
 
-    /// Takes the stream out, no longer registered with the poll.
+    /// Takes the stream out, no longer registered with the poll (its TLS
+    /// session, if any, stays in `tls`: a caller moving the socket moves
+    /// that too).
     pub(super) fn take_stream(&mut self, registry: &Registry) -> Option<TcpStream> {
         let mut stream = self.stream.take()?;
         if self.interest.take().is_some() {
@@ -182,7 +211,11 @@ mod tests {
     fn a_slot_fits_the_per_connection_budget() {
         // 512 bytes per idle connection in all: the slot (with the
         // connection inside), its slab tag and its timer wheel entry.
+        // The `tls` feature adds one pointer (the TLS session's box,
+        // `None` on a plain connection): 8 bytes more.
         let slot = std::mem::size_of::<super::Slot>();
-        assert!(slot <= 472, "Slot grew to {slot} bytes");
+        // (With the `tls` feature a slot holds one more pointer.)
+        let budget = if cfg!(feature = "tls") { 480 } else { 472 };
+        assert!(slot <= budget, "Slot grew to {slot} bytes");
     }
 }

@@ -39,6 +39,8 @@ pub struct CloseCounts {
     /// Server, resume: a detached session expired (or was forgotten for
     /// newer ones).
     pub session_expired: u64,
+    /// The TLS layer failed (feature `tls`).
+    pub tls: u64,
 }
 
 impl CloseCounts {
@@ -57,6 +59,7 @@ impl CloseCounts {
             DisconnectReason::LocalClose(_) => &mut self.local_close,
             DisconnectReason::TakenOver => &mut self.taken_over,
             DisconnectReason::SessionExpired => &mut self.session_expired,
+            DisconnectReason::Tls { .. } => &mut self.tls,
         };
         *counter += 1;
     }
@@ -76,6 +79,7 @@ impl CloseCounts {
             + self.local_close
             + self.taken_over
             + self.session_expired
+            + self.tls
     }
 }
 

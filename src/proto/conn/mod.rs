@@ -68,6 +68,7 @@ mod session;
 mod socket;
 mod state;
 mod timer;
+mod transport;
 
 #[cfg(test)]
 mod tests;

@@ -32,11 +32,23 @@ impl Core {
                 Ok((stream, addr)) => {
                     // (An id names at most `slot_limit` slots.)
                     if self.slots.len() >= self.max_connections.min(self.slot_limit) {
+                        #[cfg(feature = "tls")]
+                        if l.tls.is_some() {
+                            // A plain CLOSE would not be TLS: just closed.
+                            self.stats.refused += 1;
+                            debug!("{addr}: refused, {} connections held", self.slots.len());
+                            continue;
+                        }
                         self.refuse(stream, addr);
                         continue;
                     }
                     self.stats.accepted += 1;
                     let config = l.config.clone();
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = l.tls.clone() {
+                        self.adopt_tls(stream, addr, config, &tls);
+                        continue;
+                    }
                     self.adopt(stream, addr, config);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -73,6 +85,19 @@ impl Core {
     }
 
     pub(super) fn adopt(&mut self, stream: TcpStream, addr: SocketAddr, config: Arc<Config>) {
+        if let Some(idx) = self.adopt_unserviced(stream, addr, config) {
+            self.service(idx);
+        }
+    }
+
+    /// Puts an accepted socket's connection in a slot, not yet serviced:
+    /// its slot index.
+    pub(super) fn adopt_unserviced(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        config: Arc<Config>,
+    ) -> Option<usize> {
         if !net::ACCEPTED_INHERIT_OPTIONS {
             if let Err(e) = net::configure(SockRef::from(&stream), &config.socket, config.heartbeat)
             {
@@ -83,9 +108,8 @@ impl Core {
         let seed = self.next_seed();
         let conn = Connection::server(config, self.now, session, seed);
         // `accept` refuses before the slab is full.
-        if let Some(id) = self.insert(conn, addr, Some(stream)) {
-            debug!("{id} {addr}: accepted");
-            self.service(id.index());
-        }
+        let id = self.insert(conn, addr, Some(stream))?;
+        debug!("{id} {addr}: accepted");
+        Some(id.index())
     }
 }

@@ -66,6 +66,10 @@ impl Core {
         if slot.stream.is_none() {
             return nothing;
         }
+        #[cfg(feature = "tls")]
+        if slot.tls.is_some() {
+            return self.read_once_tls(idx, drain);
+        }
         if self.rbuf.len() < MIN_READ_SPACE {
             // Write out this connection's replies first: queued messages
             // may still point into the buffer, and once they are gone the

@@ -157,6 +157,8 @@ impl Core {
             listener,
             config,
             paused: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         });
         Ok(id)
     }
@@ -226,6 +228,12 @@ impl Core {
                     let config = config.unwrap_or_else(|| self.config.clone());
                     // Not if the caller gave up waiting: it has no id.
                     reply.answer(|| self.dial(addr, config));
+                }
+                #[cfg(feature = "tls")]
+                Command::DialTls(addr, config, tls, reply) => {
+                    let config = config.unwrap_or_else(|| self.config.clone());
+                    let (name, tls) = *tls;
+                    reply.answer(|| self.dial_tls(addr, config, name, tls));
                 }
                 Command::Shutdown => self.begin_shutdown(),
                 Command::Reading(id, on) => {

@@ -79,6 +79,9 @@ impl Core {
         }) else {
             return;
         };
+        // A TLS socket's session goes with it.
+        #[cfg(feature = "tls")]
+        let tls = self.slots.get_mut(idx).and_then(|slot| slot.tls.take());
         self.scratch.clear();
         self.mark_dirty(idx);
         let Some(slot) = self.slots.get_mut(held) else {
@@ -108,6 +111,10 @@ impl Core {
             slot.addr = addr;
         }
         slot.stream = Some(stream);
+        #[cfg(feature = "tls")]
+        {
+            slot.tls = tls;
+        }
         slot.paused = false;
         self.stats.sessions_resumed += 1;
         self.collect(held);
