@@ -46,9 +46,10 @@ mod echo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process;
+use std::time::Duration;
 
 use log::{error, info};
-use tether::{Config, Reactor};
+use tether::{ClientLiveness, Config, Reactor};
 
 use common::Flags;
 use echo::Echo;
@@ -56,7 +57,8 @@ use echo::Echo;
 const USAGE: &str = "\
 usage: echo_server --listen ADDR --interval-ms I --timeout-ms T
                    [--handshake-timeout-ms H] [--max-frame BYTES]
-                   [--no-resume] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+                   [--no-resume] [--client-interval-ms MIN..MAX]
+                   [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 
 Echoes every message back to the client that sent it.
 
@@ -68,6 +70,11 @@ Echoes every message back to the client that sent it.
   --handshake-timeout-ms H   time a new client has to send its HELLO
                              (default 5000)
   --max-frame BYTES          largest message accepted (default 1048576)
+  --client-interval-ms MIN..MAX
+                             the heartbeat intervals clients may use: a
+                             client that adopts the server's liveness (as
+                             echo_client does) is clamped into it (default:
+                             it is given this server's own)
   --no-resume                hold no sessions: a client that reconnects
                              starts afresh (resume is on by default)
 
@@ -91,7 +98,28 @@ fn config(flags: &Flags) -> Config {
     if flags.switch("no-resume") {
         builder = builder.no_resume();
     }
+    if let Some(range) = flags.optional::<String>("client-interval-ms") {
+        builder = builder.client_liveness(Some(client_interval(flags, &range)));
+    }
     builder.build().unwrap_or_else(|e| flags.fail(e))
+}
+
+/// `--client-interval-ms MIN..MAX`: the heartbeat intervals clients that
+/// adopt this server's liveness may use (their timeouts are left as they
+/// propose).
+fn client_interval(flags: &Flags, range: &str) -> ClientLiveness {
+    let parsed = range
+        .split_once("..")
+        .and_then(|(lo, hi)| Some((lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?)));
+    let Some((lo, hi)) = parsed.filter(|&(lo, hi)| lo >= 1 && lo <= hi) else {
+        flags.fail("--client-interval-ms takes MIN..MAX, in ms, 1 <= MIN <= MAX");
+    };
+    ClientLiveness {
+        min_interval: Duration::from_millis(lo),
+        max_interval: Duration::from_millis(hi),
+        min_timeout: Duration::from_millis(1),
+        max_timeout: Duration::from_millis(u64::from(u32::MAX)),
+    }
 }
 
 fn main() {
@@ -106,6 +134,7 @@ fn main() {
             "interval-ms",
             "timeout-ms",
             "no-resume",
+            "client-interval-ms",
             "handshake-timeout-ms",
             "max-frame",
             "tls-cert",

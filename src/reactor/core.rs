@@ -275,9 +275,13 @@ impl Core {
     /// queue, tagged with the connection's id.
     #[inline]
     fn collect(&mut self, idx: usize) {
-        if self.scratch.is_empty() {
-            return;
+        if !self.scratch.is_empty() {
+            self.collect_events(idx);
         }
+    }
+
+    #[inline(never)]
+    fn collect_events(&mut self, idx: usize) {
         let Some(slot) = self.slots.get(idx) else {
             self.scratch.clear();
             return;

@@ -131,8 +131,10 @@ impl Connection {
     /// (for a driver that reuses its read buffer: nothing in them is
     /// needed any more), else nothing.
     pub fn finish_input(&mut self, input: ReadInput) -> BytesMut {
-        let (mut head, mut data, pos) = input.into_parts();
-        self.keep_incomplete(&mut head);
+        let (head, mut data, pos) = input.into_parts();
+        if let Some(mut head) = head {
+            self.keep_incomplete(&mut head);
+        }
         let spent = if pos >= data.len() {
             mem::take(&mut data)
         } else {
@@ -255,7 +257,7 @@ impl Connection {
     /// Keeps what is left of `buf` (the start of a frame still
     /// incomplete) for the next read, while reading; empties `buf`.
     fn keep_incomplete(&mut self, buf: &mut BytesMut) {
-        if (self.is_reading() || self.awaits_resume()) && !buf.is_empty() {
+        if !buf.is_empty() && (self.is_reading() || self.awaits_resume()) {
             if self.sock.recv.is_empty() {
                 let want = self
                     .decoder()
@@ -311,10 +313,16 @@ impl Connection {
 
     /// Server: a resume HELLO waits for the driver's answer; what follows
     /// it is kept, not processed.
+    #[inline]
     fn awaits_resume(&self) -> bool {
-        self.session
-            .as_deref()
-            .is_some_and(|s| s.pending_hello.is_some())
+        // Only a server handshaking can wait: an established connection
+        // pays one compare, not a look into its session.
+        self.state == State::Handshaking
+            && self.role == Role::Server
+            && self
+                .session
+                .as_deref()
+                .is_some_and(|s| s.pending_hello.is_some())
     }
 
     /// Bookkeeping for every whole frame received.

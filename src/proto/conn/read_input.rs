@@ -29,42 +29,31 @@ use crate::proto::codec::HEADER_LEN;
 #[must_use = "finish it with Connection::finish_input, or an incomplete frame is lost"]
 #[derive(Debug, Default)]
 pub struct ReadInput {
-    /// The completed frame of an earlier read (empty once left).
-    head: BytesMut,
+    /// The completed frame of an earlier read, while it is the buffer
+    /// being read.
+    head: Option<BytesMut>,
     /// The rest of the read.
     data: BytesMut,
     /// Where the next frame starts in the buffer being read: the bytes
     /// before it are done with (read in place).
     pos: usize,
-    /// Whether `head` is the buffer being read.
-    in_head: bool,
 }
 
 impl ReadInput {
     pub(super) fn new(head: Option<BytesMut>, data: BytesMut) -> ReadInput {
-        ReadInput {
-            in_head: head.is_some(),
-            head: head.unwrap_or_default(),
-            data,
-            pos: 0,
-        }
+        ReadInput { head, data, pos: 0 }
     }
 
     #[inline(always)]
     fn buf(&self) -> &BytesMut {
-        if self.in_head {
-            &self.head
-        } else {
-            &self.data
-        }
+        self.head.as_ref().unwrap_or(&self.data)
     }
 
     #[inline(always)]
     fn buf_mut(&mut self) -> &mut BytesMut {
-        if self.in_head {
-            &mut self.head
-        } else {
-            &mut self.data
+        match &mut self.head {
+            Some(head) => head,
+            None => &mut self.data,
         }
     }
 
@@ -77,13 +66,13 @@ impl ReadInput {
     /// Whether every byte of the read has been gone through.
     #[inline(always)]
     pub(crate) fn is_used_up(&self) -> bool {
-        !self.in_head && self.pos >= self.data.len()
+        self.head.is_none() && self.pos >= self.data.len()
     }
 
     /// Whether the head (a frame an earlier read left incomplete) is the
     /// buffer being read.
     pub(super) fn in_head(&self) -> bool {
-        self.in_head
+        self.head.is_some()
     }
 
     /// Hands the message [`Connection::next_message`] just returned (its
@@ -131,21 +120,16 @@ impl ReadInput {
     /// Moves on from the head to the rest of the read; what is left of the
     /// head, consumed up to the next frame.
     pub(super) fn leave_head(&mut self) -> BytesMut {
-        let mut head = mem::take(&mut self.head);
+        let mut head = self.head.take().unwrap_or_default();
         head.advance(mem::take(&mut self.pos).min(head.len()));
-        self.in_head = false;
         head
     }
 
     /// Takes both buffers apart at the end of the read: what is left of
     /// the head (consumed up to the next frame), the rest of the read, and
     /// where the next frame starts in it.
-    pub(super) fn into_parts(mut self) -> (BytesMut, BytesMut, usize) {
-        let head = if self.in_head {
-            self.leave_head()
-        } else {
-            BytesMut::new()
-        };
+    pub(super) fn into_parts(mut self) -> (Option<BytesMut>, BytesMut, usize) {
+        let head = self.head.is_some().then(|| self.leave_head());
         (head, self.data, self.pos)
     }
 }
