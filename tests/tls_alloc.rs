@@ -7,10 +7,10 @@
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
@@ -18,41 +18,14 @@ use std::thread;
 
 use bytes::{Bytes, BytesMut};
 use certs::Ca;
+use counting_alloc::{allocations, Counting};
 use support::*;
 use tether::proto::codec::{Decoder, Frame, Handshake};
 use tether::tls::rustls::{ClientConnection, StreamOwned};
 use tether::{tls, ConnId, Context, Handler, Message, Reactor};
 
-/// Counts allocations per thread.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// Echoes, and reports the server thread's allocation count at each
 /// 1 000th message.
