@@ -104,7 +104,14 @@ impl Core {
                 debug!("{addr}: socket options not applied: {e}");
             }
         }
-        let session = self.session_ids.next();
+        // Never the id of a session this reactor holds (64 random bits
+        // make a repeat all but impossible; this makes it impossible).
+        let session = loop {
+            let id = self.session_ids.next();
+            if !self.sessions.contains_key(&id) {
+                break id;
+            }
+        };
         let seed = self.next_seed();
         let conn = Connection::server(config, self.now, session, seed);
         // `accept` refuses before the slab is full.
