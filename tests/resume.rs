@@ -156,6 +156,7 @@ fn stream_through(fault: Mode, faults: u32, hold: Duration, min_resumes: usize) 
     let started = Instant::now();
     let mut next_reset = started + ms(150);
     let mut resets = 0;
+    let mut statuses_at_fault = 0;
     while ends.client_stream.next_in < total || ends.server_stream.next_in < total {
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -176,7 +177,13 @@ fn stream_through(fault: Mode, faults: u32, hold: Duration, min_resumes: usize) 
             // Both ends send the same count: the larger of the two so far.
             total = ends.client_stream.next_out.max(ends.server_stream.next_out);
         }
-        if Instant::now() >= next_reset && resets < faults {
+        // The next fault comes once both ends are back from the last (or
+        // 5 s after it lifted): on a loaded machine a fault that lands on
+        // a redial still in flight would merge two outages into one.
+        let both_back = ends.statuses.len() >= statuses_at_fault + 2
+            || Instant::now() >= next_reset + Duration::from_secs(5);
+        if Instant::now() >= next_reset && both_back && resets < faults {
+            statuses_at_fault = ends.statuses.len();
             proxy.set_mode(fault);
             let until = Instant::now() + hold;
             while Instant::now() < until {

@@ -119,21 +119,7 @@ impl Core {
                 self.service(id.index());
                 id
             }
-            None => {
-                // The slab holds all an id can name: the link gives up at
-                // once, under an id that names no slot.
-                let id = ConnId::nowhere(self.next_generation());
-                warn!("{id} {addr}: not dialed: the reactor holds its maximum of connections");
-                let reason = DisconnectReason::ConnectFailed(io::ErrorKind::OutOfMemory);
-                self.pending.push_back((
-                    id,
-                    Event::GaveUp {
-                        attempts: 0,
-                        reason,
-                    },
-                ));
-                id
-            }
+            None => self.dial_refused(addr),
         }
     }
 
@@ -242,5 +228,21 @@ impl Core {
             }
         }
         self.commands_left = true;
+    }
+
+    /// A dial the slab has no slot for (it holds all an id can name): the
+    /// link gives up at once, under an id that names no slot.
+    pub(super) fn dial_refused(&mut self, addr: SocketAddr) -> ConnId {
+        let id = ConnId::nowhere(self.next_generation());
+        warn!("{id} {addr}: not dialed: the reactor holds its maximum of connections");
+        let reason = DisconnectReason::ConnectFailed(io::ErrorKind::OutOfMemory);
+        self.pending.push_back((
+            id,
+            Event::GaveUp {
+                attempts: 0,
+                reason,
+            },
+        ));
+        id
     }
 }

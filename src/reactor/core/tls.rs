@@ -109,19 +109,7 @@ impl Core {
                 self.service(idx);
                 id
             }
-            None => {
-                let id = ConnId::nowhere(self.next_generation());
-                warn!("{id} {addr}: not dialed: the reactor holds its maximum of connections");
-                let reason = DisconnectReason::ConnectFailed(io::ErrorKind::OutOfMemory);
-                self.pending.push_back((
-                    id,
-                    Event::GaveUp {
-                        attempts: 0,
-                        reason,
-                    },
-                ));
-                id
-            }
+            None => self.dial_refused(addr),
         }
     }
 
