@@ -209,6 +209,24 @@ impl ReplayLog {
         }
     }
 
+    /// Takes out the `k` frames that follow the first `skip` (frames
+    /// never sent, withdrawn under a queue lifetime) and returns their
+    /// payloads, in order; the others stay, in order. Rebuilds the log:
+    /// for the rare look that hands messages back, not for the message
+    /// path.
+    pub(super) fn withdraw(&mut self, skip: u64, k: u64) -> Vec<Bytes> {
+        let all = self.take_payloads();
+        let mut out = Vec::with_capacity(k.min(all.len() as u64) as usize);
+        for (i, payload) in (0u64..).zip(all) {
+            if i >= skip && i - skip < k {
+                out.push(payload);
+            } else {
+                self.push(&payload);
+            }
+        }
+        out
+    }
+
     /// Takes every payload held, in order, leaving the log empty.
     pub(super) fn take_payloads(&mut self) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(self.frames as usize);
@@ -294,6 +312,35 @@ mod tests {
             assert_eq!(payloads(&mut log), want, "freed {n}");
             assert_eq!((log.frames(), log.bytes()), (0, 0));
         }
+    }
+
+    #[test]
+    fn withdrawing_takes_out_exactly_the_frames_asked_for_and_keeps_the_rest_in_order() {
+        let big = Bytes::from(vec![9; COPY_MAX + 1]);
+        let mut log = ReplayLog::default();
+        log.push_slice(b"a");
+        log.push(&big);
+        log.push_framed(&wire(&[b"ccc", b"", b"dddd"]), 3);
+        log.push_slice(b"e");
+        let (frames, bytes) = (log.frames(), log.bytes());
+        let out = log.withdraw(1, 3);
+        let out: Vec<Vec<u8>> = out.iter().map(|p| p.to_vec()).collect();
+        assert_eq!(out, vec![big.to_vec(), b"ccc".to_vec(), Vec::new()]);
+        assert_eq!(log.frames(), frames - 3);
+        assert_eq!(
+            log.bytes(),
+            bytes - (3 * HEADER_LEN + big.len() + 3),
+            "the bytes held follow"
+        );
+        assert_eq!(
+            payloads(&mut log),
+            vec![b"a".to_vec(), b"dddd".to_vec(), b"e".to_vec()]
+        );
+        let mut log = ReplayLog::default();
+        log.push_slice(b"x");
+        assert_eq!(log.withdraw(1, 5).len(), 0, "nothing past the end");
+        assert_eq!(log.withdraw(0, 5).len(), 1, "fewer than asked");
+        assert_eq!(log.frames(), 0);
     }
 
     #[test]

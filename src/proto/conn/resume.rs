@@ -326,7 +326,7 @@ impl Connection {
         events.push(Event::Disconnected {
             reason: DisconnectReason::SessionExpired,
         });
-        self.close_reason = Some(Box::new(DisconnectReason::SessionExpired));
+        self.rare_mut().close_reason = Some(DisconnectReason::SessionExpired);
         self.stopping = true;
         self.finish(events);
     }

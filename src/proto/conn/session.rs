@@ -26,6 +26,10 @@ pub(super) struct Session {
     /// the count was last told: an ACK also goes out after a quarter of
     /// the unacknowledged bound's worth of bytes.
     pub(super) told_at_bytes: u64,
+    /// Under a queue lifetime: how many of our frames had started onto a
+    /// socket when the last one went (the rest of `sent` never left; set
+    /// only when a lifetime is configured).
+    pub(super) on_wire: u64,
     /// Our frames numbered above `acked`, for sending again.
     pub(super) log: ReplayLog,
     /// Messages sent again after resume handshakes.
