@@ -107,6 +107,12 @@ pub struct ReactorStats {
     pub max_lag: Duration,
     /// Turns of the loop so far.
     pub turns: u64,
+    /// Busy polling ([`Reactor::set_busy_poll`](crate::Reactor::set_busy_poll)):
+    /// non-blocking polls made while spinning.
+    pub busy_polls: u64,
+    /// Busy polling: waits a spinning poll ended, something being ready
+    /// within the budget (the rest blocked once it was spent).
+    pub busy_poll_hits: u64,
     /// Server, resume: sessions begun (resume granted to a new client).
     pub sessions_started: u64,
     /// Server, resume: sessions whose socket ended and that were held
