@@ -14,6 +14,20 @@ use crate::{wire, Args};
 
 pub const IMPLS: [&str; 3] = ["tether", "tokio", "mio"];
 
+/// The busy-poll family's servers: tether without and with spin budgets of
+/// 10, 50 and 200 µs, and both baselines, all up at once.
+pub const SPIN_IMPLS: [&str; 6] = [
+    "tether",
+    "tether-spin10",
+    "tether-spin50",
+    "tether-spin200",
+    "tokio",
+    "mio",
+];
+
+/// The busy-poll family's workload.
+pub const BUSY_POLL_KEY: &str = "latency 1x1x64B busy-poll";
+
 /// What a full or quick run does.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -81,14 +95,15 @@ impl Plan {
 
     fn wants(&self, family: &str) -> bool {
         // Only latency and echo have interleaved runs.
-        let runs = !self.interleaved_only || matches!(family, "latency" | "echo" | "resume");
+        let runs =
+            !self.interleaved_only || matches!(family, "latency" | "echo" | "resume" | "busypoll");
         runs && self.families.iter().any(|f| f == family)
     }
 }
 
 fn families_all() -> Vec<String> {
     [
-        "latency", "echo", "resume", "bulk", "idle", "redial", "scale",
+        "latency", "echo", "resume", "busypoll", "bulk", "idle", "redial", "scale",
     ]
     .map(String::from)
     .to_vec()
@@ -565,6 +580,42 @@ pub fn bench(args: &Args) -> Result<(), String> {
                         runs.push(Run {
                             key: key.clone(),
                             family: "resume",
+                            imp: (*imp).to_owned(),
+                            round,
+                            values,
+                            secs,
+                        });
+                    }
+                }
+                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
+            }
+        }
+        // A lone round trip against tether busy polling: every server up,
+        // measured in alternating blocks, the order rotating by round.
+        if plan.wants("busypoll") {
+            let key = BUSY_POLL_KEY.to_owned();
+            let args = interleaved_args(&plan, 1, 1, 64);
+            let order: Vec<&str> = (0..SPIN_IMPLS.len())
+                .map(|k| SPIN_IMPLS[(k + round) % SPIN_IMPLS.len()])
+                .collect();
+            let budget =
+                Duration::from_millis(plan.warmup_ms + plan.duration_ms * SPIN_IMPLS.len() as u64);
+            let t = Instant::now();
+            match ctx.interleaved(&order, &args, budget) {
+                Ok(results) => {
+                    let secs = t.elapsed().as_secs_f64();
+                    for (imp, values) in order.iter().zip(results) {
+                        eprintln!(
+                            "[{:>5.0}s] round {} {:<22} {:<15} {}",
+                            started.elapsed().as_secs_f64(),
+                            round + 1,
+                            key,
+                            imp,
+                            report::brief("latency", &values)
+                        );
+                        runs.push(Run {
+                            key: key.clone(),
+                            family: "busypoll",
                             imp: (*imp).to_owned(),
                             round,
                             values,

@@ -106,7 +106,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
         }
     };
     match family {
-        "latency" | "echo" | "bulk" | "resume" => {
+        "latency" | "echo" | "bulk" | "resume" | "busypoll" => {
             let (secs, msgs, bytes) = (get("secs"), get("msgs"), get("bytes"));
             let (srv, cli) = (get("srv_cpu"), get("cli_cpu"));
             put("msgs_s", msgs.zip(secs).map(|(m, s)| m / s));
@@ -446,7 +446,7 @@ pub fn write_all(
          |---|---|--:|--:|--:|--:|--:|--:|"
     );
     for (family, key) in &keys {
-        if matches!(*family, "redial" | "resume") {
+        if matches!(*family, "redial" | "resume" | "busypoll") {
             continue;
         }
         for &(f, metric, label) in TABLE {
@@ -482,6 +482,30 @@ pub fn write_all(
             m("tether-noresume", "msgs_per_cpu_s"),
             fmt_ratio(s.ratio(key, "msgs_per_cpu_s", "tether", "tether-noresume")),
         );
+    }
+
+    // A lone round trip against busy polling.
+    for (_, key) in keys.iter().filter(|(f, _)| *f == "busypoll") {
+        let _ = writeln!(
+            md,
+            "\nBusy polling (a lone 64 B round trip; every server up at once and measured \
+             in alternating blocks; tether-spinN busy polls for up to N µs before it sleeps; \
+             ratios to tokio are medians of per-round ratios):\n\n\
+             | server | p50 (µs) | p99 (µs) | server CPU per round trip (µs) | server CPU | p50 / tokio |\n\
+             |---|--:|--:|--:|--:|--:|"
+        );
+        for imp in crate::conductor::SPIN_IMPLS {
+            let m = |metric| fmt_metric(metric, s.median(key, imp, metric));
+            let _ = writeln!(
+                md,
+                "| {imp} | {} | {} | {} | {} | {} |",
+                m("p50_us"),
+                m("p99_us"),
+                m("srv_us_per_msg"),
+                m("srv_cpu_pct"),
+                fmt_ratio(s.ratio(key, "p50_us", imp, "tokio")),
+            );
+        }
     }
 
     // Reconnect storm.
@@ -609,6 +633,31 @@ pub fn write_all(
             &format!("1×1×64 B round trip p50{how}, tether/tokio ≤ 1.00"),
             s.ratio(k, "p50_us", "tether", "tokio"),
             1.0,
+            "",
+        );
+    }
+    if let Some(k) = find("busypoll", "") {
+        for imp in crate::conductor::SPIN_IMPLS
+            .iter()
+            .filter(|i| i.starts_with("tether-spin"))
+        {
+            target(
+                &format!("1×1×64 B round trip p50, {imp}/tokio ≤ 0.8"),
+                s.ratio(&k, "p50_us", imp, "tokio"),
+                0.8,
+                "",
+            );
+        }
+        target(
+            "1×1×64 B round trip p50 (busy-poll run), tether/tokio ≤ 0.97",
+            s.ratio(&k, "p50_us", "tether", "tokio"),
+            0.97,
+            "",
+        );
+        target(
+            "1×1×64 B round trip p50 (busy-poll run), tether/mio ≤ 1.02",
+            s.ratio(&k, "p50_us", "tether", "mio"),
+            1.02,
             "",
         );
     }
