@@ -60,7 +60,7 @@ impl Plan {
             rounds: 3,
             warmup_ms: 1000,
             duration_ms: 4000,
-            sweep: vec![1, 10, 100, 1000],
+            sweep: vec![1, 10, 100, 1000, 10_000],
             window: 16,
             bulk_conns: 10,
             bulk_window: 8,
@@ -332,7 +332,8 @@ fn interleaved_args(plan: &Plan, conns: usize, window: u32, size: usize) -> Vec<
 const INTERLEAVE_BLOCK_MS: u64 = 100;
 
 /// The workloads also run interleaved (see [`Ctx::interleaved`]): the
-/// latency workload and the echo workload of the echo target.
+/// latency workload, and the echo workloads of the echo target and of
+/// 1 000 connections.
 fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms * IMPLS.len() as u64);
     let mut jobs = Vec::new();
@@ -344,17 +345,17 @@ fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
             budget,
         });
     }
-    if plan.wants("echo") && plan.sweep.contains(&ECHO_TARGET_CONNS) {
-        jobs.push(Job {
-            key: format!(
-                "echo {ECHO_TARGET_CONNS}x{}x64B {}",
-                plan.window,
-                report::INTERLEAVED
-            ),
-            family: "echo",
-            args: interleaved_args(plan, ECHO_TARGET_CONNS, plan.window, 64),
-            budget,
-        });
+    // The echo target and, where the generator's descriptors allow three
+    // servers' worth (20 000 per process), the 1 000-connection point.
+    for conns in [ECHO_TARGET_CONNS, 1000] {
+        if plan.wants("echo") && plan.sweep.contains(&conns) {
+            jobs.push(Job {
+                key: format!("echo {conns}x{}x64B {}", plan.window, report::INTERLEAVED),
+                family: "echo",
+                args: interleaved_args(plan, conns, plan.window, 64),
+                budget,
+            });
+        }
     }
     jobs
 }
@@ -464,6 +465,12 @@ pub fn bench(args: &Args) -> Result<(), String> {
     plan.redial_clients = args.get("redial-clients", plan.redial_clients)?;
     plan.scale_conns = args.get("scale-conns", plan.scale_conns)?;
     plan.scale_ms = args.get("scale-ms", plan.scale_ms)?;
+    if let Some(sweep) = args.value("sweep") {
+        plan.sweep = sweep
+            .split(',')
+            .map(|n| n.trim().parse().map_err(|e| format!("--sweep {n}: {e}")))
+            .collect::<Result<_, _>>()?;
+    }
     if let Some(only) = args.value("only") {
         plan.families = only.split(',').map(|s| s.trim().to_owned()).collect();
     }

@@ -5,6 +5,7 @@
 //! cargo bench -p tether-bench --bench load                     # full run (about 10 minutes)
 //! TETHER_BENCH=quick cargo bench -p tether-bench --bench load  # quick run (about 1 minute)
 //! cargo bench -p tether-bench --bench load -- --quick --only echo,latency
+//! cargo bench -p tether-bench --bench load -- --only echo --sweep 1000,10000
 //! ```
 //!
 //! The bench binary plays every part: run by `cargo bench` (which passes

@@ -590,18 +590,21 @@ pub fn write_all(
             .map(|(_, k)| k.clone())
     };
     // Separate runs, then the interleaved run.
-    for k in keys
-        .iter()
-        .filter(|(f, k)| *f == "echo" && k.starts_with("echo 100x"))
-        .map(|(_, k)| k)
-    {
-        let how = how_measured(k);
-        target(
-            &format!("echo 100×16×64 B{how}: messages per server CPU-s, tether/mio ≥ 0.95"),
-            s.ratio(k, "msgs_per_cpu_s", "tether", "mio"),
-            0.95,
-            "",
-        );
+    for conns in [100, 1000, 10_000] {
+        let prefix = format!("echo {conns}x");
+        for k in keys
+            .iter()
+            .filter(|(f, k)| *f == "echo" && k.starts_with(&prefix))
+            .map(|(_, k)| k)
+        {
+            let how = how_measured(k);
+            target(
+                &format!("echo {conns}×16×64 B{how}: messages per server CPU-s, tether/mio ≥ 0.95"),
+                s.ratio(k, "msgs_per_cpu_s", "tether", "mio"),
+                0.95,
+                "",
+            );
+        }
     }
     if let Some(k) = find("resume", "") {
         target(
