@@ -582,7 +582,7 @@ pub fn bench(args: &Args) -> Result<(), String> {
                             round + 1,
                             key,
                             imp,
-                            report::brief("echo", &values)
+                            report::brief("resume", &values)
                         );
                         runs.push(Run {
                             key: key.clone(),

@@ -138,6 +138,16 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
             put("p99_us", get("p99_us"));
             put("p999_us", get("p999_us"));
             put("errors", get("errors"));
+            // The server's ACK frames (13 B) against the DATA frames it
+            // received (payload + 5 B header; as many as it echoed).
+            let data_bytes = bytes.zip(msgs).map(|(b, m)| b + 5.0 * m);
+            put(
+                "ack_share_pct",
+                get("acks")
+                    .zip(data_bytes)
+                    .filter(|(_, d)| *d > 0.0)
+                    .map(|(a, d)| 100.0 * 13.0 * a / d),
+            );
         }
         "idle" | "scale" => {
             let (secs, conns) = (get("secs"), get("conns"));
@@ -219,6 +229,11 @@ pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
             g("cli_cpu_pct"),
             g("other_cpu_pct"),
             si(g("msgs_per_cpu_s"))
+        ),
+        "resume" => format!(
+            "{}  ACKs {:.2}% of the DATA bytes",
+            brief("echo", v),
+            g("ack_share_pct")
         ),
         "bulk" => format!(
             "{:.0} MB/s  srv {:.0}%  cli {:.0}%  other {:.0}%  {:.0} MB/srv-CPU-s",
@@ -341,6 +356,7 @@ fn fmt_metric(metric: &str, x: Option<f64>) -> String {
         "mb_s" | "mb_per_cpu_s" => format!("{x:.0}"),
         "p50_us" | "p99_us" | "p999_us" => format!("{x:.1}"),
         "srv_us_per_msg" => format!("{x:.2}"),
+        "ack_share_pct" => format!("{x:.2} %"),
         "rss_per_conn_b" | "rss_connected_per_conn_b" => format!("{x:.0}"),
         "accept_cpu_s" => format!("{x:.3}"),
         "accept_secs" | "all_back_secs" | "p50_back_secs" | "p90_back_secs" | "p99_back_secs"
@@ -475,12 +491,13 @@ pub fn write_all(
             md,
             "\nSession resume (tether's echo server with resume on and off, interleaved; the \
              generator asks for resume and ACKs every 64 messages, as tether's client does):\n\n\
-             | run | messages per server CPU-s, resume on | resume off | on/off |\n\
-             |---|--:|--:|--:|\n\
-             | {key} | {} | {} | {} |",
+             | run | messages per server CPU-s, resume on | resume off | on/off | server's ACK bytes / DATA bytes, resume on |\n\
+             |---|--:|--:|--:|--:|\n\
+             | {key} | {} | {} | {} | {} |",
             m("tether", "msgs_per_cpu_s"),
             m("tether-noresume", "msgs_per_cpu_s"),
             fmt_ratio(s.ratio(key, "msgs_per_cpu_s", "tether", "tether-noresume")),
+            m("tether", "ack_share_pct"),
         );
     }
 
@@ -612,6 +629,12 @@ pub fn write_all(
             s.ratio(&k, "msgs_per_cpu_s", "tether", "tether-noresume"),
             0.9,
             "",
+        );
+        target(
+            "echo 100×16×64 B with session resume: the server's ACK bytes ≤ 2 % of the DATA bytes",
+            s.median(&k, "tether", "ack_share_pct"),
+            2.0,
+            " %",
         );
     }
     if let Some(k) = find("bulk", "") {

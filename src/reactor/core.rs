@@ -235,6 +235,7 @@ impl Core {
             unacked_bytes: session.unacked_bytes,
             messages_resent: session.messages_resent,
             resumes: session.resumes,
+            acks_sent: s.acks_sent,
         })
     }
 

@@ -190,4 +190,9 @@ pub struct ConnStats {
     pub messages_resent: u64,
     /// Resume: connections that resumed the session.
     pub resumes: u32,
+    /// ACK frames sent (13 bytes each): a resumed session's receipt
+    /// counts (every 64 DATA frames received, or 20 ms after the first
+    /// one not yet acknowledged), and signs of life while receiving
+    /// without sending.
+    pub acks_sent: u32,
 }

@@ -638,3 +638,35 @@ fn a_client_that_closes_with_1000_ends_its_session_on_the_server() {
     }]);
     assert_eq!(s.conn.state(), State::Detached);
 }
+
+/// ACK traffic for 64-byte messages, counted in virtual time: a stream of
+/// 16 messages a millisecond (each burst one read) is acknowledged once
+/// per 64 messages, 13 bytes per 64 DATA frames of 69 (0.29 %); a trickle
+/// of one a millisecond once per `ACK_DELAY` (20 ms: 0.94 %). Slower than
+/// ~470 messages a second on a connection, the delay's 50 ACKs a second
+/// (650 B/s) bound it instead of the share.
+#[test]
+fn acks_for_64_byte_messages_stay_under_two_percent_of_the_data_bytes() {
+    for (per_ms, want_acks) in [(16u64, 250u32), (1, 50)] {
+        let mut pair = Pair::connected(resume_config());
+        let before = pair.server().stats().acks_sent;
+        for _ in 0..1000 {
+            for _ in 0..per_ms {
+                pair.client
+                    .send(Bytes::from_static(&[7; 64]))
+                    .expect("sent");
+            }
+            pair.run_for(ms(1));
+        }
+        pair.run_for(ms(100));
+        let acks = pair.server().stats().acks_sent - before;
+        let data_bytes = per_ms * 1000 * 69;
+        let share = f64::from(acks) * 13.0 / data_bytes as f64;
+        assert_eq!(pair.client.session_stats().unacked_messages, 0);
+        assert_eq!(
+            acks, want_acks,
+            "{per_ms} a millisecond: {share:.4} of the DATA bytes"
+        );
+        assert!(share <= 0.02, "{per_ms} a millisecond: {share:.4}");
+    }
+}
