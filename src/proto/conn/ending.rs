@@ -179,10 +179,9 @@ impl Connection {
         self.detach_session();
         let mut old = mem::take(&mut self.sock);
         if in_session && self.config.queue_lifetime.is_some() {
-            if let Some(s) = self.session.as_deref_mut() {
-                // What never left this socket may still be withdrawn.
-                s.on_wire = s.sent.saturating_sub(old.outbox.unstarted_frames());
-            }
+            // What never left this socket may still be withdrawn.
+            let sent = self.session.as_deref().map_or(0, |s| s.sent);
+            self.unsent_ages().on_wire = sent.saturating_sub(old.outbox.unstarted_frames());
         }
         let mut dropped = Vec::new();
         old.outbox.clear(&mut dropped);

@@ -113,9 +113,10 @@ const PONG_BACKLOG: usize = 4 * codec::HEARTBEAT_FRAME_LEN;
 struct Rare {
     /// Why the last socket (or the connection) ended.
     close_reason: Option<DisconnectReason>,
-    /// Under a queue lifetime, while messages wait unsent: when they were
-    /// seen waiting.
-    unsent: queue_lifetime::UnsentAges,
+    /// Server: a resume HELLO waiting for the driver's answer.
+    pending_hello: Option<Box<codec::Handshake>>,
+    /// Under a queue lifetime: when the messages waiting unsent were seen.
+    unsent: Option<Box<queue_lifetime::UnsentAges>>,
 }
 
 /// Socket actions waiting for the driver.
@@ -156,9 +157,9 @@ pub struct Connection {
     /// Session resume's numbering and replay log, while resume is wanted
     /// (client) or granted (server); boxed: one pointer otherwise.
     session: Option<Box<Session>>,
-    /// What a connection needs only now and then (why it last ended, the
-    /// ages of messages waiting under a queue lifetime), boxed together:
-    /// one pointer on every connection.
+    /// What a connection needs only now and then (why it last ended, a
+    /// resume HELLO awaiting its answer, the ages of messages waiting under
+    /// a queue lifetime), boxed together: one pointer on every connection.
     rare: Option<Box<Rare>>,
     stats: Stats,
 }

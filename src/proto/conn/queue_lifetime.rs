@@ -35,6 +35,9 @@ const MAX_MARKS: usize = 2 * ROUNDS as usize + 2;
 pub(super) struct UnsentAges {
     /// (messages queued in all, when): oldest first, counts rising.
     marks: VecDeque<(u64, Instant)>,
+    /// With resume: how many of the session's frames had started onto a
+    /// socket when the last one went; the rest of its `sent` never left.
+    pub(super) on_wire: u64,
 }
 
 impl UnsentAges {
@@ -72,6 +75,11 @@ impl UnsentAges {
 }
 
 impl Connection {
+    /// The queue lifetime's bookkeeping, allocated on first use.
+    pub(super) fn unsent_ages(&mut self) -> &mut UnsentAges {
+        self.rare_mut().unsent.get_or_insert_with(Box::default)
+    }
+
     /// Tells the connection that the driver had no socket to write its
     /// output to at `now`: with a queue lifetime, messages the session
     /// keeps while the link is down start to age. The reactor calls it
@@ -93,7 +101,7 @@ impl Connection {
             return;
         }
         let queued = self.stats.messages_sent;
-        self.rare_mut().unsent.note(queued, now);
+        self.unsent_ages().note(queued, now);
         self.timers
             .set(Timer::QueueLifetime, now + lifetime / ROUNDS);
     }
@@ -107,17 +115,17 @@ impl Connection {
         let mut waiting = self.waiting_messages();
         let queued = self.stats.messages_sent;
         let first_waiting = queued.saturating_sub(waiting);
-        let ages = &mut self.rare_mut().unsent;
+        let ages = self.unsent_ages();
         ages.forget_left(first_waiting);
         let due = ages.take_due(now, lifetime);
         if due > first_waiting {
             waiting -= self.withdraw_waiting(due - first_waiting, waiting, events);
         }
         if waiting == 0 {
-            self.rare_mut().unsent.marks.clear();
+            self.unsent_ages().marks.clear();
             return;
         }
-        self.rare_mut().unsent.note(queued, now);
+        self.unsent_ages().note(queued, now);
         self.timers
             .set(Timer::QueueLifetime, now + lifetime / ROUNDS);
     }
@@ -127,10 +135,16 @@ impl Connection {
     fn waiting_messages(&self) -> u64 {
         match self.state {
             State::Established => self.sock.outbox.unstarted_frames(),
-            _ if self.queues_while_down() => self
-                .session
-                .as_deref()
-                .map_or(0, |s| s.sent.saturating_sub(s.on_wire)),
+            _ if self.queues_while_down() => {
+                let on_wire = self
+                    .rare
+                    .as_deref()
+                    .and_then(|r| r.unsent.as_deref())
+                    .map_or(0, |u| u.on_wire);
+                self.session
+                    .as_deref()
+                    .map_or(0, |s| s.sent.saturating_sub(on_wire))
+            }
             _ => 0,
         }
     }

@@ -26,19 +26,12 @@ pub(super) struct Session {
     /// the count was last told: an ACK also goes out after a quarter of
     /// the unacknowledged bound's worth of bytes.
     pub(super) told_at_bytes: u64,
-    /// Under a queue lifetime: how many of our frames had started onto a
-    /// socket when the last one went (the rest of `sent` never left; set
-    /// only when a lifetime is configured).
-    pub(super) on_wire: u64,
     /// Our frames numbered above `acked`, for sending again.
     pub(super) log: ReplayLog,
     /// Messages sent again after resume handshakes.
     pub(super) resent: u64,
     /// Connections that resumed the session.
     pub(super) resumes: u32,
-    /// Server: a resume HELLO waiting for the driver's answer (boxed: a
-    /// moment in a connection's life).
-    pub(super) pending_hello: Option<Box<crate::proto::codec::Handshake>>,
 }
 
 impl Session {
@@ -121,6 +114,6 @@ mod size {
     fn an_idle_session_costs_about_a_hundred_bytes() {
         let boxed = std::mem::size_of::<super::Session>();
         let inline = std::mem::size_of::<usize>() + 8;
-        assert!(boxed + inline <= 112, "{boxed} + {inline} bytes");
+        assert!(boxed + inline <= 96, "{boxed} + {inline} bytes");
     }
 }
