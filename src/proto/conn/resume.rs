@@ -389,10 +389,10 @@ impl Connection {
     /// acknowledged and what was sent).
     pub fn can_resume(&self, recv_seq: u64) -> bool {
         self.role == Role::Server
-            && self
+            && !self
                 .rare
                 .as_deref()
-                .is_none_or(|r| r.pending_hello.is_none())
+                .is_some_and(|r| r.pending_hello.is_some())
             && self
                 .session
                 .as_deref()
