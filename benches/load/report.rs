@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::conductor::{Plan, IMPLS};
 use crate::procfs;
 
+mod tls;
+
 /// One workload run against one server.
 #[derive(Clone, Debug)]
 pub struct Run {
@@ -98,6 +100,8 @@ pub fn out_dir() -> PathBuf {
 
 /// The metrics derived from a run's raw fields.
 pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str, f64> {
+    // The TLS family's workloads are measured as their plain namesakes.
+    let family = family.strip_prefix("tls-").unwrap_or(family);
     let mut d = BTreeMap::new();
     let get = |k: &str| v.get(k).copied();
     let mut put = |k: &'static str, x: Option<f64>| {
@@ -139,7 +143,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
             put("p999_us", get("p999_us"));
             put("errors", get("errors"));
         }
-        "idle" | "scale" => {
+        "idle" | "scale" | "storm" => {
             let (secs, conns) = (get("secs"), get("conns"));
             put("secs_measured", secs);
             put(
@@ -175,6 +179,21 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
                 "accept_us_per_conn",
                 get("connect_srv_cpu").zip(conns).map(|(c, n)| c * 1e6 / n),
             );
+            put(
+                "accepts_per_cpu_s",
+                conns
+                    .zip(get("connect_srv_cpu"))
+                    .filter(|(_, c)| *c > 0.0)
+                    .map(|(n, c)| n / c),
+            );
+            put(
+                "connect_cli_us_per_conn",
+                get("connect_cli_cpu").zip(conns).map(|(c, n)| c * 1e6 / n),
+            );
+            put(
+                "connects_s",
+                conns.zip(get("connect_secs")).map(|(n, s)| n / s),
+            );
             put("errors", get("errors"));
             put("closed", get("closed"));
         }
@@ -200,6 +219,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
 
 /// One progress line's worth of a run.
 pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
+    let family = family.strip_prefix("tls-").unwrap_or(family);
     let d = derive(family, v);
     let g = |k: &str| d.get(k).copied().unwrap_or(f64::NAN);
     match family {
@@ -237,6 +257,14 @@ pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
             g("accept_secs"),
             si(g("pongs_s")),
             g("closed")
+        ),
+        "storm" => format!(
+            "{} handshakes/srv-CPU-s  srv {:.1} us/conn  cli {:.1} us/conn  {}/s  errors {}",
+            si(g("accepts_per_cpu_s")),
+            g("accept_us_per_conn"),
+            g("connect_cli_us_per_conn"),
+            si(g("connects_s")),
+            g("errors")
         ),
         "scale" => format!(
             "srv {:.1}%  {:.0} B/conn  server PINGs {}/s  our PINGs answered {}/s  unanswered {}  closed {}  errors {}",
@@ -446,7 +474,7 @@ pub fn write_all(
          |---|---|--:|--:|--:|--:|--:|--:|"
     );
     for (family, key) in &keys {
-        if matches!(*family, "redial" | "resume") {
+        if matches!(*family, "redial" | "resume") || family.starts_with("tls-") {
             continue;
         }
         for &(f, metric, label) in TABLE {
@@ -483,6 +511,8 @@ pub fn write_all(
             fmt_ratio(s.ratio(key, "msgs_per_cpu_s", "tether", "tether-noresume")),
         );
     }
+
+    tls::table(&mut md, &s, &keys);
 
     // Reconnect storm.
     let redial_keys: Vec<&String> = keys
@@ -632,6 +662,7 @@ pub fn write_all(
             "",
         );
     }
+    tls::targets(&mut target, &s, &keys);
     if let Some(k) = find("scale", "") {
         let dead = s.median(&k, "tether", "closed");
         let errors = s.median(&k, "tether", "errors");
