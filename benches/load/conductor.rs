@@ -69,8 +69,8 @@ impl Plan {
             scale_ms: 60_000,
             families: families_all(),
             interleaved_only: false,
-            tls_storm_conns: 5000,
-            tls_idle_conns: 5000,
+            tls_storm_conns: 2000,
+            tls_idle_conns: 2000,
             tls_idle_ms: 10_000,
         }
     }
@@ -88,8 +88,8 @@ impl Plan {
             redial_downtime_ms: 1000,
             scale_conns: 3000,
             scale_ms: 5000,
-            tls_storm_conns: 1000,
-            tls_idle_conns: 1000,
+            tls_storm_conns: 500,
+            tls_idle_conns: 500,
             tls_idle_ms: 3000,
             ..Plan::full()
         }
