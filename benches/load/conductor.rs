@@ -518,7 +518,9 @@ pub fn bench(args: &Args) -> Result<(), String> {
     let ctx = Ctx {
         pin: pinning(),
         tls: if plan.wants("tls") {
-            Some(crate::tls::make_files()?)
+            let mut files = crate::tls::make_files()?;
+            files.client_kx = args.value("tls-kx").map(String::from);
+            Some(files)
         } else {
             None
         },

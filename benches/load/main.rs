@@ -249,7 +249,7 @@ fn client_opts(args: &Args, mode: client::Mode, addr: SocketAddr) -> Result<clie
         ping_period: Duration::from_millis(args.get("ping-ms", 1000)?),
         resume: args.get("resume", 0u8)? != 0,
         tls: match args.value("tls-ca") {
-            Some(ca) => Some(tls::client(std::path::Path::new(ca))?),
+            Some(ca) => Some(tls::client(std::path::Path::new(ca), args.value("tls-kx"))?),
             None => None,
         },
     })

@@ -19,6 +19,9 @@ pub struct Files {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// The one key exchange group the generator offers (`--tls-kx`:
+    /// x25519, p256 or p384); `None`: all of the provider's, in its order.
+    pub client_kx: Option<String>,
 }
 
 impl Drop for Files {
@@ -40,7 +43,11 @@ impl Files {
 
     /// Generator arguments naming the CA to trust.
     pub fn client_args(&self) -> Vec<String> {
-        vec!["--tls-ca".to_owned(), self.ca.display().to_string()]
+        let mut args = vec!["--tls-ca".to_owned(), self.ca.display().to_string()];
+        if let Some(kx) = &self.client_kx {
+            args.extend(["--tls-kx".to_owned(), kx.clone()]);
+        }
+        args
     }
 }
 
@@ -58,6 +65,7 @@ mod on {
         KeyUsagePurpose,
     };
     use tether::tls::rustls::client::Resumption;
+    use tether::tls::rustls::crypto::ring;
     use tether::tls::rustls::pki_types::ServerName;
     use tether::tls::rustls::ClientConfig;
 
@@ -111,6 +119,7 @@ mod on {
             key: dir.join("key.pem"),
             ca: dir.join("ca.pem"),
             dir,
+            client_kx: None,
         };
         for (path, pem) in [
             (&files.cert, cert.pem()),
@@ -129,11 +138,36 @@ mod on {
     }
 
     /// The generator's configuration: trusts `ca`, never resumes a TLS
-    /// session.
-    pub fn client(ca: &Path) -> Result<Client, String> {
-        let config = tether::tls::client_config_from_pem(&read(ca)?, None)
-            .map_err(|e| format!("TLS client configuration: {e}"))?;
+    /// session; with `kx`, offers only that key exchange group (the
+    /// server's configuration is the same either way).
+    pub fn client(ca: &Path, kx: Option<&str>) -> Result<Client, String> {
+        let ca = read(ca)?;
+        let fail = |e: &dyn std::fmt::Display| format!("TLS client configuration: {e}");
+        let config = tether::tls::client_config_from_pem(&ca, None).map_err(|e| fail(&e))?;
         let mut config = (*config).clone();
+        if let Some(kx) = kx {
+            #[allow(deprecated)] // rustls's ring provider: see tether::tls::provider
+            let group = match kx {
+                "x25519" => ring::kx_group::X25519,
+                "p256" => ring::kx_group::SECP256R1,
+                "p384" => ring::kx_group::SECP384R1,
+                other => {
+                    return Err(format!(
+                        "--tls-kx must be x25519, p256 or p384, not {other}"
+                    ))
+                }
+            };
+            let mut provider = (*tether::tls::provider()).clone();
+            provider.kx_groups = vec![group];
+            let roots = tether::tls::roots_from_pem(&ca).map_err(|e| fail(&e))?;
+            let alpn = config.alpn_protocols.clone();
+            config = ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(tether::tls::PROTOCOL_VERSIONS)
+                .map_err(|e| fail(&e))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = alpn;
+        }
         config.resumption = Resumption::disabled();
         let name = tether::tls::server_name(SERVER_NAME).map_err(|e| e.to_string())?;
         Ok(Client {
@@ -169,7 +203,7 @@ mod off {
         Err(NEEDS.to_owned())
     }
 
-    pub fn client(_ca: &Path) -> Result<Client, String> {
+    pub fn client(_ca: &Path, _kx: Option<&str>) -> Result<Client, String> {
         let _ = super::read;
         Err(NEEDS.to_owned())
     }

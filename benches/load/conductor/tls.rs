@@ -90,7 +90,8 @@ pub(super) fn round(ctx: &Ctx, plan: &Plan, round: usize, started: Instant, runs
 }
 
 /// The TLS pair's smoke test: 64 B and 16 KiB echoes (a message spans
-/// records), heartbeats, a small handshake storm, and an interleaved run.
+/// records), heartbeats, a small handshake storm (also with X25519 alone
+/// offered), and an interleaved run.
 pub(super) fn smoke() -> Result<(), String> {
     let ctx = Ctx {
         pin: None,
@@ -132,6 +133,17 @@ pub(super) fn smoke() -> Result<(), String> {
         if v.get("conns") != Some(&50.0) || !clean {
             return Err(format!("{imp}: handshake storm smoke run failed: {v:?}"));
         }
+    }
+    // The storm with X25519 alone offered (`--tls-kx`).
+    let mut ctx = ctx;
+    if let Some(files) = ctx.tls.as_mut() {
+        files.client_kx = Some("x25519".to_owned());
+    }
+    let v = ctx.generator("tether-tls", &storm_args(20), Duration::from_secs(10))?;
+    if v.get("conns") != Some(&20.0) || v.get("errors") != Some(&0.0) {
+        return Err(format!(
+            "handshake storm with X25519 smoke run failed: {v:?}"
+        ));
     }
     let mut interleaved = echo(64).to_vec();
     interleaved[1] = "interleaved".to_owned();
