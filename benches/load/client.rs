@@ -20,6 +20,13 @@
 //!   are counted. Server CPU over the whole period and its RSS before
 //!   connecting, once connected and at the end are reported.
 //!
+//! - Storm: the connect phase alone, each connection closed as soon as
+//!   its WELCOME arrives (the TLS family's handshake storm).
+//!
+//! With `tls` every connection speaks TLS (`client/tls.rs`): the same
+//! frames go through a rustls client session; a plain connection never
+//! touches TLS code beyond one check per read and write.
+//!
 //! The result is one line on stdout, `RESULT key=value ...`.
 //! Every loop is bounded in time and in turns.
 
@@ -35,6 +42,8 @@ use socket2::{Domain, Socket, Type};
 use crate::procfs;
 use crate::wire::{self, Next};
 
+mod tls;
+
 /// A cap on loop turns per phase, on top of every phase's deadline.
 const MAX_TURNS: u64 = 200_000_000;
 /// How long the connect phase may take at most.
@@ -47,6 +56,7 @@ const READ_CHUNK: usize = 64 * 1024;
 pub enum Mode {
     Echo,
     Idle,
+    Storm,
 }
 
 #[derive(Clone, Debug)]
@@ -62,8 +72,11 @@ pub struct Opts {
     pub inflight: usize,
     pub ping_period: Duration,
     /// Ask for session resume (RESUME in HELLO) and acknowledge the
-    /// server's DATA as a tether client does: every 16 frames.
+    /// server's DATA as a tether client does: every 64 frames.
     pub resume: bool,
+    /// Speak TLS on every connection.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls: Option<crate::tls::Client>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +102,20 @@ struct Conn {
     /// DATA frames received, and the count last acknowledged (resume).
     received: u64,
     acked: u64,
+    /// The TLS session, on a TLS connection.
+    tls: Option<Box<crate::tls::Session>>,
+}
+
+impl Conn {
+    /// Whether output waits for the socket (in `unsent`, or as TLS
+    /// records in the session).
+    fn has_unsent(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
+            return true;
+        }
+        !self.unsent.is_empty()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -124,6 +151,9 @@ struct Gen {
     opts: Opts,
     conns: Vec<Conn>,
     rbuf: Vec<u8>,
+    /// Ciphertext read off a TLS connection (empty without TLS).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    cbuf: Vec<u8>,
     obuf: Vec<u8>,
     filler: Vec<u8>,
     counters: Counters,
@@ -166,6 +196,11 @@ pub fn run(opts: Opts) -> io::Result<()> {
         &(connected.server_cpu_stat - start.server_cpu_stat),
     );
     field(&mut out, "connect_errors", &gen.counters.connect_errors);
+    field(
+        &mut out,
+        "connect_cli_cpu",
+        &(connected.client_cpu - start.client_cpu),
+    );
 
     match opts.mode {
         Mode::Echo => {
@@ -214,6 +249,8 @@ pub fn run(opts: Opts) -> io::Result<()> {
                 field(&mut out, "rss_end_kib", &end);
             }
         }
+        // Every connection was closed at its WELCOME.
+        Mode::Storm => {}
     }
     field(&mut out, "errors", &gen.counters.errors);
     field(&mut out, "closed", &gen.counters.closed);
@@ -420,7 +457,7 @@ fn turn(gen: &mut Gen, poll: &mut Poll, events: &mut Events, timeout: Duration) 
         match conn.phase {
             Phase::Connecting => gen.finish_connect(poll, idx),
             Phase::Handshaking | Phase::Ready => {
-                if event.is_writable() && !gen.conns[idx].unsent.is_empty() {
+                if event.is_writable() && gen.conns[idx].has_unsent() {
                     if let Err(e) = gen.flush(poll, idx) {
                         gen.lost(idx, &e);
                         continue;
@@ -453,6 +490,7 @@ impl Gen {
                 ping_out: false,
                 received: 0,
                 acked: 0,
+                tls: None,
             })
             .collect();
         let filler = (0..opts.size).map(|i| (i % 251) as u8).collect();
@@ -465,6 +503,7 @@ impl Gen {
             opts,
             conns,
             rbuf: vec![0; READ_CHUNK],
+            cbuf: Vec::new(),
             obuf: Vec::with_capacity(READ_CHUNK),
             filler,
             counters: Counters::default(),
@@ -595,12 +634,18 @@ impl Gen {
             Ok(false) => {}
             Ok(true) => {
                 conn.phase = Phase::Handshaking;
+                #[cfg(feature = "tls")]
+                if let Err(e) = self.start_tls(idx) {
+                    self.error(format!("conn {idx}: TLS session: {e}"));
+                    self.lost(idx, &e);
+                    return;
+                }
                 let flags = u8::from(self.opts.resume);
                 wire::put_handshake(&mut self.obuf, wire::HELLO, flags, 1000, 1000, 0);
                 self.send_obuf(poll, idx);
                 // Writable again only when a write is refused.
                 let conn = &mut self.conns[idx];
-                if conn.unsent.is_empty() {
+                if !conn.has_unsent() {
                     if let Err(e) = set_write_interest(conn, poll, idx, false) {
                         self.lost(idx, &e);
                     }
@@ -619,6 +664,10 @@ impl Gen {
 
     /// Reads until drained (a short read counts as drained).
     fn read(&mut self, poll: &Poll, idx: usize) {
+        #[cfg(feature = "tls")]
+        if self.conns[idx].tls.is_some() {
+            return self.read_tls(poll, idx);
+        }
         loop {
             let conn = &mut self.conns[idx];
             let Some(stream) = conn.stream.as_mut() else {
@@ -690,6 +739,13 @@ impl Gen {
                 conn.phase = Phase::Ready;
                 self.ready += 1;
                 self.inflight -= 1;
+                if self.opts.mode == Mode::Storm {
+                    // Done: close (the socket, and the TLS session unsent).
+                    conn.phase = Phase::Closed;
+                    conn.stream = None;
+                    conn.tls = None;
+                    return pos;
+                }
                 continue;
             }
             match kind {
@@ -771,6 +827,10 @@ impl Gen {
         if self.obuf.is_empty() {
             return;
         }
+        #[cfg(feature = "tls")]
+        if self.conns[idx].tls.is_some() {
+            return self.send_tls(poll, idx);
+        }
         let conn = &mut self.conns[idx];
         if self.opts.window == 1 {
             conn.sent_at = Instant::now();
@@ -814,6 +874,10 @@ impl Gen {
     }
 
     fn flush(&mut self, poll: &Poll, idx: usize) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if self.conns[idx].tls.is_some() {
+            return self.flush_tls(poll, idx);
+        }
         let conn = &mut self.conns[idx];
         let Some(stream) = conn.stream.as_mut() else {
             return Ok(());
@@ -845,6 +909,7 @@ impl Gen {
         }
         conn.phase = Phase::Closed;
         conn.stream = None;
+        conn.tls = None;
         self.counters.closed += 1;
         if self.first_error.is_none() {
             self.first_error = Some(format!("conn {idx} lost: {e}"));

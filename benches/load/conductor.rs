@@ -1,7 +1,9 @@
 //! The conductor: starts each server and the load generator as child
 //! processes of this same binary, pinned to different cores when
 //! `taskset` exists, runs every workload against every server in
-//! alternating order, and hands the results to [`crate::report`].
+//! alternating order, and hands the results to [`crate::report`]. With
+//! the `tls` feature the `tls` family pits tether's TLS server against
+//! the tokio-rustls baseline (see [`tls_round`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::report::{self, Machine, Run};
 use crate::{wire, Args};
+
+mod tls;
 
 pub const IMPLS: [&str; 3] = ["tether", "tokio", "mio"];
 
@@ -51,6 +55,12 @@ pub struct Plan {
     pub families: Vec<String>,
     /// Run only the interleaved workloads (`--interleaved-only`).
     pub interleaved_only: bool,
+    /// The `tls` family's handshake storm: connections, each closed at
+    /// its WELCOME.
+    pub tls_storm_conns: usize,
+    /// The `tls` family's idle run: connections and duration.
+    pub tls_idle_conns: usize,
+    pub tls_idle_ms: u64,
 }
 
 impl Plan {
@@ -73,6 +83,9 @@ impl Plan {
             scale_ms: 60_000,
             families: families_all(),
             interleaved_only: false,
+            tls_storm_conns: 2000,
+            tls_idle_conns: 2000,
+            tls_idle_ms: 10_000,
         }
     }
 
@@ -89,6 +102,9 @@ impl Plan {
             redial_downtime_ms: 1000,
             scale_conns: 3000,
             scale_ms: 5000,
+            tls_storm_conns: 500,
+            tls_idle_conns: 500,
+            tls_idle_ms: 3000,
             ..Plan::full()
         }
     }
@@ -101,12 +117,17 @@ impl Plan {
     }
 }
 
+/// Every family; `tls` only in a bench built with the `tls` feature.
 fn families_all() -> Vec<String> {
-    [
+    let mut all = [
         "latency", "echo", "resume", "busypoll", "bulk", "idle", "redial", "scale",
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    if cfg!(feature = "tls") {
+        all.push("tls".to_owned());
+    }
+    all
 }
 
 /// A child process of this binary, its stdout read line by line.
@@ -223,11 +244,29 @@ fn parse_result(line: &str) -> BTreeMap<String, f64> {
 
 struct Ctx {
     pin: Option<(usize, usize)>,
+    /// The TLS family's certificate files (when it runs).
+    tls: Option<crate::tls::Files>,
+}
+
+/// Whether a server implementation speaks TLS.
+fn is_tls(imp: &str) -> bool {
+    imp.ends_with("-tls")
 }
 
 impl Ctx {
+    /// The TLS files, for a TLS server or a generator of TLS connections.
+    fn tls_files(&self, imp: &str) -> Result<Option<&crate::tls::Files>, String> {
+        if !is_tls(imp) {
+            return Ok(None);
+        }
+        self.tls
+            .as_ref()
+            .map(Some)
+            .ok_or_else(|| format!("{imp}: no TLS certificates made for this run"))
+    }
+
     fn server(&self, imp: &str, listen: &str, hb_ms: u64) -> Result<(Proc, u16), String> {
-        let args = [
+        let mut args = [
             "--role",
             "server",
             "--impl",
@@ -239,7 +278,11 @@ impl Ctx {
             "--timeout-ms",
             &hb_ms.to_string(),
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        if let Some(files) = self.tls_files(imp)? {
+            args.extend(files.server_args());
+        }
         let mut server = Proc::spawn(&format!("{imp} server"), &args, self.pin.map(|p| p.0))?;
         let line = server.line("PORT ", Duration::from_secs(20))?;
         let port = line[5..]
@@ -265,6 +308,9 @@ impl Ctx {
             "--server-pid".to_owned(),
             server.pid().to_string(),
         ];
+        if let Some(files) = self.tls_files(imp)? {
+            args.extend(files.client_args());
+        }
         args.extend_from_slice(extra);
         let mut client = Proc::spawn("load generator", &args, self.pin.map(|p| p.1))?;
         let line = client.line("RESULT", budget + Duration::from_secs(120))?;
@@ -298,6 +344,17 @@ impl Ctx {
             "--server-pid".to_owned(),
             pids.join(","),
         ];
+        // One generator speaks TLS to all targets or to none.
+        if imps.iter().any(|imp| is_tls(imp)) {
+            if !imps.iter().all(|imp| is_tls(imp)) {
+                return Err(format!(
+                    "interleaved run of TLS and plain servers: {imps:?}"
+                ));
+            }
+            if let Some(files) = self.tls_files(imps[0])? {
+                args.extend(files.client_args());
+            }
+        }
         args.extend_from_slice(extra);
         let mut client = Proc::spawn("load generator", &args, self.pin.map(|p| p.1))?;
         let mut results = Vec::new();
@@ -471,13 +528,25 @@ pub fn bench(args: &Args) -> Result<(), String> {
             .map(|n| n.trim().parse().map_err(|e| format!("--sweep {n}: {e}")))
             .collect::<Result<_, _>>()?;
     }
+    plan.tls_storm_conns = args.get("tls-storm-conns", plan.tls_storm_conns)?;
+    plan.tls_idle_conns = args.get("tls-idle-conns", plan.tls_idle_conns)?;
+    plan.tls_idle_ms = args.get("tls-idle-ms", plan.tls_idle_ms)?;
     if let Some(only) = args.value("only") {
         plan.families = only.split(',').map(|s| s.trim().to_owned()).collect();
     }
     plan.interleaved_only = args.has("--interleaved-only");
     wire::self_check()?;
 
-    let ctx = Ctx { pin: pinning() };
+    let ctx = Ctx {
+        pin: pinning(),
+        tls: if plan.wants("tls") {
+            let mut files = crate::tls::make_files()?;
+            files.client_kx = args.value("tls-kx").map(String::from);
+            Some(files)
+        } else {
+            None
+        },
+    };
     let machine = Machine::probe(ctx.pin.is_some());
     eprintln!(
         "tether load bench, {} mode: {} rounds; servers {}; writing to {}",
@@ -633,6 +702,9 @@ pub fn bench(args: &Args) -> Result<(), String> {
                 Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
             }
         }
+        if plan.wants("tls") {
+            tls::round(&ctx, &plan, round, started, &mut runs);
+        }
         if plan.wants("redial") {
             for jitter in [0.2, 0.0] {
                 let key = format!("redial {} jitter {jitter}", plan.redial_clients);
@@ -686,6 +758,52 @@ pub fn bench(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("writing the report: {e}"))?;
     println!("{summary}");
     Ok(())
+}
+
+/// Prints one run's progress line and keeps it.
+fn record(
+    runs: &mut Vec<Run>,
+    started: Instant,
+    (key, family, imp, round): (&str, &'static str, &str, usize),
+    result: Result<BTreeMap<String, f64>, String>,
+    secs: f64,
+) {
+    match &result {
+        Ok(v) => eprintln!(
+            "[{:>5.0}s] round {} {:<28} {:<10} {}",
+            started.elapsed().as_secs_f64(),
+            round + 1,
+            key,
+            imp,
+            report::brief(family, v)
+        ),
+        Err(e) => eprintln!("round {} {key} {imp}: FAILED: {e}", round + 1),
+    }
+    runs.push(Run {
+        key: key.to_owned(),
+        family,
+        imp: imp.to_owned(),
+        round,
+        values: result.unwrap_or_default(),
+        secs,
+    });
+}
+
+/// The generator's arguments of an idle run: `conns` connections, each
+/// PINGed once a second, for `ms`.
+fn idle_args(conns: usize, ms: u64, ping_ms: u64) -> Vec<String> {
+    [
+        "--mode",
+        "idle",
+        "--conns",
+        &conns.to_string(),
+        "--duration-ms",
+        &ms.to_string(),
+        "--ping-ms",
+        &ping_ms.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Connections of the full scale run: as many as the open-file limit
@@ -744,7 +862,10 @@ fn redial(ctx: &Ctx, plan: &Plan, jitter: f64) -> Result<BTreeMap<String, f64>, 
 /// answers a few PINGs; a few seconds in all.
 pub fn smoke() -> Result<(), String> {
     wire::self_check()?;
-    let ctx = Ctx { pin: None };
+    let ctx = Ctx {
+        pin: None,
+        tls: None,
+    };
     let started = Instant::now();
     for imp in IMPLS {
         let echo = [
@@ -804,9 +925,17 @@ pub fn smoke() -> Result<(), String> {
             ));
         }
     }
+    if cfg!(feature = "tls") {
+        tls::smoke()?;
+    }
     println!(
-        "load bench smoke test: tether, tokio and mio servers echo, answer PINGs and run interleaved ({:.1} s; \
+        "load bench smoke test: tether, tokio and mio servers echo, answer PINGs and run interleaved{} ({:.1} s; \
          `cargo bench --bench load` runs the benchmark)",
+        if cfg!(feature = "tls") {
+            "; so do tether's TLS server and tokio-rustls, and take a handshake storm"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64(),
     );
     Ok(())

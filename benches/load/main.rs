@@ -6,16 +6,19 @@
 //! TETHER_BENCH=quick cargo bench -p tether-bench --bench load  # quick run (about 1 minute)
 //! cargo bench -p tether-bench --bench load -- --quick --only echo,latency
 //! cargo bench -p tether-bench --bench load -- --only echo --sweep 1000,10000
+//! cargo bench -p tether-bench --bench load --features tls -- --only tls
 //! ```
 //!
 //! The bench binary plays every part: run by `cargo bench` (which passes
 //! `--bench`) it is the conductor, and it starts itself again as each
 //! server (`--role server --impl tether|tokio|mio --listen 127.0.0.1:0`,
-//! which prints `PORT <n>` once it listens) and as the load generator
+//! or `tether-tls|tokio-tls` with `--tls-cert F --tls-key F`, which
+//! prints `PORT <n>` once it listens) and as the load generator
 //! (`--role client ...`, or `--role redial ...` for the reconnect test),
 //! each in its own process, pinned to its own core with `taskset` when
 //! there is one. Under `cargo test` (no `--bench`) it only runs a smoke
-//! test: each server starts and echoes a few messages.
+//! test: each server starts and echoes a few messages (with the `tls`
+//! feature, the two TLS servers too).
 //!
 //! Results go to `target/tether-bench/` (`results.md`, `runs.csv`,
 //! `chart.svg`); see `docs/BENCHMARKS.md`.
@@ -28,6 +31,9 @@ mod report;
 mod server_mio;
 mod server_tether;
 mod server_tokio;
+#[cfg(feature = "tls")]
+mod server_tokio_tls;
+mod tls;
 mod wire;
 
 use std::io::{self, BufRead, Write};
@@ -143,13 +149,19 @@ fn serve(args: &Args) -> Result<(), String> {
     let addr: SocketAddr = args.required("listen")?;
     let interval = Duration::from_millis(args.get("interval-ms", 1000)?);
     let timeout = Duration::from_millis(args.get("timeout-ms", 1000)?);
+    let tls_config = || {
+        tls::server_config(
+            std::path::Path::new(args.value("tls-cert").ok_or("--tls-cert is required")?),
+            std::path::Path::new(args.value("tls-key").ok_or("--tls-key is required")?),
+        )
+    };
     let result = match args.value("impl") {
         Some("tether") => {
-            server_tether::run(addr, interval, timeout, true, Duration::ZERO, print_port)
+            server_tether::run(addr, interval, timeout, true, Duration::ZERO, None, print_port)
         }
         // The same with session resume off (for the resume on/off pair).
         Some("tether-noresume") => {
-            server_tether::run(addr, interval, timeout, false, Duration::ZERO, print_port)
+            server_tether::run(addr, interval, timeout, false, Duration::ZERO, None, print_port)
         }
         // The same busy polling for N µs (`tether-spinN`, the busy-poll family).
         Some(imp) if imp.starts_with("tether-spin") => {
@@ -157,7 +169,28 @@ fn serve(args: &Args) -> Result<(), String> {
                 .parse()
                 .map_err(|_| format!("--impl {imp}: tether-spin takes microseconds"))?;
             let spin = Duration::from_micros(us);
-            server_tether::run(addr, interval, timeout, true, spin, print_port)
+            server_tether::run(addr, interval, timeout, true, spin, None, print_port)
+        }
+        // The TLS family's pair.
+        Some("tether-tls") => {
+            let config = tls_config()?;
+            server_tether::run(
+                addr,
+                interval,
+                timeout,
+                true,
+                Duration::ZERO,
+                Some(config),
+                print_port,
+            )
+        }
+        #[cfg(feature = "tls")]
+        Some("tokio-tls") => {
+            let config = tls_config()?;
+            bind_listener(addr).and_then(|l| {
+                print_port(l.local_addr()?);
+                server_tokio_tls::run(l, server_tokio::Heartbeat { interval, timeout }, config)
+            })
         }
         Some("tokio") => bind_listener(addr).and_then(|l| {
             print_port(l.local_addr()?);
@@ -169,7 +202,7 @@ fn serve(args: &Args) -> Result<(), String> {
         }),
         other => {
             return Err(format!(
-                "--impl must be tether, tether-noresume, tether-spinN, tokio or mio, not {other:?}"
+                "--impl must be tether, tether-noresume, tether-spinN, tokio, mio, tether-tls or tokio-tls, not {other:?}"
             ))
         }
     };
@@ -181,6 +214,7 @@ fn generate(args: &Args) -> Result<(), String> {
     let mode = match args.value("mode") {
         Some("echo") | None => client::Mode::Echo,
         Some("idle") => client::Mode::Idle,
+        Some("storm") => client::Mode::Storm,
         // Several servers, window 1, interleaved: `--connect` and
         // `--server-pid` take comma-separated lists.
         Some("interleaved") => return generate_interleaved(args),
@@ -233,6 +267,10 @@ fn client_opts(args: &Args, mode: client::Mode, addr: SocketAddr) -> Result<clie
         inflight: args.get("inflight", 500)?,
         ping_period: Duration::from_millis(args.get("ping-ms", 1000)?),
         resume: args.get("resume", 0u8)? != 0,
+        tls: match args.value("tls-ca") {
+            Some(ca) => Some(tls::client(std::path::Path::new(ca), args.value("tls-kx"))?),
+            None => None,
+        },
     })
 }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::conductor::{Plan, IMPLS};
 use crate::procfs;
 
+mod tls;
+
 /// One workload run against one server.
 #[derive(Clone, Debug)]
 pub struct Run {
@@ -98,6 +100,8 @@ pub fn out_dir() -> PathBuf {
 
 /// The metrics derived from a run's raw fields.
 pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str, f64> {
+    // The TLS family's workloads are measured as their plain namesakes.
+    let family = family.strip_prefix("tls-").unwrap_or(family);
     let mut d = BTreeMap::new();
     let get = |k: &str| v.get(k).copied();
     let mut put = |k: &'static str, x: Option<f64>| {
@@ -149,7 +153,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
                     .map(|(a, d)| 100.0 * 13.0 * a / d),
             );
         }
-        "idle" | "scale" => {
+        "idle" | "scale" | "storm" => {
             let (secs, conns) = (get("secs"), get("conns"));
             put("secs_measured", secs);
             put(
@@ -185,6 +189,21 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
                 "accept_us_per_conn",
                 get("connect_srv_cpu").zip(conns).map(|(c, n)| c * 1e6 / n),
             );
+            put(
+                "accepts_per_cpu_s",
+                conns
+                    .zip(get("connect_srv_cpu"))
+                    .filter(|(_, c)| *c > 0.0)
+                    .map(|(n, c)| n / c),
+            );
+            put(
+                "connect_cli_us_per_conn",
+                get("connect_cli_cpu").zip(conns).map(|(c, n)| c * 1e6 / n),
+            );
+            put(
+                "connects_s",
+                conns.zip(get("connect_secs")).map(|(n, s)| n / s),
+            );
             put("errors", get("errors"));
             put("closed", get("closed"));
         }
@@ -210,6 +229,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
 
 /// One progress line's worth of a run.
 pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
+    let family = family.strip_prefix("tls-").unwrap_or(family);
     let d = derive(family, v);
     let g = |k: &str| d.get(k).copied().unwrap_or(f64::NAN);
     match family {
@@ -252,6 +272,14 @@ pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
             g("accept_secs"),
             si(g("pongs_s")),
             g("closed")
+        ),
+        "storm" => format!(
+            "{} handshakes/srv-CPU-s  srv {:.1} us/conn  cli {:.1} us/conn  {}/s  errors {}",
+            si(g("accepts_per_cpu_s")),
+            g("accept_us_per_conn"),
+            g("connect_cli_us_per_conn"),
+            si(g("connects_s")),
+            g("errors")
         ),
         "scale" => format!(
             "srv {:.1}%  {:.0} B/conn  server PINGs {}/s  our PINGs answered {}/s  unanswered {}  closed {}  errors {}",
@@ -457,12 +485,21 @@ pub fn write_all(
     );
     let _ = writeln!(
         md,
-        "Medians over rounds; ratios are medians of the per-round ratios.\n\n\
-         | workload | metric | tether | tokio | raw mio | tether/mio | tokio/mio | tether/tokio |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|"
+        "Medians over rounds; ratios are medians of the per-round ratios."
     );
+    // The main table, if a family of it ran.
+    if keys
+        .iter()
+        .any(|(f, _)| TABLE.iter().any(|(t, _, _)| t == f))
+    {
+        let _ = writeln!(
+            md,
+            "\n| workload | metric | tether | tokio | raw mio | tether/mio | tokio/mio | tether/tokio |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|"
+        );
+    }
     for (family, key) in &keys {
-        if matches!(*family, "redial" | "resume" | "busypoll") {
+        if matches!(*family, "redial" | "resume" | "busypoll") || family.starts_with("tls-") {
             continue;
         }
         for &(f, metric, label) in TABLE {
@@ -524,6 +561,8 @@ pub fn write_all(
             );
         }
     }
+
+    tls::table(&mut md, &s, &keys);
 
     // Reconnect storm.
     let redial_keys: Vec<&String> = keys
@@ -707,6 +746,7 @@ pub fn write_all(
             "",
         );
     }
+    tls::targets(&mut target, &s, &keys);
     if let Some(k) = find("scale", "") {
         let dead = s.median(&k, "tether", "closed");
         let errors = s.median(&k, "tether", "errors");

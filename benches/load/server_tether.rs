@@ -2,6 +2,8 @@
 //! logging: a [`Reactor`] with heartbeat `I`/`T`, one listener, and a
 //! [`Handler`] that sends every message back with `forward` (a small one
 //! copied straight into the output, a large one shared without a copy).
+//! With a TLS configuration (the `tls` family) it listens with
+//! `listen_tls` instead; the handler is the same.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,15 +19,16 @@ impl Handler for Echo {
     }
 }
 
-/// Listens on `addr`, reports the bound port through `bound`, and serves
-/// until the process ends, busy polling for up to `busy_poll` before each
-/// sleep (zero: off).
+/// Listens on `addr` (over TLS with `tls`), reports the bound port through
+/// `bound`, and serves until the process ends, busy polling for up to
+/// `busy_poll` before each sleep (zero: off).
 pub fn run(
     addr: SocketAddr,
     interval: Duration,
     timeout: Duration,
     resume: bool,
     busy_poll: Duration,
+    tls: Option<crate::tls::ServerConfig>,
     bound: impl FnOnce(SocketAddr),
 ) -> io::Result<()> {
     let mut config = Config::builder().heartbeat(interval, timeout);
@@ -37,7 +40,11 @@ pub fn run(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut reactor = Reactor::with_config(config)?;
     reactor.set_busy_poll(busy_poll);
-    let listener = reactor.listen(addr)?;
+    let listener = match tls {
+        #[cfg(feature = "tls")]
+        Some(tls) => reactor.listen_tls(addr, tls)?,
+        _ => reactor.listen(addr)?,
+    };
     bound(reactor.local_addr(listener).unwrap_or(addr));
     reactor.run(&mut Echo)
 }

@@ -16,19 +16,19 @@
 //! Reads go into one reusable `BytesMut` per connection (4 KiB, grown for a
 //! large frame), the replies to a read are batched in one `BytesMut` and
 //! written with one `write_all`; TCP_NODELAY is on. Not weakened anywhere
-//! on purpose.
+//! on purpose. [`serve`] is generic over the stream: the tokio-rustls
+//! baseline (`server_tokio_tls`) runs the same loop over a TLS stream.
 
 use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::wire::{self, Next};
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_BUF: usize = 4 * 1024;
 
 /// Heartbeat interval `I` and timeout `T`.
@@ -57,14 +57,17 @@ pub fn run(listener: std::net::TcpListener, hb: Heartbeat) -> io::Result<()> {
                 }
             };
             session += 1;
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
             tokio::spawn(async move {
-                let _ = serve(stream, hb, session).await;
+                if stream.set_nodelay(true).is_ok() {
+                    let _ = serve(stream, hb, session, deadline).await;
+                }
             });
         }
     })
 }
 
-fn is_transient(e: &io::Error) -> bool {
+pub fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted
@@ -87,13 +90,23 @@ fn make_room(rbuf: &mut BytesMut) {
     }
 }
 
-async fn serve(mut stream: TcpStream, hb: Heartbeat, session: u64) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+/// Serves one connection: HELLO by `deadline`, then echo and heartbeats.
+/// Every batch of replies is written with one `write_all` and then
+/// flushed (a no-op on a `TcpStream`; a TLS stream may keep the last
+/// records until then).
+pub async fn serve<S>(
+    mut stream: S,
+    hb: Heartbeat,
+    session: u64,
+    deadline: Instant,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut rbuf = BytesMut::with_capacity(READ_BUF);
     let mut wbuf = BytesMut::new();
 
     // Handshake: a well-formed HELLO first, within the handshake timeout.
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     loop {
         match wire::next_frame(&rbuf, wire::MAX_FRAME) {
             Next::Frame { kind, len } => {
@@ -124,6 +137,7 @@ async fn serve(mut stream: TcpStream, hb: Heartbeat, session: u64) -> io::Result
         session,
     );
     stream.write_all(&wbuf).await?;
+    stream.flush().await?;
     wbuf.clear();
 
     let mut rng = session.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -167,6 +181,7 @@ async fn serve(mut stream: TcpStream, hb: Heartbeat, session: u64) -> io::Result
         }
         if !wbuf.is_empty() {
             stream.write_all(&wbuf).await?;
+            stream.flush().await?;
             wbuf.clear();
         }
         if end {
@@ -208,10 +223,11 @@ async fn serve(mut stream: TcpStream, hb: Heartbeat, session: u64) -> io::Result
     }
 }
 
-async fn close(stream: &mut TcpStream, code: u16) -> io::Result<()> {
+async fn close<S: AsyncWrite + Unpin>(stream: &mut S, code: u16) -> io::Result<()> {
     let mut buf = Vec::with_capacity(7);
     wire::put_close(&mut buf, code);
-    stream.write_all(&buf).await
+    stream.write_all(&buf).await?;
+    stream.flush().await
 }
 
 fn xorshift(state: &mut u64) -> u64 {
