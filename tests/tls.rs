@@ -660,6 +660,7 @@ fn tls_links_come_back_after_the_server_is_killed_and_restarted() {
     let down = Instant::now();
     let mut lost = std::collections::HashSet::new();
     let mut attempts = std::collections::HashMap::<tether::ConnId, u32>::new();
+    let mut first_delays = Vec::new();
     // Down for a second: the links redial into refused connects, backing
     // off (50 ms doubling to 400 ms, ±20 %).
     for (_, seen) in client.collect_for(ms(1000)) {
@@ -671,7 +672,12 @@ fn tls_links_come_back_after_the_server_is_killed_and_restarted() {
                 );
                 lost.insert(id);
             }
-            Seen::Reconnecting(id, ..) => *attempts.entry(id).or_default() += 1,
+            Seen::Reconnecting(id, attempt, delay, _) => {
+                *attempts.entry(id).or_default() += 1;
+                if attempt == 1 {
+                    first_delays.push(delay);
+                }
+            }
             Seen::Connected(..) => panic!("connected to a dead server"),
             _ => {}
         }
@@ -679,6 +685,19 @@ fn tls_links_come_back_after_the_server_is_killed_and_restarted() {
     assert_eq!(lost.len(), LINKS, "links that noticed the kill");
     let most = attempts.values().copied().max().unwrap_or(0);
     assert!(most <= 6, "a link redialled {most} times in 1 s");
+    // The first redials are spread by the backoff's jitter (±20 % of
+    // 50 ms), not one pulse against the restarted server.
+    first_delays.sort();
+    assert_eq!(first_delays.len(), LINKS, "one first redial per link");
+    let at = |q: f64| first_delays[((LINKS - 1) as f64 * q) as usize];
+    assert!(
+        at(0.9) - at(0.1) >= at(0.5).mul_f64(0.2),
+        "first redial delays not spread: p10 {:?}, median {:?}, p90 {:?}",
+        at(0.1),
+        at(0.5),
+        at(0.9)
+    );
+    assert!(first_delays[0] >= ms(40), "{:?} is early", first_delays[0]);
     // Restart on the same port: every link comes back over TLS, once.
     let (kill, second, again) = start_server(addr);
     assert_eq!(again, addr);
