@@ -72,8 +72,23 @@ pub enum DisconnectReason {
     HandshakeTimeout,
     /// The TCP connect did not complete within the connect timeout.
     ConnectTimeout,
-    /// The TCP connect failed (refused, unreachable, …).
+    /// The TCP connect failed (refused, unreachable, …); for a name with
+    /// several addresses, the error of the last one tried.
     ConnectFailed(io::ErrorKind),
+    /// The host name of the endpoint being dialed did not resolve: the
+    /// resolver failed, or found no address. The attempt ends before any
+    /// connect, and the link backs off as after a refused one.
+    Resolve {
+        /// The name looked up.
+        host: String,
+        /// The kind of the resolver's error ([`io::ErrorKind::NotFound`]
+        /// for an answer without addresses). The system's resolver
+        /// reports most failures as [`io::ErrorKind::Other`] or
+        /// `Uncategorized`; its detail says more.
+        kind: io::ErrorKind,
+        /// The resolver's own words for it.
+        detail: String,
+    },
     /// The peer sent CLOSE with this code and reason.
     PeerClosed {
         /// The peer's close code.
@@ -193,6 +208,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
             DisconnectReason::ConnectTimeout => f.write_str("connect timeout"),
             DisconnectReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            DisconnectReason::Resolve { host, detail, .. } => {
+                write!(f, "cannot resolve {host}: {detail}")
+            }
             DisconnectReason::PeerClosed { code, reason } if reason.is_empty() => {
                 write!(f, "peer closed with {code}")
             }
