@@ -137,6 +137,18 @@ impl Lookups {
         self.tx = None;
     }
 
+    /// A resolver thread has been started (and not replaced since).
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// How many lookups have been asked for.
+    #[cfg(test)]
+    pub(crate) fn asked(&self) -> u64 {
+        self.seq
+    }
+
     /// Asks for `host`:`port` on behalf of link `id`, starting the
     /// resolver thread if none runs; returns the lookup's number. The
     /// answer comes through `handle` (the reactor's command channel and

@@ -279,6 +279,12 @@ impl Core {
         self.lookups.set_resolver(resolver);
     }
 
+    /// No resolver thread has been started.
+    #[cfg(test)]
+    pub(super) fn lookups_idle(&self) -> bool {
+        !self.lookups.started()
+    }
+
     /// Cancels the wheel entry of a routed link's address (the slot is
     /// going).
     pub(super) fn forget_route(&mut self, peer: &mut Peer) {
@@ -287,3 +293,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
