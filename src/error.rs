@@ -79,14 +79,13 @@ pub enum DisconnectReason {
     /// resolver failed, or found no address. The attempt ends before any
     /// connect, and the link backs off as after a refused one.
     Resolve {
-        /// The name looked up.
-        host: String,
         /// The kind of the resolver's error ([`io::ErrorKind::NotFound`]
         /// for an answer without addresses). The system's resolver
         /// reports most failures as [`io::ErrorKind::Other`] or
         /// `Uncategorized`; its detail says more.
         kind: io::ErrorKind,
-        /// The resolver's own words for it.
+        /// The name looked up and the resolver's own words for what
+        /// went wrong: `"feed.example.com: no address"`.
         detail: String,
     },
     /// The peer sent CLOSE with this code and reason.
@@ -208,9 +207,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
             DisconnectReason::ConnectTimeout => f.write_str("connect timeout"),
             DisconnectReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
-            DisconnectReason::Resolve { host, detail, .. } => {
-                write!(f, "cannot resolve {host}: {detail}")
-            }
+            DisconnectReason::Resolve { detail, .. } => write!(f, "cannot resolve {detail}"),
             DisconnectReason::PeerClosed { code, reason } if reason.is_empty() => {
                 write!(f, "peer closed with {code}")
             }
@@ -251,3 +248,15 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::DisconnectReason;
+
+    #[test]
+    fn a_reason_stays_four_words() {
+        // Events carry it by value; a variant with more than one String
+        // would grow every event.
+        assert!(std::mem::size_of::<DisconnectReason>() <= 32);
+    }
+}

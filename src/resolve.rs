@@ -108,6 +108,8 @@ pub(crate) struct Lookups {
     tx: Option<Sender<Request>>,
     /// The number of the last lookup asked for.
     seq: u64,
+    /// The number of the first lookup asked of the current resolver.
+    first: u64,
 }
 
 impl fmt::Debug for Lookups {
@@ -125,6 +127,7 @@ impl Default for Lookups {
             resolver: Arc::new(SystemResolver),
             tx: None,
             seq: 0,
+            first: 1,
         }
     }
 }
@@ -135,6 +138,14 @@ impl Lookups {
     pub(crate) fn set_resolver(&mut self, resolver: Arc<dyn Resolver>) {
         self.resolver = resolver;
         self.tx = None;
+        self.first = self.seq + 1;
+    }
+
+    /// Whether lookup `seq` was asked of the current resolver (an attempt
+    /// waits for such a lookup in flight rather than ask again; one asked
+    /// of a resolver since replaced is not waited for).
+    pub(crate) fn is_current(&self, seq: u64) -> bool {
+        seq >= self.first
     }
 
     /// A resolver thread has been started (and not replaced since).

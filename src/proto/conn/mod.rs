@@ -246,9 +246,8 @@ impl Connection {
     ) {
         if self.state == State::Connecting {
             let reason = DisconnectReason::Resolve {
-                host: host.to_owned(),
                 kind,
-                detail,
+                detail: format!("{host}: {detail}"),
             };
             self.lose(now, reason, events);
         }

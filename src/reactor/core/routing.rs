@@ -82,7 +82,10 @@ impl Core {
         }
         let endpoint = route.endpoint();
         route.resolving = true;
-        if route.lookup.is_some_and(|(_, e)| e == endpoint) {
+        if route
+            .lookup
+            .is_some_and(|(seq, e)| e == endpoint && self.lookups.is_current(seq))
+        {
             // A lookup of this endpoint asked for by an attempt that
             // timed out is still running: its answer serves this one (a
             // hung resolver gets one lookup per link, not one per attempt).
