@@ -190,8 +190,13 @@ fn a_name_that_moves_to_another_address_is_found_at_the_next_redial() {
 
     // The service moves: the name says so, the old server goes away.
     names.set("svc.test", &["127.0.0.2"]);
+    let moved = Instant::now();
     first.stop();
     poll_until(&mut client, &mut log, |_, log| connects(log).len() == 2);
+    println!(
+        "moved server: connected at its new address {:?} after its old one closed",
+        moved.elapsed()
+    );
     let stats = client.conn_stats(link).expect("live");
     assert_eq!(stats.peer_addr, SocketAddr::from(([127, 0, 0, 2], port)));
     assert_eq!(stats.endpoint, 0);
@@ -271,6 +276,7 @@ fn an_address_that_does_not_answer_gets_its_share_of_the_connect_timeout() {
     let mut log = Log::default();
     poll_until(&mut client, &mut log, |_, log| !connects(log).is_empty());
     let took = started.elapsed();
+    println!("silent address: connected to the next one after {took:?}");
     // Half the connect timeout on the silent address, then the good one,
     // within the same attempt: no redial, no connect timeout.
     assert_eq!(redials(&log), []);
@@ -376,6 +382,7 @@ fn a_lookup_that_hangs_holds_up_no_other_link() {
         });
         slowest = slowest.max(sent.elapsed());
     }
+    println!("hung lookup: 100 round trips on another link, slowest {slowest:?}");
     assert!(slowest < ms(1000), "a round trip took {slowest:?}");
     assert_eq!(entered.load(Ordering::SeqCst), 1, "the lookup still hangs");
     // Meanwhile the slow link's attempts ended at the connect timeout
@@ -429,8 +436,13 @@ fn a_failover_list_skips_a_server_that_is_down_and_comes_back_to_the_preferred_o
         c.conn_stats(link).is_some_and(|s| s.reconnect_attempt == 0)
     });
     assert_eq!(client.conn_stats(link).map(|s| s.endpoint), Some(1));
+    let lost = Instant::now();
     backup.stop();
     poll_until(&mut client, &mut log, |_, log| connects(log).len() == 2);
+    println!(
+        "failover: back on the preferred endpoint {:?} after the backup closed",
+        lost.elapsed()
+    );
     let peer = connects(&log)[1];
     assert_eq!(
         (peer.endpoint, peer.moved),
