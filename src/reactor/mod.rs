@@ -126,7 +126,9 @@ impl Reactor {
     /// it is; an [`Endpoint`](crate::Endpoint) parsed from
     /// `"host:port"`, whose name is looked up again at every attempt, on
     /// the reactor's resolver thread (see [`set_resolver`](Self::set_resolver)),
-    /// its addresses tried in turn within the connect timeout; or
+    /// its addresses (the first 16) tried in turn within the connect
+    /// timeout, IPv6 and IPv4 interleaved, the one that worked last
+    /// first; or
     /// [`Endpoints`], a failover list. A name that does not resolve ends
     /// the attempt with [`DisconnectReason::Resolve`](crate::DisconnectReason::Resolve)
     /// and the link backs off as after a refused connect.

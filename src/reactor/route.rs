@@ -14,6 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use crate::endpoint::{Endpoint, Endpoints};
 use crate::proto::wheel::TimerKey;
 
+/// The most addresses of one lookup an attempt tries (the first ones the
+/// resolver gave): each gets a share of the connect timeout, and a
+/// lookup's answer is not the link's to hold without bound.
+pub(super) const MAX_ADDRESSES: usize = 16;
+
 /// Whom a slot's socket talks to.
 pub(super) enum Peer {
     /// An accepted peer, or a link dialed to one socket address: that
@@ -165,14 +170,15 @@ impl Route {
         }
     }
 
-    /// The current attempt's addresses from a lookup: IPv6 and IPv4
-    /// interleaved (starting with the family the resolver put first),
-    /// duplicates dropped, the address the endpoint's last connection
-    /// went to first. False if the lookup found none.
+    /// The current attempt's addresses from a lookup: the first
+    /// [`MAX_ADDRESSES`], IPv6 and IPv4 interleaved (starting with the
+    /// family the resolver put first), duplicates dropped, the address the
+    /// endpoint's last connection went to first. False if the lookup found
+    /// none.
     pub(super) fn resolved(&mut self, addrs: &[SocketAddr]) -> bool {
         self.resolving = false;
         self.untried.clear();
-        let mut order = interleave(addrs);
+        let mut order = interleave(&addrs[..addrs.len().min(MAX_ADDRESSES)]);
         if let Some(worked) = self.worked[self.endpoint] {
             if let Some(at) = order.iter().position(|&a| a == worked) {
                 let addr = order.remove(at);

@@ -138,7 +138,8 @@ impl Core {
             match self.connect_to(idx, addr) {
                 Ok(()) => {
                     if let (Some(deadline), true) = (connect_deadline, left > 0) {
-                        let share = deadline.saturating_duration_since(now) / (left as u32 + 1);
+                        let ways = u32::try_from(left + 1).unwrap_or(u32::MAX);
+                        let share = deadline.saturating_duration_since(now) / ways;
                         let tick = self.wheel.deadline_tick(now + share);
                         let key = self.wheel.insert_tick(tick, Target::Route(id));
                         if let Some(route) =

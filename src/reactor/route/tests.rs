@@ -94,6 +94,14 @@ fn the_address_that_worked_is_tried_first_next_time() {
     r.begin(2);
     assert!(r.resolved(&answer[..2]));
     assert_eq!(r.next_addr(), Some((answer[0], 1)));
+    // A lookup with a great many addresses: the first 16 are tried.
+    r.begin(3);
+    let many: Vec<SocketAddr> = (0..1000u16)
+        .map(|i| SocketAddr::from(([10, 0, 0, 1], i + 1)))
+        .collect();
+    assert!(r.resolved(&many));
+    let tried: Vec<_> = std::iter::from_fn(|| r.next_addr().map(|(a, _)| a)).collect();
+    assert_eq!(tried, many[..super::MAX_ADDRESSES]);
     // An empty answer leaves nothing to dial.
     r.begin(3);
     assert!(!r.resolved(&[]));
