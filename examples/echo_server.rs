@@ -58,6 +58,7 @@ const USAGE: &str = "\
 usage: echo_server --listen ADDR --interval-ms I --timeout-ms T
                    [--handshake-timeout-ms H] [--max-frame BYTES]
                    [--no-resume] [--client-interval-ms MIN..MAX]
+                   [--busy-poll-us N]
                    [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 
 Echoes every message back to the client that sent it.
@@ -77,6 +78,9 @@ Echoes every message back to the client that sent it.
                              it is given this server's own)
   --no-resume                hold no sessions: a client that reconnects
                              starts afresh (resume is on by default)
+  --busy-poll-us N           before sleeping, poll without blocking for up
+                             to N microseconds: lower latency for a core
+                             spinning while idle (default 0: off)
 
   --tls-cert FILE            serve TLS with this PEM certificate chain (leaf
                              first; needs --tls-key and the `tls` feature)
@@ -135,6 +139,7 @@ fn main() {
             "timeout-ms",
             "no-resume",
             "client-interval-ms",
+            "busy-poll-us",
             "handshake-timeout-ms",
             "max-frame",
             "tls-cert",
@@ -145,8 +150,9 @@ fn main() {
     let addr: SocketAddr = flags.required("listen");
     let config = config(&flags);
     let tls = tls_options(&flags);
+    let busy_poll = Duration::from_micros(flags.optional("busy-poll-us").unwrap_or(0));
 
-    if let Err(e) = serve(addr, config, tls) {
+    if let Err(e) = serve(addr, config, tls, busy_poll) {
         error!("{e}");
         process::exit(1);
     }
@@ -173,9 +179,15 @@ fn tls_options(flags: &Flags) -> Option<TlsFiles> {
 }
 
 /// Listens on `addr`, over TLS with `tls`, and echoes until the process
-/// is killed.
-fn serve(addr: SocketAddr, config: Config, tls: Option<TlsFiles>) -> std::io::Result<()> {
+/// is killed, busy polling for up to `busy_poll` before each sleep.
+fn serve(
+    addr: SocketAddr,
+    config: Config,
+    tls: Option<TlsFiles>,
+    busy_poll: Duration,
+) -> std::io::Result<()> {
     let mut reactor = Reactor::with_config(config)?;
+    reactor.set_busy_poll(busy_poll);
     let listener = listen(&mut reactor, addr, tls)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let bound = reactor.local_addr(listener).unwrap_or(addr);

@@ -165,7 +165,8 @@ mod session_ids;
 
 pub use config::{
     BackoffConfig, ClientLiveness, Config, ConfigBuilder, Heartbeat, Keepalive, PingFlood,
-    ResumeConfig, SocketOptions, UserTimeout, MAX_DURATION, MIN_STALL_TOLERANCE,
+    ResumeConfig, SocketOptions, UserTimeout, MAX_DURATION, MIN_QUEUE_LIFETIME,
+    MIN_STALL_TOLERANCE,
 };
 pub use endpoint::{Endpoint, EndpointError, Endpoints};
 pub use error::{CloseCode, ConfigError, DisconnectReason, TlsFailure};

@@ -11,7 +11,10 @@
 //! noticed at all. With the `tls` feature a fourth run repeats the first
 //! with the links over TLS (certificates made by the test, passed to the
 //! children in the environment). Each run adds its row to a table of detection times
-//! printed on stderr (visible with `--nocapture`).
+//! printed on stderr (visible with `--nocapture`). A fifth run
+//! (`cable_pull/stream.rs`) pulls the cable twice while both ends stream
+//! numbered messages in a resumed session, and checks that each end got
+//! every message exactly once, in order.
 //!
 //! How it is wired: the server and the clients are this test binary itself,
 //! re-executed under `ip netns exec NS` with `TETHER_CABLE_ROLE` naming the
@@ -32,11 +35,13 @@
 #[cfg(feature = "tls")]
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "cable_pull/stream.rs"]
+mod stream;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -107,6 +112,9 @@ enum Mode {
     /// tether's heartbeats, over TLS.
     #[cfg(feature = "tls")]
     HeartbeatTls,
+    /// tether's heartbeats, one resuming link, both ends streaming
+    /// numbered messages (see `stream.rs`).
+    Stream,
 }
 
 impl Mode {
@@ -117,6 +125,7 @@ impl Mode {
             Mode::Nothing => "nothing",
             #[cfg(feature = "tls")]
             Mode::HeartbeatTls => "heartbeat-tls",
+            Mode::Stream => "stream",
         }
     }
 
@@ -127,6 +136,7 @@ impl Mode {
             "nothing" => Mode::Nothing,
             #[cfg(feature = "tls")]
             "heartbeat-tls" => Mode::HeartbeatTls,
+            "stream" => Mode::Stream,
             other => panic!("unknown mode {other:?}"),
         }
     }
@@ -138,12 +148,13 @@ impl Mode {
             Mode::Nothing => "nothing",
             #[cfg(feature = "tls")]
             Mode::HeartbeatTls => "I + T heartbeat, TLS",
+            Mode::Stream => "I + T heartbeat, streaming, resume",
         }
     }
 
     fn settings(self) -> String {
         match self {
-            Mode::Heartbeat => format!("I = {I} ms, T = {T} ms"),
+            Mode::Heartbeat | Mode::Stream => format!("I = {I} ms, T = {T} ms"),
             Mode::Kernel => format!(
                 "keepalive {}/{}/{}, user timeout {} s",
                 KA_IDLE.as_secs(),
@@ -163,7 +174,7 @@ impl Mode {
         match self {
             // The last frame arrived at most I + jitter before the pull and
             // the PING that convicts was sent at most a few ms before it.
-            Mode::Heartbeat => Some((ms(T - 100), ms(I + T + I / 10 + SLACK))),
+            Mode::Heartbeat | Mode::Stream => Some((ms(T - 100), ms(I + T + I / 10 + SLACK))),
             #[cfg(feature = "tls")]
             Mode::HeartbeatTls => Mode::Heartbeat.window(),
             // Last byte (a probe or its ACK) at most one idle period before
@@ -190,7 +201,7 @@ impl Mode {
                 max_attempts: None,
             });
         let builder = match self {
-            Mode::Heartbeat => builder.heartbeat(ms(I), ms(T)),
+            Mode::Heartbeat | Mode::Stream => builder.heartbeat(ms(I), ms(T)),
             #[cfg(feature = "tls")]
             Mode::HeartbeatTls => builder.heartbeat(ms(I), ms(T)),
             Mode::Kernel => {
@@ -234,12 +245,21 @@ fn cable_child_process() {
         .parse()
         .expect("address");
     // The test holds our stdin: once it lets go (finished, failed, died),
-    // we go too.
+    // we go too. A line "stop" ends a streaming child's sending.
     thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        for line in std::io::stdin().lines() {
+            match line {
+                Ok(line) if line.trim() == "stop" => stream::STOP.store(true, Ordering::SeqCst),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
         std::process::exit(0);
     });
     let mut reactor = Reactor::with_config(mode.config()).expect("reactor");
+    if mode == Mode::Stream {
+        stream::child(reactor, role == "server", addr, mode.config());
+    }
     let mut node = Node {
         server: role == "server",
         start: Instant::now(),
@@ -514,6 +534,15 @@ struct ChildProc {
     child: Child,
 }
 
+impl ChildProc {
+    /// Writes `line` to the child's stdin.
+    fn tell(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{line}").expect("the child reads its stdin");
+        stdin.flush().expect("flush the child's stdin");
+    }
+}
+
 impl Drop for ChildProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -690,44 +719,82 @@ struct Outcome {
 
 static RUN: AtomicUsize = AtomicUsize::new(0);
 
+/// Two namespaces joined by a veth pair, the client's end of which can be
+/// pulled and put back.
+struct Cable {
+    ns_s: Netns,
+    ns_c: Netns,
+    veth_c: String,
+}
+
+impl Cable {
+    /// Sets up both namespaces and the veth pair between them.
+    fn new() -> Cable {
+        require_root_and_ip();
+        delete_leftover_namespaces();
+        let run = RUN.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let tag = format!("{NS_PREFIX}{pid}-{run}");
+        // Interface names are at most 15 bytes; they are created straight
+        // in our namespaces, unique anyway.
+        let (veth_s, veth_c) = (format!("tv{run}s{pid}"), format!("tv{run}c{pid}"));
+        let ns_s = Netns::add(format!("{tag}-s"));
+        let ns_c = Netns::add(format!("{tag}-c"));
+        ip(&[
+            "link", "add", &veth_s, "netns", &ns_s.name, "type", "veth", "peer", "name", &veth_c,
+            "netns", &ns_c.name,
+        ]);
+        for (ns, dev, addr) in [(&ns_s, &veth_s, SERVER_IP), (&ns_c, &veth_c, CLIENT_IP)] {
+            ns.ip(&["addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", dev]);
+            ns.ip(&["link", "set", "lo", "up"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        Cable { ns_s, ns_c, veth_c }
+    }
+
+    /// Takes the client's end down: the server's end loses its carrier,
+    /// nothing at all crosses. Returns when the command is done.
+    fn pull(&self) -> Instant {
+        let before = Instant::now();
+        self.ns_c.ip(&["link", "set", &self.veth_c, "down"]);
+        let pulled = Instant::now();
+        eprintln!("link down (the ip command took {:?})", pulled - before);
+        pulled
+    }
+
+    /// Puts the client's end back up. The instant is taken before the
+    /// command: a client's SYN retransmitted while `ip` runs can be
+    /// accepted before the command returns, and its server-side
+    /// `connected` must count as after the restore (once, it did not:
+    /// "server accepted 3").
+    fn restore(&self) -> Instant {
+        let restored = Instant::now();
+        self.ns_c.ip(&["link", "set", &self.veth_c, "up"]);
+        restored
+    }
+}
+
 /// Sets up both namespaces, the server and the clients, pulls the cable,
 /// watches, puts the cable back, and reports what happened.
 fn pull_the_cable(mode: Mode) -> Outcome {
-    require_root_and_ip();
-    delete_leftover_namespaces();
-    let run = RUN.fetch_add(1, Ordering::SeqCst);
-    let pid = std::process::id();
-    let tag = format!("{NS_PREFIX}{pid}-{run}");
-    // Interface names are at most 15 bytes; they are created straight in
-    // our namespaces, unique anyway.
-    let (veth_s, veth_c) = (format!("tv{run}s{pid}"), format!("tv{run}c{pid}"));
     // Declared before the children, so dropped after them: the processes
     // in a namespace are gone before it is deleted.
-    let ns_s = Netns::add(format!("{tag}-s"));
-    let ns_c = Netns::add(format!("{tag}-c"));
-    ip(&[
-        "link", "add", &veth_s, "netns", &ns_s.name, "type", "veth", "peer", "name", &veth_c,
-        "netns", &ns_c.name,
-    ]);
-    for (ns, dev, addr) in [(&ns_s, &veth_s, SERVER_IP), (&ns_c, &veth_c, CLIENT_IP)] {
-        ns.ip(&["addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", dev]);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["link", "set", dev, "up"]);
-    }
+    let cable = Cable::new();
+    let (ns_s, ns_c) = (&cable.ns_s, &cable.ns_c);
 
     let (tx, rx) = mpsc::channel();
     let mut lab = Lab {
         rx,
         log: Vec::new(),
     };
-    let _server = spawn_child(&ns_s, Side::Server, mode, tx.clone());
+    let _server = spawn_child(ns_s, Side::Server, mode, tx.clone());
     assert!(
         lab.wait_until(ms(10_000), |log| log
             .iter()
             .any(|(_, s, e)| *s == Side::Server && *e == Ev::Listening)),
         "the server never listened"
     );
-    let _client = spawn_child(&ns_c, Side::Client, mode, tx);
+    let _client = spawn_child(ns_c, Side::Client, mode, tx);
     assert!(
         lab.wait_until(ms(10_000), |log| {
             firsts(log, Side::Client, None, echoed).len() == LINKS
@@ -763,14 +830,8 @@ fn pull_the_cable(mode: Mode) -> Outcome {
 
     // Pull the cable: the client's end goes down, the server's end loses
     // its carrier. Nothing at all crosses from here on.
-    let before = Instant::now();
-    ns_c.ip(&["link", "set", &veth_c, "down"]);
-    let pulled = Instant::now();
-    eprintln!(
-        "[{}] link down (the ip command took {:?})",
-        mode.env(),
-        pulled - before
-    );
+    eprint!("[{}] ", mode.env());
+    let pulled = cable.pull();
     let watched = match mode.window() {
         Some((_, latest)) => latest + GRACE,
         None => NOTHING_WINDOW,
@@ -789,12 +850,8 @@ fn pull_the_cable(mode: Mode) -> Outcome {
     let client = detections(Side::Client);
     let server = detections(Side::Server);
 
-    // Put the cable back. The instant is taken before the command: a
-    // client's SYN retransmitted while `ip` runs can be accepted before
-    // the command returns, and its server-side `connected` must count as
-    // after the restore (once, it did not: "server accepted 3").
-    let restored = Instant::now();
-    ns_c.ip(&["link", "set", &veth_c, "up"]);
+    // Put the cable back.
+    let restored = cable.restore();
     let (mut back, mut back_after, mut server_back) = (0, None, 0);
     if mode == Mode::Nothing {
         lab.wait_until(ms(1000), |_| false);

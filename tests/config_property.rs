@@ -136,7 +136,7 @@ fn base(rng: &mut Rng) -> Config {
 /// Sets one field (or part of one) to an extreme value, through the public
 /// field.
 fn mutate_field(rng: &mut Rng, c: &mut Config) {
-    match rng.below(22) {
+    match rng.below(23) {
         0 => c.heartbeat = None,
         1 => {
             c.heartbeat = Some(Heartbeat {
@@ -168,6 +168,7 @@ fn mutate_field(rng: &mut Rng, c: &mut Config) {
         18 => c.socket.keepalive = keepalive(rng),
         19 => c.socket.user_timeout = user_timeout(rng),
         20 => c.seed = rng.next_u64(),
+        21 => c.queue_lifetime = rng.one_in(3).then(|| duration(rng)),
         _ => {
             // Both ends of the kernel's keepalive ranges at once.
             c.socket.keepalive = Some(Keepalive {
@@ -191,6 +192,7 @@ fn through_the_builder(config: &Config) -> Result<Config, ConfigError> {
         .ping_flood(config.ping_flood)
         .write_stall_timeout(config.write_stall_timeout)
         .stall_tolerance(config.stall_tolerance)
+        .queue_lifetime(config.queue_lifetime)
         .socket(
             SocketOptions::default()
                 .nodelay(config.socket.nodelay)

@@ -79,3 +79,36 @@ fn idle_links_sample_their_round_trip_time() {
     }
     server.stop();
 }
+
+#[test]
+fn a_busy_polling_server_echoes_and_its_spins_find_the_messages() {
+    init_logs();
+    // A budget far above a loopback round trip: the raw client's next
+    // message arrives while the server still spins after its echo.
+    let server = spawn(config(60_000, 60_000), true, |r| {
+        r.set_busy_poll(ms(50));
+        let l = r
+            .listen("127.0.0.1:0".parse().expect("addr"))
+            .expect("listen");
+        r.local_addr(l)
+    });
+    let mut raw = RawPeer::connect(server.addr.expect("bound"));
+    raw.send_frame(&tether::proto::codec::Frame::Hello(
+        tether::proto::codec::Handshake::default(),
+    ));
+    assert!(matches!(
+        raw.next_frame(ms(2000)),
+        Some(tether::proto::codec::Frame::Welcome(_))
+    ));
+    for i in 0..200u32 {
+        let m = Bytes::from(i.to_be_bytes().to_vec());
+        raw.send_frame(&tether::proto::codec::Frame::Data(m.clone()));
+        match raw.next_frame(ms(2000)) {
+            Some(tether::proto::codec::Frame::Data(echo)) => assert_eq!(echo, m),
+            other => panic!("echo {i}: {other:?}"),
+        }
+    }
+    let stats = server.stop().stats();
+    assert!(stats.busy_poll_hits > 0, "{stats:?}");
+    assert!(stats.busy_polls >= stats.busy_poll_hits, "{stats:?}");
+}

@@ -188,3 +188,42 @@ fn messages_queued_when_the_peer_resets_are_handed_back_in_order() {
     let stats = reactor.conn_stats(*id);
     assert!(stats.is_none_or(|s| s.messages_undelivered == messages.len() as u64));
 }
+
+#[test]
+fn messages_kept_for_a_link_that_stays_down_are_handed_back_after_their_queue_lifetime() {
+    // With resume, a link that is down keeps what is sent for its session;
+    // under a queue lifetime it hands it back once it has waited that long.
+    let lifetime = ms(150);
+    let mut cfg = config(60_000, 60_000);
+    cfg.queue_lifetime = Some(lifetime);
+    let mut reactor = Reactor::with_config(cfg).expect("reactor");
+    let link = reactor.dial(free_addr()); // refused, redialled, never up
+    let sent = [
+        Bytes::from_static(b"stale"),
+        Bytes::from(vec![7u8; 4000]),
+        Bytes::from_static(b"data"),
+    ];
+    let sent_at = Instant::now();
+    for m in &sent {
+        reactor
+            .context()
+            .send(link, m.clone())
+            .expect("kept for the session");
+    }
+    let mut seen = Seen::default();
+    let deadline = sent_at + Duration::from_secs(10);
+    while seen.undelivered.is_empty() && Instant::now() < deadline {
+        reactor.poll_once(&mut seen, Some(ms(10))).expect("poll");
+    }
+    let waited = sent_at.elapsed();
+    assert_eq!(
+        seen.undelivered,
+        vec![(link, sent.to_vec(), UndeliveredCause::Expired)]
+    );
+    assert!(waited >= lifetime, "handed back early, after {waited:?}");
+    // The link goes on redialling; later sends wait again.
+    assert!(reactor
+        .context()
+        .send(link, Bytes::from_static(b"next"))
+        .is_ok());
+}

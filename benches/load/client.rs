@@ -102,6 +102,8 @@ struct Counters {
     pongs: u64,
     unanswered: u64,
     server_pings: u64,
+    /// ACK frames from the server (13 bytes each).
+    acks: u64,
 }
 
 /// A point in time with everything counted up to it.
@@ -330,6 +332,7 @@ struct Window {
     srv_cpu_stat: f64,
     cli_cpu: f64,
     other_cpu: f64,
+    acks: u64,
 }
 
 impl Window {
@@ -342,6 +345,7 @@ impl Window {
             srv_cpu_stat: b.server_cpu_stat - a.server_cpu_stat,
             cli_cpu: b.client_cpu - a.client_cpu,
             other_cpu: other_cpu(a, b),
+            acks: b.counters.acks - a.counters.acks,
         }
     }
 
@@ -353,6 +357,7 @@ impl Window {
         self.srv_cpu_stat += w.srv_cpu_stat;
         self.cli_cpu += w.cli_cpu;
         self.other_cpu += w.other_cpu;
+        self.acks += w.acks;
     }
 
     /// The fields of an echo run's `RESULT` line.
@@ -364,6 +369,7 @@ impl Window {
         field(out, "srv_cpu_stat", &self.srv_cpu_stat);
         field(out, "cli_cpu", &self.cli_cpu);
         field(out, "other_cpu", &self.other_cpu);
+        field(out, "acks", &self.acks);
     }
 }
 
@@ -724,7 +730,7 @@ impl Gen {
                     self.counters.pongs += 1;
                     conn.ping_out = false;
                 }
-                wire::ACK => {}
+                wire::ACK => self.counters.acks += 1,
                 wire::CLOSE => {
                     let code = u16::from_be_bytes([frame[5], frame[6]]);
                     self.error(format!("conn {idx}: CLOSE {code} from the server"));

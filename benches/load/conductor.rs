@@ -14,6 +14,20 @@ use crate::{wire, Args};
 
 pub const IMPLS: [&str; 3] = ["tether", "tokio", "mio"];
 
+/// The busy-poll family's servers: tether without and with spin budgets of
+/// 10, 50 and 200 µs, and both baselines, all up at once.
+pub const SPIN_IMPLS: [&str; 6] = [
+    "tether",
+    "tether-spin10",
+    "tether-spin50",
+    "tether-spin200",
+    "tokio",
+    "mio",
+];
+
+/// The busy-poll family's workload.
+pub const BUSY_POLL_KEY: &str = "latency 1x1x64B busy-poll";
+
 /// What a full or quick run does.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -46,7 +60,7 @@ impl Plan {
             rounds: 3,
             warmup_ms: 1000,
             duration_ms: 4000,
-            sweep: vec![1, 10, 100, 1000],
+            sweep: vec![1, 10, 100, 1000, 10_000],
             window: 16,
             bulk_conns: 10,
             bulk_window: 8,
@@ -81,14 +95,15 @@ impl Plan {
 
     fn wants(&self, family: &str) -> bool {
         // Only latency and echo have interleaved runs.
-        let runs = !self.interleaved_only || matches!(family, "latency" | "echo" | "resume");
+        let runs =
+            !self.interleaved_only || matches!(family, "latency" | "echo" | "resume" | "busypoll");
         runs && self.families.iter().any(|f| f == family)
     }
 }
 
 fn families_all() -> Vec<String> {
     [
-        "latency", "echo", "resume", "bulk", "idle", "redial", "scale",
+        "latency", "echo", "resume", "busypoll", "bulk", "idle", "redial", "scale",
     ]
     .map(String::from)
     .to_vec()
@@ -317,7 +332,8 @@ fn interleaved_args(plan: &Plan, conns: usize, window: u32, size: usize) -> Vec<
 const INTERLEAVE_BLOCK_MS: u64 = 100;
 
 /// The workloads also run interleaved (see [`Ctx::interleaved`]): the
-/// latency workload and the echo workload of the echo target.
+/// latency workload, and the echo workloads of the echo target and of
+/// 1 000 connections.
 fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms * IMPLS.len() as u64);
     let mut jobs = Vec::new();
@@ -329,17 +345,17 @@ fn interleaved_jobs(plan: &Plan) -> Vec<Job> {
             budget,
         });
     }
-    if plan.wants("echo") && plan.sweep.contains(&ECHO_TARGET_CONNS) {
-        jobs.push(Job {
-            key: format!(
-                "echo {ECHO_TARGET_CONNS}x{}x64B {}",
-                plan.window,
-                report::INTERLEAVED
-            ),
-            family: "echo",
-            args: interleaved_args(plan, ECHO_TARGET_CONNS, plan.window, 64),
-            budget,
-        });
+    // The echo target and, where the generator's descriptors allow three
+    // servers' worth (20 000 per process), the 1 000-connection point.
+    for conns in [ECHO_TARGET_CONNS, 1000] {
+        if plan.wants("echo") && plan.sweep.contains(&conns) {
+            jobs.push(Job {
+                key: format!("echo {conns}x{}x64B {}", plan.window, report::INTERLEAVED),
+                family: "echo",
+                args: interleaved_args(plan, conns, plan.window, 64),
+                budget,
+            });
+        }
     }
     jobs
 }
@@ -449,6 +465,12 @@ pub fn bench(args: &Args) -> Result<(), String> {
     plan.redial_clients = args.get("redial-clients", plan.redial_clients)?;
     plan.scale_conns = args.get("scale-conns", plan.scale_conns)?;
     plan.scale_ms = args.get("scale-ms", plan.scale_ms)?;
+    if let Some(sweep) = args.value("sweep") {
+        plan.sweep = sweep
+            .split(',')
+            .map(|n| n.trim().parse().map_err(|e| format!("--sweep {n}: {e}")))
+            .collect::<Result<_, _>>()?;
+    }
     if let Some(only) = args.value("only") {
         plan.families = only.split(',').map(|s| s.trim().to_owned()).collect();
     }
@@ -560,11 +582,47 @@ pub fn bench(args: &Args) -> Result<(), String> {
                             round + 1,
                             key,
                             imp,
-                            report::brief("echo", &values)
+                            report::brief("resume", &values)
                         );
                         runs.push(Run {
                             key: key.clone(),
                             family: "resume",
+                            imp: (*imp).to_owned(),
+                            round,
+                            values,
+                            secs,
+                        });
+                    }
+                }
+                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
+            }
+        }
+        // A lone round trip against tether busy polling: every server up,
+        // measured in alternating blocks, the order rotating by round.
+        if plan.wants("busypoll") {
+            let key = BUSY_POLL_KEY.to_owned();
+            let args = interleaved_args(&plan, 1, 1, 64);
+            let order: Vec<&str> = (0..SPIN_IMPLS.len())
+                .map(|k| SPIN_IMPLS[(k + round) % SPIN_IMPLS.len()])
+                .collect();
+            let budget =
+                Duration::from_millis(plan.warmup_ms + plan.duration_ms * SPIN_IMPLS.len() as u64);
+            let t = Instant::now();
+            match ctx.interleaved(&order, &args, budget) {
+                Ok(results) => {
+                    let secs = t.elapsed().as_secs_f64();
+                    for (imp, values) in order.iter().zip(results) {
+                        eprintln!(
+                            "[{:>5.0}s] round {} {:<22} {:<15} {}",
+                            started.elapsed().as_secs_f64(),
+                            round + 1,
+                            key,
+                            imp,
+                            report::brief("latency", &values)
+                        );
+                        runs.push(Run {
+                            key: key.clone(),
+                            family: "busypoll",
                             imp: (*imp).to_owned(),
                             round,
                             values,

@@ -5,6 +5,7 @@
 //! cargo bench -p tether-bench --bench load                     # full run (about 10 minutes)
 //! TETHER_BENCH=quick cargo bench -p tether-bench --bench load  # quick run (about 1 minute)
 //! cargo bench -p tether-bench --bench load -- --quick --only echo,latency
+//! cargo bench -p tether-bench --bench load -- --only echo --sweep 1000,10000
 //! ```
 //!
 //! The bench binary plays every part: run by `cargo bench` (which passes
@@ -143,9 +144,21 @@ fn serve(args: &Args) -> Result<(), String> {
     let interval = Duration::from_millis(args.get("interval-ms", 1000)?);
     let timeout = Duration::from_millis(args.get("timeout-ms", 1000)?);
     let result = match args.value("impl") {
-        Some("tether") => server_tether::run(addr, interval, timeout, true, print_port),
+        Some("tether") => {
+            server_tether::run(addr, interval, timeout, true, Duration::ZERO, print_port)
+        }
         // The same with session resume off (for the resume on/off pair).
-        Some("tether-noresume") => server_tether::run(addr, interval, timeout, false, print_port),
+        Some("tether-noresume") => {
+            server_tether::run(addr, interval, timeout, false, Duration::ZERO, print_port)
+        }
+        // The same busy polling for N µs (`tether-spinN`, the busy-poll family).
+        Some(imp) if imp.starts_with("tether-spin") => {
+            let us: u64 = imp["tether-spin".len()..]
+                .parse()
+                .map_err(|_| format!("--impl {imp}: tether-spin takes microseconds"))?;
+            let spin = Duration::from_micros(us);
+            server_tether::run(addr, interval, timeout, true, spin, print_port)
+        }
         Some("tokio") => bind_listener(addr).and_then(|l| {
             print_port(l.local_addr()?);
             server_tokio::run(l, server_tokio::Heartbeat { interval, timeout })
@@ -156,7 +169,7 @@ fn serve(args: &Args) -> Result<(), String> {
         }),
         other => {
             return Err(format!(
-                "--impl must be tether, tokio or mio, not {other:?}"
+                "--impl must be tether, tether-noresume, tether-spinN, tokio or mio, not {other:?}"
             ))
         }
     };

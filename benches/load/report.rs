@@ -106,7 +106,7 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
         }
     };
     match family {
-        "latency" | "echo" | "bulk" | "resume" => {
+        "latency" | "echo" | "bulk" | "resume" | "busypoll" => {
             let (secs, msgs, bytes) = (get("secs"), get("msgs"), get("bytes"));
             let (srv, cli) = (get("srv_cpu"), get("cli_cpu"));
             put("msgs_s", msgs.zip(secs).map(|(m, s)| m / s));
@@ -138,6 +138,16 @@ pub fn derive(family: &str, v: &BTreeMap<String, f64>) -> BTreeMap<&'static str,
             put("p99_us", get("p99_us"));
             put("p999_us", get("p999_us"));
             put("errors", get("errors"));
+            // The server's ACK frames (13 B) against the DATA frames it
+            // received (payload + 5 B header; as many as it echoed).
+            let data_bytes = bytes.zip(msgs).map(|(b, m)| b + 5.0 * m);
+            put(
+                "ack_share_pct",
+                get("acks")
+                    .zip(data_bytes)
+                    .filter(|(_, d)| *d > 0.0)
+                    .map(|(a, d)| 100.0 * 13.0 * a / d),
+            );
         }
         "idle" | "scale" => {
             let (secs, conns) = (get("secs"), get("conns"));
@@ -219,6 +229,11 @@ pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
             g("cli_cpu_pct"),
             g("other_cpu_pct"),
             si(g("msgs_per_cpu_s"))
+        ),
+        "resume" => format!(
+            "{}  ACKs {:.2}% of the DATA bytes",
+            brief("echo", v),
+            g("ack_share_pct")
         ),
         "bulk" => format!(
             "{:.0} MB/s  srv {:.0}%  cli {:.0}%  other {:.0}%  {:.0} MB/srv-CPU-s",
@@ -341,6 +356,7 @@ fn fmt_metric(metric: &str, x: Option<f64>) -> String {
         "mb_s" | "mb_per_cpu_s" => format!("{x:.0}"),
         "p50_us" | "p99_us" | "p999_us" => format!("{x:.1}"),
         "srv_us_per_msg" => format!("{x:.2}"),
+        "ack_share_pct" => format!("{x:.2} %"),
         "rss_per_conn_b" | "rss_connected_per_conn_b" => format!("{x:.0}"),
         "accept_cpu_s" => format!("{x:.3}"),
         "accept_secs" | "all_back_secs" | "p50_back_secs" | "p90_back_secs" | "p99_back_secs"
@@ -446,7 +462,7 @@ pub fn write_all(
          |---|---|--:|--:|--:|--:|--:|--:|"
     );
     for (family, key) in &keys {
-        if matches!(*family, "redial" | "resume") {
+        if matches!(*family, "redial" | "resume" | "busypoll") {
             continue;
         }
         for &(f, metric, label) in TABLE {
@@ -475,13 +491,38 @@ pub fn write_all(
             md,
             "\nSession resume (tether's echo server with resume on and off, interleaved; the \
              generator asks for resume and ACKs every 64 messages, as tether's client does):\n\n\
-             | run | messages per server CPU-s, resume on | resume off | on/off |\n\
-             |---|--:|--:|--:|\n\
-             | {key} | {} | {} | {} |",
+             | run | messages per server CPU-s, resume on | resume off | on/off | server's ACK bytes / DATA bytes, resume on |\n\
+             |---|--:|--:|--:|--:|\n\
+             | {key} | {} | {} | {} | {} |",
             m("tether", "msgs_per_cpu_s"),
             m("tether-noresume", "msgs_per_cpu_s"),
             fmt_ratio(s.ratio(key, "msgs_per_cpu_s", "tether", "tether-noresume")),
+            m("tether", "ack_share_pct"),
         );
+    }
+
+    // A lone round trip against busy polling.
+    for (_, key) in keys.iter().filter(|(f, _)| *f == "busypoll") {
+        let _ = writeln!(
+            md,
+            "\nBusy polling (a lone 64 B round trip; every server up at once and measured \
+             in alternating blocks; tether-spinN busy polls for up to N µs before it sleeps; \
+             ratios to tokio are medians of per-round ratios):\n\n\
+             | server | p50 (µs) | p99 (µs) | server CPU per round trip (µs) | server CPU | p50 / tokio |\n\
+             |---|--:|--:|--:|--:|--:|"
+        );
+        for imp in crate::conductor::SPIN_IMPLS {
+            let m = |metric| fmt_metric(metric, s.median(key, imp, metric));
+            let _ = writeln!(
+                md,
+                "| {imp} | {} | {} | {} | {} | {} |",
+                m("p50_us"),
+                m("p99_us"),
+                m("srv_us_per_msg"),
+                m("srv_cpu_pct"),
+                fmt_ratio(s.ratio(key, "p50_us", imp, "tokio")),
+            );
+        }
     }
 
     // Reconnect storm.
@@ -566,18 +607,21 @@ pub fn write_all(
             .map(|(_, k)| k.clone())
     };
     // Separate runs, then the interleaved run.
-    for k in keys
-        .iter()
-        .filter(|(f, k)| *f == "echo" && k.starts_with("echo 100x"))
-        .map(|(_, k)| k)
-    {
-        let how = how_measured(k);
-        target(
-            &format!("echo 100×16×64 B{how}: messages per server CPU-s, tether/mio ≥ 0.95"),
-            s.ratio(k, "msgs_per_cpu_s", "tether", "mio"),
-            0.95,
-            "",
-        );
+    for conns in [100, 1000, 10_000] {
+        let prefix = format!("echo {conns}x");
+        for k in keys
+            .iter()
+            .filter(|(f, k)| *f == "echo" && k.starts_with(&prefix))
+            .map(|(_, k)| k)
+        {
+            let how = how_measured(k);
+            target(
+                &format!("echo {conns}×16×64 B{how}: messages per server CPU-s, tether/mio ≥ 0.95"),
+                s.ratio(k, "msgs_per_cpu_s", "tether", "mio"),
+                0.95,
+                "",
+            );
+        }
     }
     if let Some(k) = find("resume", "") {
         target(
@@ -585,6 +629,12 @@ pub fn write_all(
             s.ratio(&k, "msgs_per_cpu_s", "tether", "tether-noresume"),
             0.9,
             "",
+        );
+        target(
+            "echo 100×16×64 B with session resume: the server's ACK bytes ≤ 2 % of the DATA bytes",
+            s.median(&k, "tether", "ack_share_pct"),
+            2.0,
+            " %",
         );
     }
     if let Some(k) = find("bulk", "") {
@@ -609,6 +659,31 @@ pub fn write_all(
             &format!("1×1×64 B round trip p50{how}, tether/tokio ≤ 1.00"),
             s.ratio(k, "p50_us", "tether", "tokio"),
             1.0,
+            "",
+        );
+    }
+    if let Some(k) = find("busypoll", "") {
+        for imp in crate::conductor::SPIN_IMPLS
+            .iter()
+            .filter(|i| i.starts_with("tether-spin"))
+        {
+            target(
+                &format!("1×1×64 B round trip p50, {imp}/tokio ≤ 0.8"),
+                s.ratio(&k, "p50_us", imp, "tokio"),
+                0.8,
+                "",
+            );
+        }
+        target(
+            "1×1×64 B round trip p50 (busy-poll run), tether/tokio ≤ 0.97",
+            s.ratio(&k, "p50_us", "tether", "tokio"),
+            0.97,
+            "",
+        );
+        target(
+            "1×1×64 B round trip p50 (busy-poll run), tether/mio ≤ 1.02",
+            s.ratio(&k, "p50_us", "tether", "mio"),
+            1.02,
             "",
         );
     }

@@ -18,12 +18,14 @@ impl Handler for Echo {
 }
 
 /// Listens on `addr`, reports the bound port through `bound`, and serves
-/// until the process ends.
+/// until the process ends, busy polling for up to `busy_poll` before each
+/// sleep (zero: off).
 pub fn run(
     addr: SocketAddr,
     interval: Duration,
     timeout: Duration,
     resume: bool,
+    busy_poll: Duration,
     bound: impl FnOnce(SocketAddr),
 ) -> io::Result<()> {
     let mut config = Config::builder().heartbeat(interval, timeout);
@@ -34,6 +36,7 @@ pub fn run(
         .build()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut reactor = Reactor::with_config(config)?;
+    reactor.set_busy_poll(busy_poll);
     let listener = reactor.listen(addr)?;
     bound(reactor.local_addr(listener).unwrap_or(addr));
     reactor.run(&mut Echo)

@@ -166,6 +166,17 @@ pub struct Config {
     /// `None` turns it off (a peer then gets no resume guarantee). Default
     /// on, with [`ResumeConfig::default`].
     pub resume: Option<ResumeConfig>,
+    /// How long a message may wait unsent before it is handed back
+    /// ([`UndeliveredCause::Expired`](crate::UndeliveredCause::Expired))
+    /// instead of sent late: stale prices or commands are worse than none.
+    /// Counted from `send`; a message waits while the socket will not take
+    /// more (a slow peer) or, with resume, while the link is down. One
+    /// already written, or partly written, to a socket the peer may have
+    /// read is never taken back (resume sends it again if needed). Handed
+    /// back no earlier than this, and at most an eighth of it (or one
+    /// timer grain, if longer) later. `None` (the default): messages wait
+    /// as long as the connection or session lasts. At least 10 ms.
+    pub queue_lifetime: Option<Duration>,
 }
 
 impl Default for Config {
@@ -187,6 +198,7 @@ impl Default for Config {
             resume: Some(ResumeConfig::default()),
             adopt_liveness: true,
             client_liveness: None,
+            queue_lifetime: None,
         }
     }
 }
@@ -273,6 +285,11 @@ impl Config {
                 "write_stall_timeout must be > 0 (None turns it off)",
             ));
         }
+        if self.queue_lifetime.is_some_and(|l| l < MIN_QUEUE_LIFETIME) {
+            return Err(ConfigError(
+                "queue_lifetime must be at least 10 ms (None turns it off)",
+            ));
+        }
         if self.stall_tolerance < MIN_STALL_TOLERANCE {
             return Err(ConfigError("stall_tolerance must be at least 10 ms"));
         }
@@ -292,6 +309,7 @@ impl Config {
             Some(self.stall_tolerance),
             self.write_stall_timeout,
             self.healthy_after,
+            self.queue_lifetime,
         ];
         if durations.into_iter().flatten().any(|d| d > MAX_DURATION) {
             return Err(ConfigError("timeouts and delays must be at most one year"));
@@ -302,6 +320,10 @@ impl Config {
 
 /// The longest timeout or delay a configuration may set.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The shortest [`Config::queue_lifetime`]: it is looked after an eighth
+/// of it at a time, on a timer grid of up to 16 ms.
+pub const MIN_QUEUE_LIFETIME: Duration = Duration::from_millis(10);
 
 /// The shortest [`Config::stall_tolerance`]: a timer's ordinary wake-up
 /// delay (a millisecond of rounding and the scheduler's latency) stays
@@ -380,6 +402,14 @@ impl ConfigBuilder {
     /// Write-stall timeout, above zero (`None`: off). Default 30 s.
     pub fn write_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.write_stall_timeout = timeout;
+        self
+    }
+
+    /// Queue lifetime, at least [`MIN_QUEUE_LIFETIME`] (`None`: messages
+    /// wait as long as the link or session lasts, the default). See
+    /// [`Config::queue_lifetime`].
+    pub fn queue_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.config.queue_lifetime = lifetime;
         self
     }
 
@@ -551,5 +581,16 @@ mod tests {
             ..Config::default()
         };
         assert!(off.validate().is_ok());
+    }
+
+    #[test]
+    fn a_queue_lifetime_must_be_at_least_its_minimum_and_at_most_a_year() {
+        let lifetime = |l: Duration| Config::builder().queue_lifetime(Some(l)).build();
+        assert!(lifetime(MIN_QUEUE_LIFETIME - Duration::from_millis(1)).is_err());
+        assert!(lifetime(Duration::ZERO).is_err());
+        assert!(lifetime(MIN_QUEUE_LIFETIME).is_ok());
+        assert!(lifetime(MAX_DURATION).is_ok());
+        assert!(lifetime(MAX_DURATION + Duration::from_secs(1)).is_err());
+        assert!(Config::builder().queue_lifetime(None).build().is_ok());
     }
 }

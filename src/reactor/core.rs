@@ -136,6 +136,9 @@ pub(crate) struct Core {
     pub(super) shutdown: Option<Instant>,
     /// Accepted connections beyond this are refused with CLOSE 1008.
     pub(super) max_connections: usize,
+    /// The busy-poll spin budget (zero: off; see `Reactor::set_busy_poll`).
+    pub(super) busy_poll: Duration,
+    pub(super) spin_counts: super::busy_poll::SpinCounts,
     /// The most slots the slab may use: [`MAX_SLOTS`], all an id can name
     /// (lower in tests).
     pub(super) slot_limit: usize,
@@ -191,6 +194,8 @@ impl Core {
             seed,
             shutdown: None,
             max_connections: usize::MAX,
+            busy_poll: Duration::ZERO,
+            spin_counts: Default::default(),
             slot_limit: MAX_SLOTS,
             #[cfg(feature = "tls")]
             tls_in: Vec::new(),
@@ -236,6 +241,7 @@ impl Core {
             unacked_bytes: session.unacked_bytes,
             messages_resent: session.messages_resent,
             resumes: session.resumes,
+            acks_sent: s.acks_sent,
         })
     }
 
@@ -243,6 +249,8 @@ impl Core {
         ReactorStats {
             connections: self.slots.len(),
             listeners: self.listeners.len(),
+            busy_polls: self.spin_counts.polls,
+            busy_poll_hits: self.spin_counts.hits,
             ..self.stats
         }
     }

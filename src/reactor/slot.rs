@@ -82,6 +82,10 @@ impl Slot {
     /// Writes pending output until it is all written or the socket would
     /// block. Write errors go to the state machine.
     pub(super) fn flush(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.conn.state() != State::Established {
+            // Messages sent while the link is down wait in the session.
+            self.conn.handle_queued_while_down(now);
+        }
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
@@ -212,7 +216,7 @@ mod tests {
         // `None` on a plain connection): 8 bytes more.
         let slot = std::mem::size_of::<super::Slot>();
         // (With the `tls` feature a slot holds one more pointer.)
-        let budget = if cfg!(feature = "tls") { 480 } else { 472 };
+        let budget = if cfg!(feature = "tls") { 488 } else { 480 };
         assert!(slot <= budget, "Slot grew to {slot} bytes");
     }
 }

@@ -111,6 +111,12 @@ pub struct ReactorStats {
     pub max_lag: Duration,
     /// Turns of the loop so far.
     pub turns: u64,
+    /// Busy polling ([`Reactor::set_busy_poll`](crate::Reactor::set_busy_poll)):
+    /// non-blocking polls made while spinning.
+    pub busy_polls: u64,
+    /// Busy polling: waits a spinning poll ended, something being ready
+    /// within the budget (the rest blocked once it was spent).
+    pub busy_poll_hits: u64,
     /// Server, resume: sessions begun (resume granted to a new client).
     pub sessions_started: u64,
     /// Server, resume: sessions whose socket ended and that were held
@@ -195,4 +201,9 @@ pub struct ConnStats {
     pub messages_resent: u64,
     /// Resume: connections that resumed the session.
     pub resumes: u32,
+    /// ACK frames sent (13 bytes each): a resumed session's receipt
+    /// counts (every 64 DATA frames received, or 20 ms after the first
+    /// one not yet acknowledged), and signs of life while receiving
+    /// without sending.
+    pub acks_sent: u32,
 }

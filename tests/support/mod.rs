@@ -3,6 +3,7 @@
 //! speak the wire protocol by hand.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod numbered;
 mod rng;
 
 #[allow(unused_imports)] // not every test binary draws random numbers

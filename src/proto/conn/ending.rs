@@ -120,7 +120,7 @@ impl Connection {
                 }
             }
         }
-        self.close_reason = Some(Box::new(reason));
+        self.rare_mut().close_reason = Some(reason);
         self.stats.disconnects = self.stats.disconnects.wrapping_add(1);
     }
 
@@ -178,6 +178,11 @@ impl Connection {
         let in_session = self.sock.flags.get(Flag::Resumable) && self.session.is_some();
         self.detach_session();
         let mut old = mem::take(&mut self.sock);
+        if in_session && self.config.queue_lifetime.is_some() {
+            // What never left this socket may still be withdrawn.
+            let sent = self.session.as_deref().map_or(0, |s| s.sent);
+            self.unsent_ages().on_wire = sent.saturating_sub(old.outbox.unstarted_frames());
+        }
         let mut dropped = Vec::new();
         old.outbox.clear(&mut dropped);
         if !in_session {

@@ -85,6 +85,11 @@ pub enum UndeliveredCause {
     /// forgotten — with these messages not acknowledged by the peer. Some
     /// may have been delivered.
     SessionEnded,
+    /// They waited unsent for the configured
+    /// [`queue_lifetime`](crate::Config::queue_lifetime) (behind a full
+    /// socket, or while the link was down), so they were taken out of the
+    /// queue instead of sent late. None of them reached the peer.
+    Expired,
 }
 
 impl fmt::Display for UndeliveredCause {
@@ -101,6 +106,7 @@ impl fmt::Display for UndeliveredCause {
             UndeliveredCause::SessionEnded => {
                 f.write_str("the session ended before the peer acknowledged them")
             }
+            UndeliveredCause::Expired => f.write_str("not sent within the queue lifetime"),
         }
     }
 }

@@ -320,9 +320,9 @@ impl Connection {
         self.state == State::Handshaking
             && self.role == Role::Server
             && self
-                .session
+                .rare
                 .as_deref()
-                .is_some_and(|s| s.pending_hello.is_some())
+                .is_some_and(|r| r.pending_hello.is_some())
     }
 
     /// Bookkeeping for every whole frame received.

@@ -277,6 +277,7 @@ impl Connection {
             (Timer::WriteIdle, State::Established) => self.on_write_idle(),
             (Timer::Ack, State::Established) => self.on_ack_timer(),
             (Timer::Trim, _) => self.on_trim(now),
+            (Timer::QueueLifetime, _) => self.on_queue_lifetime(now, events),
             (Timer::WriteStall, State::Handshaking | State::Established) => {
                 self.on_write_stall_timer(now, events)
             }

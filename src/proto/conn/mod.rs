@@ -60,6 +60,7 @@ mod liveness;
 mod negotiated;
 mod outbox;
 mod output;
+mod queue_lifetime;
 mod read_input;
 mod replay_log;
 mod resume;
@@ -107,6 +108,17 @@ const PARTIAL_RESERVE_CAP: usize = 64 * 1024;
 /// before it decides the peer pings without reading.
 const PONG_BACKLOG: usize = 4 * codec::HEARTBEAT_FRAME_LEN;
 
+/// See [`Connection::rare`](Connection).
+#[derive(Debug, Default)]
+struct Rare {
+    /// Why the last socket (or the connection) ended.
+    close_reason: Option<DisconnectReason>,
+    /// Server: a resume HELLO waiting for the driver's answer.
+    pending_hello: Option<Box<codec::Handshake>>,
+    /// Under a queue lifetime: when the messages waiting unsent were seen.
+    unsent: Option<Box<queue_lifetime::UnsentAges>>,
+}
+
 /// Socket actions waiting for the driver.
 #[derive(Clone, Copy, Debug, Default)]
 struct Actions {
@@ -145,8 +157,10 @@ pub struct Connection {
     /// Session resume's numbering and replay log, while resume is wanted
     /// (client) or granted (server); boxed: one pointer otherwise.
     session: Option<Box<Session>>,
-    /// Boxed: needed once per ending, not worth 32 bytes on every connection.
-    close_reason: Option<Box<DisconnectReason>>,
+    /// What a connection needs only now and then (why it last ended, a
+    /// resume HELLO awaiting its answer, the ages of messages waiting under
+    /// a queue lifetime), boxed together: one pointer on every connection.
+    rare: Option<Box<Rare>>,
     stats: Stats,
 }
 
@@ -177,6 +191,11 @@ impl Connection {
         conn
     }
 
+    /// The rarely needed part, allocated on first use.
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     fn new(config: Arc<Config>, role: Role, state: State, seed: u64) -> Connection {
         let rng = Rng::new(seed ^ config.seed.rotate_left(17));
         Connection {
@@ -193,7 +212,7 @@ impl Connection {
             stall_mark: 0,
             session_id: 0,
             session: None,
-            close_reason: None,
+            rare: None,
             stats: Stats::default(),
             config,
         }
@@ -397,7 +416,7 @@ impl Connection {
 
     /// Why the last socket of this connection ended, if one did.
     pub fn close_reason(&self) -> Option<&DisconnectReason> {
-        self.close_reason.as_deref()
+        self.rare.as_deref()?.close_reason.as_ref()
     }
 
     /// Counters.

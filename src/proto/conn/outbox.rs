@@ -187,6 +187,23 @@ impl Outbox {
         }
     }
 
+    /// DATA frames queued that have not started onto the wire (a frame
+    /// partly written counts as started). Walks the queue: for the queue
+    /// lifetime's looks, not for the per-message path.
+    pub(crate) fn unstarted_frames(&self) -> u64 {
+        self.queue.as_ref().map_or(0, |q| q.unstarted_frames())
+    }
+
+    /// Takes the first `k` DATA frames that have not started onto the wire
+    /// (the oldest waiting) out of the queue and appends their payloads to
+    /// `out`, in order; fewer if fewer are waiting. Control frames, a frame
+    /// partly written and the tail stay.
+    pub(crate) fn withdraw_unstarted(&mut self, k: u64, out: &mut Vec<Bytes>) {
+        if let Some(q) = self.queue.as_mut() {
+            q.withdraw_unstarted(k, out);
+        }
+    }
+
     /// Takes the packed run at the back out of the queue if a small frame
     /// queued now would be appended to it, with the room it has left under
     /// its cap. Its bytes count in no [`len`](Self::len) until
@@ -437,6 +454,43 @@ impl Queue {
         }
     }
 
+    /// See [`Outbox::unstarted_frames`].
+    fn unstarted_frames(&self) -> u64 {
+        let mut count = 0;
+        for (i, segment) in self.data.iter().enumerate() {
+            let sent = if i == 0 { self.head_sent } else { 0 };
+            count += match segment {
+                Segment::Frame { .. } => u64::from(sent == 0),
+                Segment::Packed(run) => frames_from(run, sent),
+            };
+        }
+        count
+    }
+
+    /// See [`Outbox::withdraw_unstarted`].
+    fn withdraw_unstarted(&mut self, mut k: u64, out: &mut Vec<Bytes>) {
+        self.split_head();
+        // After the cut, a partly written frame is alone at the front.
+        let mut i = usize::from(self.head_sent > 0);
+        while k > 0 && i < self.data.len() {
+            let (frames, cut) = match &self.data[i] {
+                Segment::Frame { .. } => (1, self.data[i].wire_len()),
+                Segment::Packed(run) => first_frames(run, k),
+            };
+            if cut == self.data[i].wire_len() {
+                if let Some(segment) = self.data.remove(i) {
+                    payloads(std::iter::once(segment), 0, out);
+                }
+            } else if let Some(Segment::Packed(run)) = self.data.get_mut(i) {
+                let head = run.split_to(cut);
+                payloads(std::iter::once(Segment::Packed(head)), 0, out);
+                i += 1;
+            }
+            self.data_bytes -= cut;
+            k -= frames;
+        }
+    }
+
     /// Takes every DATA frame that has not started onto the wire, and the
     /// tail, out, withholding their payloads. A partly written frame is
     /// kept so the stream stays framed.
@@ -539,6 +593,31 @@ fn payloads(segments: impl Iterator<Item = Segment>, mut sent: usize, out: &mut 
         }
         sent = 0;
     }
+}
+
+/// How many of the whole frames packed in `run` start at or after byte
+/// `from`.
+fn frames_from(run: &[u8], from: usize) -> u64 {
+    let (mut at, mut count) = (0, 0);
+    while at + HEADER_LEN <= run.len() {
+        count += u64::from(at >= from);
+        // The length field counts the type byte and the payload.
+        let len = u32::from_be_bytes([run[at], run[at + 1], run[at + 2], run[at + 3]]);
+        at += 4 + len as usize;
+    }
+    count
+}
+
+/// The first `k` whole frames packed in `run` (all of them if fewer): how
+/// many, and the byte they end at.
+fn first_frames(run: &[u8], k: u64) -> (u64, usize) {
+    let (mut at, mut count) = (0, 0);
+    while count < k && at + HEADER_LEN <= run.len() {
+        let len = u32::from_be_bytes([run[at], run[at + 1], run[at + 2], run[at + 3]]);
+        at = (at + 4 + len as usize).min(run.len());
+        count += 1;
+    }
+    (count, at)
 }
 
 /// Collects slices into the caller's array; once full it stays full, so

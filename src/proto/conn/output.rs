@@ -294,7 +294,8 @@ impl Connection {
         }
     }
 
-    /// The socket would not take more output while some is pending. Arms
+    /// The socket would not take more output while some is pending. Starts
+    /// the queue lifetime's rounds, if one is set, and arms
     /// the write-stall timer: if not one byte is written before it fires,
     /// the peer is not reading and the connection is closed.
     ///
@@ -303,6 +304,8 @@ impl Connection {
     /// more output, the peer acknowledged data, and that counts as life.
     pub fn handle_write_blocked(&mut self, now: Instant) {
         self.sock.flags.set(Flag::SocketFull, true);
+        // Messages wait from here: under a queue lifetime they age.
+        self.start_lifetime_looks(now);
         let Some(timeout) = self.config.write_stall_timeout else {
             return;
         };

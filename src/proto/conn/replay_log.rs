@@ -109,9 +109,16 @@ impl ReplayLog {
     /// front once acknowledgements emptied it).
     fn reserve(&mut self, n: usize) -> &mut BytesMut {
         let packed = &mut self.bufs().packed;
-        // At least `LOG_CHUNK` at a time: while what is held stays under
-        // half of it, freeing from the front makes room without growing.
-        packed.reserve(n.max(LOG_CHUNK));
+        // `LOG_CHUNK` at first; then only the room asked for: once the
+        // end is reached, what is held moves to the front if it takes no
+        // more than the space freed before it, so a log that holds under
+        // half the buffer never grows it.
+        let want = if packed.capacity() == 0 {
+            n.max(LOG_CHUNK)
+        } else {
+            n
+        };
+        packed.reserve(want);
         packed
     }
 
@@ -209,6 +216,24 @@ impl ReplayLog {
         }
     }
 
+    /// Takes out the `k` frames that follow the first `skip` (frames
+    /// never sent, withdrawn under a queue lifetime) and returns their
+    /// payloads, in order; the others stay, in order. Rebuilds the log:
+    /// for the rare look that hands messages back, not for the message
+    /// path.
+    pub(super) fn withdraw(&mut self, skip: u64, k: u64) -> Vec<Bytes> {
+        let all = self.take_payloads();
+        let mut out = Vec::with_capacity(k.min(all.len() as u64) as usize);
+        for (i, payload) in (0u64..).zip(all) {
+            if i >= skip && i - skip < k {
+                out.push(payload);
+            } else {
+                self.push(&payload);
+            }
+        }
+        out
+    }
+
     /// Takes every payload held, in order, leaving the log empty.
     pub(super) fn take_payloads(&mut self) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(self.frames as usize);
@@ -297,6 +322,35 @@ mod tests {
     }
 
     #[test]
+    fn withdrawing_takes_out_exactly_the_frames_asked_for_and_keeps_the_rest_in_order() {
+        let big = Bytes::from(vec![9; COPY_MAX + 1]);
+        let mut log = ReplayLog::default();
+        log.push_slice(b"a");
+        log.push(&big);
+        log.push_framed(&wire(&[b"ccc", b"", b"dddd"]), 3);
+        log.push_slice(b"e");
+        let (frames, bytes) = (log.frames(), log.bytes());
+        let out = log.withdraw(1, 3);
+        let out: Vec<Vec<u8>> = out.iter().map(|p| p.to_vec()).collect();
+        assert_eq!(out, vec![big.to_vec(), b"ccc".to_vec(), Vec::new()]);
+        assert_eq!(log.frames(), frames - 3);
+        assert_eq!(
+            log.bytes(),
+            bytes - (3 * HEADER_LEN + big.len() + 3),
+            "the bytes held follow"
+        );
+        assert_eq!(
+            payloads(&mut log),
+            vec![b"a".to_vec(), b"dddd".to_vec(), b"e".to_vec()]
+        );
+        let mut log = ReplayLog::default();
+        log.push_slice(b"x");
+        assert_eq!(log.withdraw(1, 5).len(), 0, "nothing past the end");
+        assert_eq!(log.withdraw(0, 5).len(), 1, "fewer than asked");
+        assert_eq!(log.frames(), 0);
+    }
+
+    #[test]
     fn a_steady_stream_reuses_the_buffer_it_frees() {
         let mut log = ReplayLog::default();
         let packed = |log: &ReplayLog| {
@@ -326,5 +380,34 @@ mod tests {
         log.free(1);
         assert!(log.release_idle_memory());
         assert!(log.bufs.is_none());
+    }
+
+    /// A busy session's log (16 frames of 64 B sent at a time, the peer
+    /// acknowledging every 64: at most 80 frames, 5.4 KB, held) stays in
+    /// its first 16 KiB allocation.
+    #[test]
+    fn a_window_acknowledged_every_64_frames_stays_in_one_16_kib_buffer() {
+        let mut log = ReplayLog::default();
+        log.push_slice(&[0; 64]);
+        let start = log.bufs.as_deref().expect("allocated").packed.as_ptr() as usize;
+        log.free(1);
+        let mut held_max = 0;
+        for round in 1..=1000 {
+            for _ in 0..16 {
+                log.push_slice(&[1; 64]);
+                let packed = &log.bufs.as_deref().expect("allocated").packed;
+                let end = packed.as_ptr() as usize + packed.capacity();
+                assert!(
+                    packed.as_ptr() as usize >= start && end <= start + LOG_CHUNK,
+                    "round {round}: a new allocation"
+                );
+            }
+            held_max = held_max.max(log.bytes());
+            if log.frames() >= 80 {
+                // The ACK of the first 64 comes one window later.
+                log.free(64);
+            }
+        }
+        assert_eq!(held_max, 80 * (HEADER_LEN + 64));
     }
 }

@@ -126,6 +126,14 @@ impl Connection {
         if let Some(session) = self.session.as_deref_mut() {
             let messages = session.log.take_payloads();
             *session = Session::default();
+            if let Some(unsent) = self
+                .rare
+                .as_deref_mut()
+                .and_then(|r| r.unsent.as_deref_mut())
+            {
+                // A new session: none of its frames has been on a socket.
+                unsent.on_wire = 0;
+            }
             self.hand_back_as(messages, cause, events);
         }
     }
@@ -326,7 +334,7 @@ impl Connection {
         events.push(Event::Disconnected {
             reason: DisconnectReason::SessionExpired,
         });
-        self.close_reason = Some(Box::new(DisconnectReason::SessionExpired));
+        self.rare_mut().close_reason = Some(DisconnectReason::SessionExpired);
         self.stopping = true;
         self.finish(events);
     }
@@ -341,7 +349,7 @@ impl Connection {
         if self.role != Role::Server || self.state != State::Handshaking {
             return None;
         }
-        let hello = self.session.as_deref()?.pending_hello.as_deref()?;
+        let hello = self.rare.as_deref()?.pending_hello.as_deref()?;
         Some(ResumeRequest {
             session_id: hello.session_id,
             recv_seq: hello.recv_seq,
@@ -350,19 +358,17 @@ impl Connection {
 
     /// Server: holds a resume HELLO for the driver's answer.
     pub(super) fn await_resume(&mut self, hello: Handshake) {
-        self.session = Some(Box::new(Session {
-            pending_hello: Some(Box::new(hello)),
-            ..Session::default()
-        }));
+        self.session = Some(Box::default());
+        self.rare_mut().pending_hello = Some(Box::new(hello));
     }
 
     /// Server: the session a resume HELLO names is not held: a new one
     /// begins, under this connection's own id.
     pub fn grant_new_session(&mut self, now: Instant, events: &mut Vec<Event>) {
         let Some(hello) = self
-            .session
+            .rare
             .as_deref_mut()
-            .and_then(|s| s.pending_hello.take())
+            .and_then(|r| r.pending_hello.take())
             .map(|h| *h)
         else {
             return;
@@ -383,9 +389,14 @@ impl Connection {
     /// acknowledged and what was sent).
     pub fn can_resume(&self, recv_seq: u64) -> bool {
         self.role == Role::Server
-            && self.session.as_deref().is_some_and(|s| {
-                s.pending_hello.is_none() && s.acked <= recv_seq && recv_seq <= s.sent
-            })
+            && !self
+                .rare
+                .as_deref()
+                .is_some_and(|r| r.pending_hello.is_some())
+            && self
+                .session
+                .as_deref()
+                .is_some_and(|s| s.acked <= recv_seq && recv_seq <= s.sent)
     }
 
     /// Server: refuses a resume HELLO whose `recv_seq` the held session
@@ -399,7 +410,8 @@ impl Connection {
     /// [`resume_request`](Self::resume_request)); this connection ends
     /// without a word to the application (it never connected).
     pub fn take_socket(&mut self, events: &mut Vec<Event>) -> Option<MovedSocket> {
-        let hello = *self.session.take()?.pending_hello?;
+        let hello = *self.rare.as_deref_mut()?.pending_hello.take()?;
+        self.session = None;
         let sock = std::mem::take(&mut self.sock);
         self.stopping = true;
         // The socket's state went with it: nothing to hand back.

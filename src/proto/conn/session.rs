@@ -32,9 +32,6 @@ pub(super) struct Session {
     pub(super) resent: u64,
     /// Connections that resumed the session.
     pub(super) resumes: u32,
-    /// Server: a resume HELLO waiting for the driver's answer (boxed: a
-    /// moment in a connection's life).
-    pub(super) pending_hello: Option<Box<crate::proto::codec::Handshake>>,
 }
 
 impl Session {
@@ -117,6 +114,6 @@ mod size {
     fn an_idle_session_costs_about_a_hundred_bytes() {
         let boxed = std::mem::size_of::<super::Session>();
         let inline = std::mem::size_of::<usize>() + 8;
-        assert!(boxed + inline <= 112, "{boxed} + {inline} bytes");
+        assert!(boxed + inline <= 96, "{boxed} + {inline} bytes");
     }
 }

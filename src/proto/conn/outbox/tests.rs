@@ -627,3 +627,35 @@ fn a_discard_hands_back_in_send_order_with_the_unfinished_frame_first() {
         ]
     );
 }
+
+#[test]
+fn withdrawing_takes_the_oldest_unstarted_frames_and_leaves_a_started_one() {
+    let mut o = Outbox::default();
+    let big = Bytes::from(vec![5u8; super::COPY_MAX + 1]);
+    o.push_data(Bytes::from_static(b"a"));
+    o.push_data(Bytes::from_static(b"bb"));
+    o.push_data(big.clone());
+    o.push_data(Bytes::from_static(b"ccc"));
+    o.push_data(Bytes::from_static(b"dddd"));
+    assert_eq!(o.unstarted_frames(), 5);
+    // Frame "a" whole and two bytes of "bb" go onto the wire.
+    let a_len = codec::HEADER_LEN + 1;
+    let mut iov = [IoSlice::new(&[]); 4];
+    o.chunks(&mut iov);
+    o.advance(a_len + 2);
+    assert_eq!(o.unstarted_frames(), 3, "\"bb\" has started");
+    codec::encode_pong(9, o.ctrl());
+    let mut out = Vec::new();
+    o.withdraw_unstarted(2, &mut out);
+    assert_eq!(out, vec![big, Bytes::from_static(b"ccc")]);
+    assert_eq!(o.unstarted_frames(), 1);
+    // The rest of "bb", the PONG at its boundary, then "dddd".
+    let wire = drain(&mut o, || usize::MAX);
+    let bb_rest = codec::HEADER_LEN + 2 - 2;
+    assert_eq!(
+        decode_all(&wire[bb_rest..]),
+        vec![Frame::Pong(9), Frame::Data(Bytes::from_static(b"dddd"))]
+    );
+    o.withdraw_unstarted(3, &mut out);
+    assert_eq!(out.len(), 2, "nothing more to take");
+}

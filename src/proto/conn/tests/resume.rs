@@ -13,7 +13,7 @@ use crate::error::{CloseCode, DisconnectReason};
 use crate::proto::codec::{Decoder, Frame, Handshake};
 use crate::proto::conn::{Action, Connection, Event, ResumeStatus, State, UndeliveredCause};
 
-fn resume_config() -> Config {
+pub(super) fn resume_config() -> Config {
     Config {
         resume: Some(ResumeConfig {
             max_unacked: Some(64 * 1024),
@@ -25,14 +25,14 @@ fn resume_config() -> Config {
 }
 
 /// A client driven by hand: what it wrote, decoded, and its events.
-struct Client {
-    conn: Connection,
-    now: Instant,
-    events: Vec<Event>,
+pub(super) struct Client {
+    pub(super) conn: Connection,
+    pub(super) now: Instant,
+    pub(super) events: Vec<Event>,
 }
 
 impl Client {
-    fn new(config: Config) -> Client {
+    pub(super) fn new(config: Config) -> Client {
         let now = Instant::now();
         let mut conn = Connection::client(Arc::new(config), 5);
         conn.start(now);
@@ -45,7 +45,7 @@ impl Client {
     }
 
     /// The TCP connect completes: the HELLO it sends.
-    fn connect(&mut self) -> Handshake {
+    pub(super) fn connect(&mut self) -> Handshake {
         self.conn.handle_connected(self.now);
         match &self.written()[..] {
             [Frame::Hello(hello)] => *hello,
@@ -54,7 +54,7 @@ impl Client {
     }
 
     /// Everything it wrote since last asked.
-    fn written(&mut self) -> Vec<Frame> {
+    pub(super) fn written(&mut self) -> Vec<Frame> {
         let mut out = BytesMut::new();
         self.conn.transmit_into(&mut out, &mut self.events);
         let decoder = Decoder::new(1 << 20);
@@ -66,7 +66,7 @@ impl Client {
         frames
     }
 
-    fn receive(&mut self, frames: &[Frame]) {
+    pub(super) fn receive(&mut self, frames: &[Frame]) {
         let mut wire = BytesMut::new();
         for f in frames {
             f.encode(&mut wire);
@@ -75,7 +75,7 @@ impl Client {
             .handle_input(self.now, &mut wire, &mut self.events);
     }
 
-    fn welcome(&mut self, flags: u8, session_id: u64, recv_seq: u64) {
+    pub(super) fn welcome(&mut self, flags: u8, session_id: u64, recv_seq: u64) {
         self.receive(&[Frame::Welcome(Handshake {
             flags,
             interval_ms: 1000,
@@ -101,7 +101,7 @@ impl Client {
         assert_eq!(self.conn.state(), State::Connecting);
     }
 
-    fn send(&mut self, n: std::ops::Range<u32>) {
+    pub(super) fn send(&mut self, n: std::ops::Range<u32>) {
         for i in n {
             self.conn
                 .send(Bytes::from(i.to_be_bytes().to_vec()))
@@ -109,24 +109,24 @@ impl Client {
         }
     }
 
-    fn take_events(&mut self) -> Vec<Event> {
+    pub(super) fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
 }
 
-fn data(n: std::ops::Range<u32>) -> Vec<Frame> {
+pub(super) fn data(n: std::ops::Range<u32>) -> Vec<Frame> {
     n.map(|i| Frame::Data(Bytes::from(i.to_be_bytes().to_vec())))
         .collect()
 }
 
-fn connected_status(events: &[Event]) -> Option<ResumeStatus> {
+pub(super) fn connected_status(events: &[Event]) -> Option<ResumeStatus> {
     events.iter().find_map(|e| match e {
         Event::Connected(peer) => Some(peer.resume),
         _ => None,
     })
 }
 
-fn undelivered(events: &[Event]) -> Vec<(Vec<Bytes>, UndeliveredCause)> {
+pub(super) fn undelivered(events: &[Event]) -> Vec<(Vec<Bytes>, UndeliveredCause)> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -136,11 +136,11 @@ fn undelivered(events: &[Event]) -> Vec<(Vec<Bytes>, UndeliveredCause)> {
         .collect()
 }
 
-fn payloads(n: std::ops::Range<u32>) -> Vec<Bytes> {
+pub(super) fn payloads(n: std::ops::Range<u32>) -> Vec<Bytes> {
     n.map(|i| Bytes::from(i.to_be_bytes().to_vec())).collect()
 }
 
-const RESUME: u8 = Handshake::RESUME;
+pub(super) const RESUME: u8 = Handshake::RESUME;
 
 #[test]
 fn a_resumed_session_sends_again_exactly_what_the_server_did_not_receive() {
@@ -637,4 +637,36 @@ fn a_client_that_closes_with_1000_ends_its_session_on_the_server() {
         reason: Bytes::new(),
     }]);
     assert_eq!(s.conn.state(), State::Detached);
+}
+
+/// ACK traffic for 64-byte messages, counted in virtual time: a stream of
+/// 16 messages a millisecond (each burst one read) is acknowledged once
+/// per 64 messages, 13 bytes per 64 DATA frames of 69 (0.29 %); a trickle
+/// of one a millisecond once per `ACK_DELAY` (20 ms: 0.94 %). Slower than
+/// ~470 messages a second on a connection, the delay's 50 ACKs a second
+/// (650 B/s) bound it instead of the share.
+#[test]
+fn acks_for_64_byte_messages_stay_under_two_percent_of_the_data_bytes() {
+    for (per_ms, want_acks) in [(16u64, 250u32), (1, 50)] {
+        let mut pair = Pair::connected(resume_config());
+        let before = pair.server().stats().acks_sent;
+        for _ in 0..1000 {
+            for _ in 0..per_ms {
+                pair.client
+                    .send(Bytes::from_static(&[7; 64]))
+                    .expect("sent");
+            }
+            pair.run_for(ms(1));
+        }
+        pair.run_for(ms(100));
+        let acks = pair.server().stats().acks_sent - before;
+        let data_bytes = per_ms * 1000 * 69;
+        let share = f64::from(acks) * 13.0 / data_bytes as f64;
+        assert_eq!(pair.client.session_stats().unacked_messages, 0);
+        assert_eq!(
+            acks, want_acks,
+            "{per_ms} a millisecond: {share:.4} of the DATA bytes"
+        );
+        assert!(share <= 0.02, "{per_ms} a millisecond: {share:.4}");
+    }
 }
