@@ -49,7 +49,10 @@ use crate::proto::conn::{PeerInfo, SendError, UndeliveredCause};
 /// ```
 pub trait Handler {
     /// The handshake completed: messages can flow. For a dialed link this
-    /// is called again after every successful redial.
+    /// is called again after every successful redial; for one dialed with
+    /// a failover list, [`PeerInfo::endpoint`] says which endpoint it
+    /// reached and [`PeerInfo::moved`] that it moved to another one than
+    /// its previous connection's.
     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         let _ = (cx, id, peer);
     }
