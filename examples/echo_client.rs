@@ -18,7 +18,13 @@
 //! cargo run --example echo_server -- --listen 127.0.0.1:7000 --interval-ms 1000 --timeout-ms 1000
 //! cargo run --example echo_client -- --connect 127.0.0.1:7000 --interval-ms 1000 --timeout-ms 1000 --send-every-ms 500
 //! cargo run --example echo_client -- --connect 127.0.0.1:7000 --interval-ms 1000 --timeout-ms 1000 --window 64 --count 100000
+//! cargo run --example echo_client -- --connect localhost:7000,localhost:7001 --interval-ms 1000 --timeout-ms 1000 --send-every-ms 500
 //! ```
+//!
+//! `--connect` takes an address, a host name and port (looked up again at
+//! every redial, so a server that moved is found), or several of them
+//! separated by commas: a failover list (see [`tether::Endpoints`]); the
+//! client says when the link moves to another one.
 //!
 //! Stop and restart the server while the client runs to watch it reconnect
 //! (a restarted server has lost the session), or break the connection
@@ -74,14 +80,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tether::BackoffConfig;
 use tether::{
-    CloseCode, Config, ConnId, Context, DisconnectReason, Handler, Message, PeerInfo, Reactor,
-    ResumeStatus, SendError, UndeliveredCause,
+    CloseCode, Config, ConnId, Context, DisconnectReason, Endpoints, Handler, Message, PeerInfo,
+    Reactor, ResumeStatus, SendError, UndeliveredCause,
 };
 
 use common::Flags;
 
 const USAGE: &str = "\
-usage: echo_client --connect ADDR --interval-ms I --timeout-ms T
+usage: echo_client --connect HOST:PORT[,HOST:PORT...] --interval-ms I --timeout-ms T
                    [--backoff-initial-ms B] [--backoff-max-ms M] [--no-resume]
                    [--send-every-ms P] [--window W] [--size BYTES] [--count N]
                    [--tls-ca FILE --tls-name NAME [--tls-cert FILE --tls-key FILE]]
@@ -90,7 +96,10 @@ Dials an echo server, prints every connection event, and redials with
 backoff whenever the link is lost. Session resume is on: after a redial the
 session goes on where it broke off, and no message is lost or repeated.
 
-  --connect ADDR           the server's address
+  --connect HOST:PORT      the server: an address (127.0.0.1:7000, [::1]:7000)
+                           or a host name and port (localhost:7000), looked
+                           up at every redial; several, comma-separated, are
+                           a failover list, the first preferred
   --interval-ms I          heartbeat interval: PING after I ms of silence
   --timeout-ms T           heartbeat timeout: a server silent for T ms after
                            a PING is declared dead
@@ -130,7 +139,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the command line asked for.
 struct Options {
-    server: std::net::SocketAddr,
+    server: Endpoints,
     config: Config,
     /// `Some(ZERO)`: stream, as fast as the window allows.
     send_every: Option<Duration>,
@@ -231,8 +240,12 @@ fn options() -> Options {
     if count.is_some() && send_every.is_none() {
         flags.fail("--count needs --send-every-ms or --window");
     }
+    let connect: String = flags.required("connect");
+    let server = connect
+        .parse::<Endpoints>()
+        .unwrap_or_else(|e| flags.fail(format_args!("--connect {connect}: {e}")));
     Options {
-        server: flags.required("connect"),
+        server,
         config,
         send_every,
         count,
@@ -404,8 +417,17 @@ impl Client {
 }
 
 impl Handler for Client {
-    fn on_connected(&mut self, _: &mut Context<'_>, _: ConnId, peer: &PeerInfo) {
+    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         self.connected = true;
+        if peer.moved {
+            let at = cx.conn_stats(id).map(|s| s.peer_addr);
+            let endpoint = cx.endpoint(id).map(|e| e.to_string()).unwrap_or_default();
+            self.say(format_args!(
+                "moved to endpoint #{} {endpoint} ({})",
+                peer.endpoint,
+                at.map_or_else(String::new, |a| a.to_string())
+            ));
+        }
         if !matches!(peer.resume, ResumeStatus::Resumed { .. }) {
             // What was in flight went with the old connection (or its
             // session): its echoes will never come.
@@ -553,27 +575,19 @@ impl Handler for Client {
 /// The send instant after `last`: one period later, or one period from
 /// `now` if the loop fell behind (no burst of catch-up sends).
 #[cfg(feature = "tls")]
-fn dial(
-    reactor: &mut Reactor,
-    addr: std::net::SocketAddr,
-    tls: Option<&TlsOptions>,
-) -> std::io::Result<ConnId> {
+fn dial(reactor: &mut Reactor, to: Endpoints, tls: Option<&TlsOptions>) -> std::io::Result<ConnId> {
     let Some(tls) = tls else {
-        return Ok(reactor.dial(addr));
+        return Ok(reactor.dial(to));
     };
     let cert = tls.cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
     let config = tether::tls::client_config_from_files(&tls.ca, cert)?;
     let name = tether::tls::server_name(&tls.name)?;
-    Ok(reactor.dial_tls(addr, name, config))
+    Ok(reactor.dial_tls(to, name, config))
 }
 
 #[cfg(not(feature = "tls"))]
-fn dial(
-    reactor: &mut Reactor,
-    addr: std::net::SocketAddr,
-    _: Option<&TlsOptions>,
-) -> std::io::Result<ConnId> {
-    Ok(reactor.dial(addr))
+fn dial(reactor: &mut Reactor, to: Endpoints, _: Option<&TlsOptions>) -> std::io::Result<ConnId> {
+    Ok(reactor.dial(to))
 }
 
 fn next_after(last: Instant, period: Duration, now: Instant) -> Instant {

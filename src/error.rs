@@ -72,8 +72,22 @@ pub enum DisconnectReason {
     HandshakeTimeout,
     /// The TCP connect did not complete within the connect timeout.
     ConnectTimeout,
-    /// The TCP connect failed (refused, unreachable, …).
+    /// The TCP connect failed (refused, unreachable, …); for a name with
+    /// several addresses, the error of the last one tried.
     ConnectFailed(io::ErrorKind),
+    /// The host name of the endpoint being dialed did not resolve: the
+    /// resolver failed, or found no address. The attempt ends before any
+    /// connect, and the link backs off as after a refused one.
+    Resolve {
+        /// The kind of the resolver's error ([`io::ErrorKind::NotFound`]
+        /// for an answer without addresses). The system's resolver
+        /// reports most failures as [`io::ErrorKind::Other`] or
+        /// `Uncategorized`; its detail says more.
+        kind: io::ErrorKind,
+        /// The name looked up and the resolver's own words for what
+        /// went wrong: `"feed.example.com: no address"`.
+        detail: String,
+    },
     /// The peer sent CLOSE with this code and reason.
     PeerClosed {
         /// The peer's close code.
@@ -193,6 +207,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
             DisconnectReason::ConnectTimeout => f.write_str("connect timeout"),
             DisconnectReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            DisconnectReason::Resolve { detail, .. } => write!(f, "cannot resolve {detail}"),
             DisconnectReason::PeerClosed { code, reason } if reason.is_empty() => {
                 write!(f, "peer closed with {code}")
             }
@@ -233,3 +248,15 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::DisconnectReason;
+
+    #[test]
+    fn a_reason_stays_four_words() {
+        // Events carry it by value; a variant with more than one String
+        // would grow every event.
+        assert!(std::mem::size_of::<DisconnectReason>() <= 32);
+    }
+}

@@ -5,7 +5,6 @@
 //! is already pending). The handle never touches a socket itself.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::endpoint::Endpoints;
 use crate::error::CloseCode;
 use crate::error::ConfigError;
 use crate::id::ConnId;
@@ -25,12 +25,12 @@ pub(crate) enum Command {
     Close(ConnId, CloseCode, String),
     /// A dial with its own configuration, validated by the sender, or
     /// with the reactor's.
-    Dial(SocketAddr, Option<Arc<Config>>, Arc<DialReply>),
+    Dial(Endpoints, Option<Arc<Config>>, Arc<DialReply>),
     /// A TLS dial: as `Dial`, with the server's name and the TLS
     /// configuration.
     #[cfg(feature = "tls")]
     DialTls(
-        SocketAddr,
+        Endpoints,
         Option<Arc<Config>>,
         Box<(
             rustls::pki_types::ServerName<'static>,
@@ -41,6 +41,9 @@ pub(crate) enum Command {
     Shutdown,
     /// Resume (true) or pause (false) reading a connection.
     Reading(ConnId, bool),
+    /// The resolver thread's answer to a lookup (boxed: rare, and larger
+    /// than the other commands).
+    Resolved(Box<crate::resolve::Answer>),
 }
 
 /// How long [`Handle::dial`] waits for the reactor to take the dial.
@@ -213,7 +216,7 @@ impl std::error::Error for HandleError {
 /// use tether::{CloseCode, Reactor};
 ///
 /// let mut reactor = Reactor::new()?;
-/// let link = reactor.dial("127.0.0.1:7000".parse().unwrap());
+/// let link = reactor.dial(std::net::SocketAddr::from(([127, 0, 0, 1], 7000)));
 /// let handle = reactor.handle();
 /// thread::spawn(move || {
 ///     handle.send(link, &b"hello from another thread"[..]).ok();
@@ -306,8 +309,9 @@ impl Handle {
         self.submit(Command::Close(link, code, reason.into()))
     }
 
-    /// Dials `addr` with the reactor's default configuration and returns
-    /// the new link's id once the reactor has taken it.
+    /// Dials `to` (an address, a host name and port, or a failover list:
+    /// see [`Endpoints`]) with the reactor's default configuration and
+    /// returns the new link's id once the reactor has taken it.
     ///
     /// Blocks until the reactor's next turn, at most [`DIAL_WAIT`]: a
     /// reactor that is not being polled (not yet, or no longer) answers
@@ -315,21 +319,27 @@ impl Handle {
     /// once on the thread that owns the reactor (from its construction,
     /// or the last thread that polled it), where it would wait for itself,
     /// and once the reactor has shut down.
-    pub fn dial(&self, addr: SocketAddr) -> Result<ConnId, HandleError> {
-        self.dial_inner(|reply| Command::Dial(addr, None, reply))
+    pub fn dial(&self, to: impl Into<Endpoints>) -> Result<ConnId, HandleError> {
+        let to = to.into();
+        self.dial_inner(|reply| Command::Dial(to, None, reply))
     }
 
-    /// Dials `addr` with `config`; see [`dial`](Self::dial). The
+    /// Dials `to` with `config`; see [`dial`](Self::dial). The
     /// configuration is validated here, on the calling thread: an invalid
     /// one is refused with [`HandleError::InvalidConfig`] and never reaches
     /// the reactor.
-    pub fn dial_with(&self, addr: SocketAddr, config: Config) -> Result<ConnId, HandleError> {
+    pub fn dial_with(
+        &self,
+        to: impl Into<Endpoints>,
+        config: Config,
+    ) -> Result<ConnId, HandleError> {
         config.validate().map_err(HandleError::InvalidConfig)?;
         let config = Arc::new(config);
-        self.dial_inner(|reply| Command::Dial(addr, Some(config), reply))
+        let to = to.into();
+        self.dial_inner(|reply| Command::Dial(to, Some(config), reply))
     }
 
-    /// Dials `addr` over TLS, verifying the server as `name` with `tls`
+    /// Dials `to` over TLS, verifying the server as `name` with `tls`
     /// (see [`Reactor::dial_tls`](crate::Reactor::dial_tls)), with
     /// `config` or the reactor's default; waits as [`dial`](Self::dial)
     /// does.
@@ -337,7 +347,7 @@ impl Handle {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn dial_tls(
         &self,
-        addr: SocketAddr,
+        to: impl Into<Endpoints>,
         name: rustls::pki_types::ServerName<'static>,
         tls: Arc<rustls::ClientConfig>,
         config: Option<Config>,
@@ -350,7 +360,8 @@ impl Handle {
             None => None,
         };
         let tls = Box::new((name, tls));
-        self.dial_inner(|reply| Command::DialTls(addr, config, tls, reply))
+        let to = to.into();
+        self.dial_inner(|reply| Command::DialTls(to, config, tls, reply))
     }
 
     fn dial_inner(
@@ -387,6 +398,11 @@ impl Handle {
                 Err(HandleError::Timeout)
             }
         }
+    }
+
+    /// The resolver thread hands the reactor a lookup's answer.
+    pub(crate) fn resolved(&self, answer: crate::resolve::Answer) -> Result<(), HandleError> {
+        self.submit(Command::Resolved(Box::new(answer)))
     }
 
     /// Pauses reading `link` at the reactor's next turn; see

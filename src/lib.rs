@@ -67,7 +67,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tether::{Config, ConnId, Context, DisconnectReason, Handler, PeerInfo, Reactor};
+//! use tether::{Config, ConnId, Context, DisconnectReason, Endpoint, Handler, PeerInfo, Reactor};
 //!
 //! struct Client;
 //!
@@ -86,7 +86,8 @@
 //!     .build()
 //!     .expect("valid config");
 //! let mut reactor = Reactor::with_config(config)?;
-//! let link = reactor.dial("127.0.0.1:7000".parse().unwrap()); // one id for life
+//! // One id for life; the name is looked up again at every redial.
+//! let link = reactor.dial("localhost:7000".parse::<Endpoint>().expect("host:port"));
 //! let handle = reactor.handle(); // Send + Clone
 //! std::thread::spawn(move || handle.send(link, &b"from a thread"[..]));
 //! reactor.run(&mut Client)?;
@@ -152,11 +153,13 @@
 
 mod backoff;
 mod config;
+mod endpoint;
 mod error;
 mod handle;
 mod id;
 mod net;
 mod reactor;
+mod resolve;
 mod rng;
 mod session_ids;
 
@@ -165,6 +168,7 @@ pub use config::{
     ResumeConfig, SocketOptions, UserTimeout, MAX_DURATION, MIN_QUEUE_LIFETIME,
     MIN_STALL_TOLERANCE,
 };
+pub use endpoint::{Endpoint, EndpointError, Endpoints};
 pub use error::{CloseCode, ConfigError, DisconnectReason, TlsFailure};
 pub use handle::{Handle, HandleError, DIAL_WAIT};
 pub use id::{ConnId, ListenerId, SourceId, TimerId};
@@ -172,6 +176,7 @@ pub use proto::conn::{PeerInfo, ResumeStatus, Role, SendError, State, Undelivere
 pub use reactor::{
     CloseCounts, ConnStats, Context, Handler, Message, Reactor, ReactorStats, Ready,
 };
+pub use resolve::{Resolver, SystemResolver};
 
 /// The mio tether is built on, for the application's own event sources
 /// ([`Context::register`] takes any `mio::event::Source` and a

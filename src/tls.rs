@@ -36,7 +36,8 @@
 //! let mut client = Reactor::new()?;
 //! let config = tls::client_config_from_files(Path::new("ca.pem"), None)?;
 //! let name = tls::server_name("example.com")?;
-//! client.dial_tls("127.0.0.1:7443".parse().unwrap(), name, config);
+//! let server: tether::Endpoint = "example.com:7443".parse().expect("host:port");
+//! client.dial_tls(server, name, config);
 //! # Ok(()) }
 //! ```
 

@@ -109,11 +109,15 @@ impl Drop for Server {
 /// Starts `echo_client` against `addr` with heartbeats 200/400 ms and a
 /// 20 ms first redial, plus `extra`.
 fn client(exe: &PathBuf, addr: SocketAddr, extra: &[&str]) -> Child {
-    let addr = addr.to_string();
+    client_to(exe, &addr.to_string(), extra)
+}
+
+/// [`client`] with `--connect connect` (a name, a list).
+fn client_to(exe: &PathBuf, connect: &str, extra: &[&str]) -> Child {
     Command::new(exe)
         .args([
             "--connect",
-            &addr,
+            connect,
             "--interval-ms",
             "200",
             "--timeout-ms",
@@ -314,6 +318,64 @@ fn echo_client_runs_against_a_server_without_resume_and_refuses_bad_flags() {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("usage: echo_client"),
             "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn echo_client_dials_a_host_name_and_a_failover_list_and_refuses_a_bad_one() {
+    let (Some(server_exe), Some(client_exe)) = (example("echo_server"), example("echo_client"))
+    else {
+        return;
+    };
+    let server = Server::start(&server_exe, &[]);
+    let port = server.addr.port();
+    // By name, as people write it (the system's resolver: /etc/hosts).
+    let out = finish(
+        client_to(
+            &client_exe,
+            &format!("localhost:{port}"),
+            &["--window", "8", "--count", "200"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(summary(&out), perfect(200));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("dialing localhost:{port}")),
+        "{stdout}"
+    );
+
+    // A failover list whose first server is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let out = finish(
+        client_to(
+            &client_exe,
+            &format!("{down},localhost:{port}"),
+            &["--window", "8", "--count", "200"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(summary(&out), perfect(200));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("connect failed"), "{stdout}");
+
+    for (bad, why) in [
+        ("localhost", "without a port"),
+        ("localhost:0", "port"),
+        ("bad host:7000", "host"),
+        ("[::1:7000", "host"),
+    ] {
+        let out = finish(client_to(&client_exe, bad, &[]), Duration::from_secs(10));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--connect") && stderr.contains(why),
+            "{bad:?}: {stderr}"
         );
     }
 }

@@ -132,6 +132,48 @@ fn tls_handshake_then_echo() {
 }
 
 #[test]
+fn a_tls_link_dialed_by_name_and_failover_list_verifies_the_name_it_was_given() {
+    init_logs();
+    let ca = Ca::new("test CA");
+    let server = tls_echo_server(config(500, 500), server_tls(&ca.server(&[NAME]), None));
+    let port = server.addr.expect("bound").port();
+    let down = free_addr();
+    // The first endpoint is down; the second is a name whose first address
+    // refuses: each socket tried gets a TLS session of its own.
+    let list: tether::Endpoints = format!("{down},tls.test:{port}")
+        .parse()
+        .expect("endpoints");
+    let name = tls::server_name(NAME).expect("name");
+    let tls_config = client_tls(&ca, None);
+    let client = spawn(config(500, 500), false, move |r| {
+        r.set_resolver(|_: &str, port: u16| -> std::io::Result<Vec<SocketAddr>> {
+            Ok(vec![
+                SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            ])
+        });
+        r.dial_tls(list, name, tls_config);
+        None
+    });
+    let (_, seen) = client
+        .wait_for(ms(5000), |s| matches!(s, Seen::Connected(..)))
+        .expect("connected over TLS");
+    let Seen::Connected(id, peer) = seen else {
+        unreachable!()
+    };
+    assert_eq!((peer.endpoint, peer.moved), (1, false));
+    client.handle.send(id, &b"by name"[..]).expect("send");
+    let (_, echo) = client
+        .wait_for(ms(3000), |s| matches!(s, Seen::Message(..)))
+        .expect("echo");
+    assert_eq!(echo, Seen::Message(id, Bytes::from_static(b"by name")));
+    server.stop();
+    let client = client.stop();
+    assert_eq!(client.stats().closes.tls, 0);
+    assert_eq!(client.stats().connects, 3, "down, [::1] refused, 127.0.0.1");
+}
+
+#[test]
 fn tls_with_a_required_client_certificate() {
     init_logs();
     let ca = Ca::new("test CA");

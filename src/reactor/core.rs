@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Poll, Token};
 use slab::Slab;
 
+use super::route::Peer;
 use super::slot::Slot;
 use super::slots::Slots;
 use super::{ConnId, ConnStats, ListenerId, ReactorStats};
@@ -25,7 +25,6 @@ use crate::config::Config;
 use crate::error::DisconnectReason;
 use crate::handle::{Command, Handle, Shared};
 use crate::id::MAX_SLOTS;
-use crate::net;
 use crate::proto::conn::{Connection, Event, State};
 use crate::proto::wheel::{TimerKey, Wheel};
 
@@ -51,6 +50,9 @@ const ACCEPT_BACKLOG: i32 = 4096;
 pub(super) enum Target {
     Conn(ConnId),
     Listener(ListenerId),
+    /// A routed link's connect to one of its addresses has had its share
+    /// of the connect timeout (see `routing`).
+    Route(ConnId),
     /// An application timer: its cell (see `app`). Two fields, not a
     /// `TimerId`, so that the entry stays 16 bytes.
     App {
@@ -118,6 +120,8 @@ pub(crate) struct Core {
     stats: ReactorStats,
     /// The application's own timers and event sources.
     app: app::AppState,
+    /// Host name lookups: the resolver, and its thread once started.
+    lookups: crate::resolve::Lookups,
     /// The generation of the last id given out (see [`ConnId`]).
     generation: u64,
     /// Server, resume: the connection holding each session, by id.
@@ -182,6 +186,7 @@ impl Core {
             reactor_thread: Some(thread),
             stats: ReactorStats::default(),
             app: app::AppState::default(),
+            lookups: crate::resolve::Lookups::default(),
             generation: 0,
             session_ids: crate::session_ids::SessionIds::new(seed),
             sessions: std::collections::HashMap::new(),
@@ -211,7 +216,8 @@ impl Core {
         Some(ConnStats {
             role: conn.role(),
             state: conn.state(),
-            peer_addr: slot.addr,
+            peer_addr: slot.peer.addr(),
+            endpoint: slot.peer.route().map_or(0, |r| r.endpoint()),
             srtt: conn.rtt().srtt(),
             rttvar: conn.rtt().rttvar(),
             pings_sent: s.pings_sent,
@@ -266,7 +272,7 @@ impl Core {
     fn insert(
         &mut self,
         conn: Connection,
-        addr: SocketAddr,
+        peer: Peer,
         stream: Option<TcpStream>,
     ) -> Option<ConnId> {
         if self.slots.len() >= self.slot_limit {
@@ -275,7 +281,7 @@ impl Core {
         let generation = self.next_generation();
         let idx = self
             .slots
-            .insert_with(|idx| Slot::new(ConnId::new(idx, generation), conn, addr, stream));
+            .insert_with(|idx| Slot::new(ConnId::new(idx, generation), conn, peer, stream));
         Some(ConnId::new(idx, generation))
     }
 
@@ -295,7 +301,11 @@ impl Core {
             return;
         };
         let id = slot.id;
+        let routed = slot.peer.route().is_some();
         let mut scratch = std::mem::take(&mut self.scratch);
+        if routed {
+            self.note_route(idx, &mut scratch);
+        }
         for event in &scratch {
             self.note_sessions(id, event);
         }
@@ -323,7 +333,7 @@ impl Core {
             slot.dirty = false;
             slot.flush(now, &mut self.scratch);
             if let Err(e) = slot.update_interest(self.poll.registry(), Token(idx)) {
-                warn!("{} {}: cannot register socket: {e}", slot.id, slot.addr);
+                warn!("{} {}: cannot register socket: {e}", slot.id, slot.peer);
                 slot.conn.handle_io_error(now, e.kind(), &mut self.scratch);
             }
             if !self.apply_actions(idx) {
@@ -341,7 +351,6 @@ impl Core {
 
     /// Carries out the connection's socket actions; true if there were any.
     fn apply_actions(&mut self, idx: usize) -> bool {
-        let now = self.now;
         let mut acted = false;
         loop {
             let Some(slot) = self.slots.get_mut(idx) else {
@@ -357,21 +366,7 @@ impl Core {
                     slot.drop_stream(self.poll.registry());
                     // A pause belongs to the socket it paused.
                     slot.paused = false;
-                    self.stats.connects += 1;
-                    let config = slot.conn.config().clone();
-                    match net::connect(slot.addr, &config.socket, config.heartbeat) {
-                        #[cfg(feature = "tls")]
-                        Ok(stream) if slot.tls.is_some() => {
-                            slot.stream = Some(stream);
-                            tls::start_client_session(slot, now, &mut self.scratch);
-                        }
-                        Ok(stream) => slot.stream = Some(stream),
-                        Err(e) => {
-                            debug!("{} {}: connect failed at once: {e}", slot.id, slot.addr);
-                            slot.conn
-                                .handle_connect_failed(now, e.kind(), &mut self.scratch);
-                        }
-                    }
+                    self.begin_attempt(idx);
                 }
             }
         }
@@ -396,7 +391,7 @@ impl Core {
                 | DisconnectReason::Tls { .. } => log::Level::Info,
                 _ => log::Level::Debug,
             };
-            log::log!(level, "{} {}: {reason}", slot.id, slot.addr);
+            log::log!(level, "{} {}: {reason}", slot.id, slot.peer);
             self.stats.closes.count(reason);
         }
     }
@@ -428,13 +423,14 @@ impl Core {
         }
         let mut slot = self.slots.remove(idx);
         slot.drop_stream(self.poll.registry());
+        self.forget_route(&mut slot.peer);
         if slot.conn.role() == crate::proto::conn::Role::Server {
             self.forget_session(slot.id, slot.conn.session_id());
         }
         if let Some(filed) = slot.timer {
             self.wheel.cancel(filed.key);
         }
-        debug!("{} {}: released", slot.id, slot.addr);
+        debug!("{} {}: released", slot.id, slot.peer);
     }
 
     pub(super) fn count_turn(&mut self) {
@@ -456,6 +452,7 @@ fn entropy() -> u64 {
 mod accepting;
 mod reading;
 mod requests;
+mod routing;
 mod sessions;
 mod timers;
 

@@ -16,6 +16,7 @@ use log::warn;
 use super::core::Core;
 use super::{ConnId, ConnStats, ListenerId, Message, ReactorStats, Ready};
 use crate::config::Config;
+use crate::endpoint::{Endpoint, Endpoints};
 use crate::error::ConfigError;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Handle;
@@ -48,7 +49,10 @@ use crate::proto::conn::{PeerInfo, SendError, UndeliveredCause};
 /// ```
 pub trait Handler {
     /// The handshake completed: messages can flow. For a dialed link this
-    /// is called again after every successful redial.
+    /// is called again after every successful redial; for one dialed with
+    /// a failover list, [`PeerInfo::endpoint`] says which endpoint it
+    /// reached and [`PeerInfo::moved`] that it moved to another one than
+    /// its previous connection's.
     fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, peer: &PeerInfo) {
         let _ = (cx, id, peer);
     }
@@ -296,18 +300,30 @@ impl Context<'_> {
         self.core.set_reading(id, true)
     }
 
-    /// Dials `addr` with the reactor's default configuration. The link
-    /// redials by itself whenever it is lost; its id never changes.
-    pub fn dial(&mut self, addr: SocketAddr) -> ConnId {
+    /// Dials `to` with the reactor's default configuration: see
+    /// [`Reactor::dial`](super::Reactor::dial).
+    pub fn dial(&mut self, to: impl Into<Endpoints>) -> ConnId {
         let config = self.core.config.clone();
-        self.core.dial(addr, config)
+        self.core.dial(to.into(), config)
     }
 
-    /// Dials `addr` with its own configuration, once
+    /// Dials `to` with its own configuration, once
     /// [`Config::validate`] accepts it (a refused one dials nothing).
-    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> Result<ConnId, ConfigError> {
+    pub fn dial_with(
+        &mut self,
+        to: impl Into<Endpoints>,
+        config: Config,
+    ) -> Result<ConnId, ConfigError> {
         config.validate()?;
-        Ok(self.core.dial(addr, Arc::new(config)))
+        Ok(self.core.dial(to.into(), Arc::new(config)))
+    }
+
+    /// The endpoint connection `id` is on, or trying: for a dialed link,
+    /// the entry of its list (see [`ConnStats::endpoint`] for its index;
+    /// a name's current address is [`ConnStats::peer_addr`]); for an
+    /// accepted connection, its peer's address. `None` for an unknown id.
+    pub fn endpoint(&self, id: ConnId) -> Option<Endpoint> {
+        self.core.endpoint(id)
     }
 
     /// Listens on `addr` with the reactor's default configuration.

@@ -22,9 +22,9 @@
 //!     .build()
 //!     .expect("valid config");
 //! let mut reactor = Reactor::with_config(config)?;
-//! reactor.dial("127.0.0.1:7000".parse().unwrap());
+//! reactor.dial("localhost:7000".parse::<tether::Endpoint>()?);
 //! reactor.run(&mut Client)?;
-//! # Ok::<(), std::io::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod app;
@@ -34,6 +34,7 @@ mod filing;
 mod handler;
 mod lent_run;
 mod message;
+mod route;
 mod slot;
 mod slots;
 mod stats;
@@ -50,6 +51,7 @@ use mio::Events;
 
 use self::core::{Core, ReadStep, LISTENER_BASE, WAKER};
 use crate::config::Config;
+use crate::endpoint::Endpoints;
 use crate::error::ConfigError;
 use crate::handle::Handle;
 use crate::proto::conn::Event;
@@ -136,16 +138,56 @@ impl Reactor {
         self.core.local_addr(id)
     }
 
-    /// Dials `addr`; the link redials by itself whenever it is lost and
+    /// Dials `to`; the link redials by itself whenever it is lost and
     /// keeps this id for its whole life.
-    pub fn dial(&mut self, addr: SocketAddr) -> ConnId {
-        self.context().dial(addr)
+    ///
+    /// `to` is a [`SocketAddr`] (or an `(IpAddr, u16)` pair), dialed as
+    /// it is; an [`Endpoint`](crate::Endpoint) parsed from
+    /// `"host:port"`, whose name is looked up again at every attempt, on
+    /// the reactor's resolver thread (see [`set_resolver`](Self::set_resolver)),
+    /// its addresses (the first 16) tried in turn within the connect
+    /// timeout, IPv6 and IPv4 interleaved, the one that worked last
+    /// first; or
+    /// [`Endpoints`], a failover list. A name that does not resolve ends
+    /// the attempt with [`DisconnectReason::Resolve`](crate::DisconnectReason::Resolve)
+    /// and the link backs off as after a refused connect.
+    ///
+    /// ```no_run
+    /// use tether::{Endpoint, Endpoints, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let by_addr = reactor.dial("127.0.0.1:7000".parse::<std::net::SocketAddr>()?);
+    /// let by_name = reactor.dial("feed.example.com:7000".parse::<Endpoint>()?);
+    /// let failover = reactor.dial("a.example.com:7000,b.example.com:7000".parse::<Endpoints>()?);
+    /// # let _ = (by_addr, by_name, failover);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn dial(&mut self, to: impl Into<Endpoints>) -> ConnId {
+        self.context().dial(to)
     }
 
-    /// Dials `addr` with its own configuration, once
+    /// Dials `to` with its own configuration, once
     /// [`Config::validate`] accepts it (a refused one dials nothing).
-    pub fn dial_with(&mut self, addr: SocketAddr, config: Config) -> Result<ConnId, ConfigError> {
-        self.context().dial_with(addr, config)
+    pub fn dial_with(
+        &mut self,
+        to: impl Into<Endpoints>,
+        config: Config,
+    ) -> Result<ConnId, ConfigError> {
+        self.context().dial_with(to, config)
+    }
+
+    /// Looks host names up with `resolver` from now on, instead of the
+    /// system's ([`SystemResolver`](crate::SystemResolver)). Lookups run
+    /// on one thread, started at the reactor's first name and ended when
+    /// the reactor is dropped (after a lookup in progress returns).
+    pub fn set_resolver(&mut self, resolver: impl crate::Resolver) {
+        self.core.set_resolver(std::sync::Arc::new(resolver));
+    }
+
+    /// The endpoint connection `id` is on, or trying (see
+    /// [`Context::endpoint`]).
+    pub fn endpoint(&self, id: ConnId) -> Option<crate::Endpoint> {
+        self.core.endpoint(id)
     }
 
     /// The full callback API (send, close, dial, …) outside a callback.

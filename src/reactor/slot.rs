@@ -6,13 +6,13 @@
 //! socket and the [`Connection`] and reports what the OS said.
 
 use std::io::{self, IoSlice, Write};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::filing::Filing;
+use super::route::Peer;
 use super::ConnId;
 use crate::proto::conn::{Connection, Event, State};
 use crate::proto::wheel::TimerKey;
@@ -24,8 +24,10 @@ const MAX_IOV: usize = 64;
 pub(super) struct Slot {
     pub(super) id: ConnId,
     pub(super) conn: Connection,
-    /// The peer: the address dialed, or the accepted peer's address.
-    pub(super) addr: SocketAddr,
+    /// The peer: the accepted peer's address, the address dialed, or the
+    /// route of a link dialed by name or with a failover list (boxed, so
+    /// that it costs no more than an address).
+    pub(super) peer: Peer,
     pub(super) stream: Option<TcpStream>,
     /// The interest registered with the poll, if the stream is registered.
     pub(super) interest: Option<Interest>,
@@ -60,16 +62,11 @@ pub(super) struct Filed {
 
 impl Slot {
     /// A slot for connection `id`, with its socket if it has one.
-    pub(super) fn new(
-        id: ConnId,
-        conn: Connection,
-        addr: SocketAddr,
-        stream: Option<TcpStream>,
-    ) -> Slot {
+    pub(super) fn new(id: ConnId, conn: Connection, peer: Peer, stream: Option<TcpStream>) -> Slot {
         Slot {
             id,
             conn,
-            addr,
+            peer,
             stream,
             interest: None,
             timer: None,

@@ -249,7 +249,14 @@ mod tests {
         conn.handle_input(now, &mut hello, &mut Vec::new());
         let mut slots = Slots::new();
         let addr = "127.0.0.1:9".parse().expect("addr");
-        let idx = slots.insert_with(|idx| Slot::new(ConnId::new(idx, 1), conn, addr, None));
+        let idx = slots.insert_with(|idx| {
+            Slot::new(
+                ConnId::new(idx, 1),
+                conn,
+                crate::reactor::route::Peer::Addr(addr),
+                None,
+            )
+        });
         let id = slots.get(idx).expect("slot").id;
         (slots, idx, id)
     }

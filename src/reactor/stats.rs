@@ -20,6 +20,8 @@ pub struct CloseCounts {
     pub connect_timeout: u64,
     /// A TCP connect failed.
     pub connect_failed: u64,
+    /// The endpoint's host name did not resolve.
+    pub resolve_failed: u64,
     /// The peer sent CLOSE.
     pub peer_closed: u64,
     /// The peer closed the stream without CLOSE.
@@ -50,6 +52,7 @@ impl CloseCounts {
             DisconnectReason::HandshakeTimeout => &mut self.handshake_timeout,
             DisconnectReason::ConnectTimeout => &mut self.connect_timeout,
             DisconnectReason::ConnectFailed(_) => &mut self.connect_failed,
+            DisconnectReason::Resolve { .. } => &mut self.resolve_failed,
             DisconnectReason::PeerClosed { .. } => &mut self.peer_closed,
             DisconnectReason::PeerEof => &mut self.peer_eof,
             DisconnectReason::Io(_) => &mut self.io_error,
@@ -70,6 +73,7 @@ impl CloseCounts {
             + self.handshake_timeout
             + self.connect_timeout
             + self.connect_failed
+            + self.resolve_failed
             + self.peer_closed
             + self.peer_eof
             + self.io_error
@@ -147,8 +151,15 @@ pub struct ConnStats {
     pub role: Role,
     /// Where the connection is in its life.
     pub state: State,
-    /// The peer's address (for a dialed link: the address dialed).
+    /// The peer's address. For a dialed link, the address dialed: for a
+    /// link dialed by name, the address of its current socket (or its
+    /// last one; the unspecified address until the name first resolved).
     pub peer_addr: SocketAddr,
+    /// Client: the endpoint the link is on (or trying), as its index in
+    /// the list it was dialed with; 0 for one endpoint, and on a server.
+    /// [`Context::endpoint`](crate::Context::endpoint) gives the endpoint
+    /// itself (its name).
+    pub endpoint: usize,
     /// Smoothed round-trip time, once a PONG has been timed.
     pub srtt: Option<Duration>,
     /// Round-trip time variance.

@@ -331,8 +331,11 @@ impl super::Reactor {
         self.context().listen_tls(addr, tls)
     }
 
-    /// Dials `addr` over TLS, verifying the server's certificate for
-    /// `name` with `tls` (ALPN `tether/1` added if it lacks it). The link
+    /// Dials `to` over TLS, verifying the server's certificate for
+    /// `name` with `tls` (ALPN `tether/1` added if it lacks it). `to` is
+    /// what [`dial`](Self::dial) takes (an address, a host name and
+    /// port, a failover list); `name` is the name every endpoint's
+    /// certificate is checked against, whatever `to` says. The link
     /// redials by itself, with a fresh TLS session each time, and keeps
     /// this id for life; a refused handshake ends that attempt with
     /// [`DisconnectReason::Tls`] and the link backs off as after any
@@ -340,11 +343,11 @@ impl super::Reactor {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn dial_tls(
         &mut self,
-        addr: std::net::SocketAddr,
+        to: impl Into<crate::Endpoints>,
         name: ServerName<'static>,
         tls: Arc<ClientConfig>,
     ) -> crate::ConnId {
-        self.context().dial_tls(addr, name, tls)
+        self.context().dial_tls(to, name, tls)
     }
 
     /// [`dial_tls`](Self::dial_tls) with its own configuration, once
@@ -352,12 +355,12 @@ impl super::Reactor {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn dial_tls_with(
         &mut self,
-        addr: std::net::SocketAddr,
+        to: impl Into<crate::Endpoints>,
         name: ServerName<'static>,
         tls: Arc<ClientConfig>,
         config: crate::Config,
     ) -> Result<crate::ConnId, crate::ConfigError> {
-        self.context().dial_tls_with(addr, name, tls, config)
+        self.context().dial_tls_with(to, name, tls, config)
     }
 }
 
@@ -380,24 +383,24 @@ impl super::Context<'_> {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn dial_tls(
         &mut self,
-        addr: std::net::SocketAddr,
+        to: impl Into<crate::Endpoints>,
         name: ServerName<'static>,
         tls: Arc<ClientConfig>,
     ) -> crate::ConnId {
         let config = self.core.config.clone();
-        self.core.dial_tls(addr, config, name, tls)
+        self.core.dial_tls(to.into(), config, name, tls)
     }
 
     /// [`Reactor::dial_tls_with`](super::Reactor::dial_tls_with).
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn dial_tls_with(
         &mut self,
-        addr: std::net::SocketAddr,
+        to: impl Into<crate::Endpoints>,
         name: ServerName<'static>,
         tls: Arc<ClientConfig>,
         config: crate::Config,
     ) -> Result<crate::ConnId, crate::ConfigError> {
         config.validate()?;
-        Ok(self.core.dial_tls(addr, Arc::new(config), name, tls))
+        Ok(self.core.dial_tls(to.into(), Arc::new(config), name, tls))
     }
 }

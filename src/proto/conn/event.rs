@@ -124,6 +124,16 @@ pub struct PeerInfo {
     pub session_id: u64,
     /// What became of session resume on this connection.
     pub resume: ResumeStatus,
+    /// Client: which of the link's endpoints this connection reached, as
+    /// its index in the list the link was dialed with (see
+    /// [`Endpoints`](crate::Endpoints)); 0 for a link dialed to one
+    /// endpoint, and on a server.
+    pub endpoint: usize,
+    /// Client: the link moved: this connection reached another endpoint
+    /// than its previous connection did (a failover, or the way back to
+    /// the preferred endpoint). False on the first connection, and on a
+    /// server.
+    pub moved: bool,
 }
 
 /// What became of session resume when a connection was established (see

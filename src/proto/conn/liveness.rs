@@ -93,6 +93,10 @@ impl Connection {
             // The server's assigned id on both ends (HELLO carries 0).
             session_id: self.session_id,
             resume,
+            // The reactor fills these in for a link with several
+            // endpoints (or a name): the state machine dials no address.
+            endpoint: 0,
+            moved: false,
         }));
     }
 

@@ -251,6 +251,27 @@ impl Connection {
         }
     }
 
+    /// Client: the host name of the endpoint being dialed did not resolve
+    /// (`kind` and `detail` as the resolver said, `NotFound` for no
+    /// address): the attempt ends as a failed connect does
+    /// ([`DisconnectReason::Resolve`]), and a redial is scheduled.
+    pub fn handle_resolve_failed(
+        &mut self,
+        now: Instant,
+        host: &str,
+        kind: io::ErrorKind,
+        detail: String,
+        events: &mut Vec<Event>,
+    ) {
+        if self.state == State::Connecting {
+            let reason = DisconnectReason::Resolve {
+                kind,
+                detail: format!("{host}: {detail}"),
+            };
+            self.lose(now, reason, events);
+        }
+    }
+
     /// The peer closed its side of the stream (read returned 0).
     ///
     /// The end is reported at once ([`DisconnectReason::PeerEof`]). An

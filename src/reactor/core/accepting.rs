@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::error::CloseCode;
 use crate::net;
 use crate::proto::conn::Connection;
+use crate::reactor::route::Peer;
 
 impl Core {
     /// Accepts until the listen queue is empty (or accepting must pause).
@@ -115,7 +116,7 @@ impl Core {
         let seed = self.next_seed();
         let conn = Connection::server(config, self.now, session, seed);
         // `accept` refuses before the slab is full.
-        let id = self.insert(conn, addr, Some(stream))?;
+        let id = self.insert(conn, Peer::Addr(addr), Some(stream))?;
         debug!("{id} {addr}: accepted");
         Some(id.index())
     }

@@ -26,12 +26,22 @@ impl Core {
             return;
         };
         match net::connect_result(stream) {
-            Ok(true) => slot.conn.handle_connected(now),
+            Ok(true) => {
+                slot.conn.handle_connected(now);
+                if let Some(key) = slot.peer.route_mut().and_then(|r| r.step.take()) {
+                    self.wheel.cancel(key);
+                }
+            }
             Ok(false) => {}
             Err(e) => {
-                debug!("{} {}: connect failed: {e}", slot.id, slot.addr);
-                slot.conn
-                    .handle_connect_failed(now, e.kind(), &mut self.scratch);
+                debug!("{} {}: connect failed: {e}", slot.id, slot.peer);
+                if slot.peer.route().is_some() {
+                    // The next address of the name, if it has one.
+                    self.routed_connect_failed(idx, e.kind());
+                } else {
+                    slot.conn
+                        .handle_connect_failed(now, e.kind(), &mut self.scratch);
+                }
             }
         }
         self.collect(idx);

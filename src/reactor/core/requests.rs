@@ -15,11 +15,13 @@ use mio::{Interest, Token};
 
 use super::{Core, ListenerSlot, ACCEPT_BACKLOG, COMMANDS_PER_TURN, LISTENER_BASE};
 use crate::config::Config;
+use crate::endpoint::Endpoints;
 use crate::error::{CloseCode, DisconnectReason};
 use crate::handle::Command;
 use crate::net;
 use crate::proto::conn::{Connection, Event, SendError, UndeliveredCause};
 use crate::reactor::lent_run::LentRun;
+use crate::reactor::route::Peer;
 use crate::reactor::{ConnId, ListenerId};
 
 impl Core {
@@ -108,18 +110,18 @@ impl Core {
         true
     }
 
-    /// Dials `addr` with `config`, which every caller has validated
+    /// Dials `to` with `config`, which every caller has validated
     /// (`Config::validate`): its durations are added to instants.
-    pub(in crate::reactor) fn dial(&mut self, addr: SocketAddr, config: Arc<Config>) -> ConnId {
+    pub(in crate::reactor) fn dial(&mut self, to: Endpoints, config: Arc<Config>) -> ConnId {
         let seed = self.next_seed();
         let mut conn = Connection::client(config, seed);
         conn.start(self.now);
-        match self.insert(conn, addr, None) {
+        match self.insert(conn, Peer::of(&to), None) {
             Some(id) => {
                 self.service(id.index());
                 id
             }
-            None => self.dial_refused(addr),
+            None => self.dial_refused(&to),
         }
     }
 
@@ -210,17 +212,18 @@ impl Core {
                 Command::Close(id, code, reason) => {
                     self.close(id, code, &reason);
                 }
-                Command::Dial(addr, config, reply) => {
+                Command::Dial(to, config, reply) => {
                     let config = config.unwrap_or_else(|| self.config.clone());
                     // Not if the caller gave up waiting: it has no id.
-                    reply.answer(|| self.dial(addr, config));
+                    reply.answer(|| self.dial(to, config));
                 }
                 #[cfg(feature = "tls")]
-                Command::DialTls(addr, config, tls, reply) => {
+                Command::DialTls(to, config, tls, reply) => {
                     let config = config.unwrap_or_else(|| self.config.clone());
                     let (name, tls) = *tls;
-                    reply.answer(|| self.dial_tls(addr, config, name, tls));
+                    reply.answer(|| self.dial_tls(to, config, name, tls));
                 }
+                Command::Resolved(answer) => self.on_resolved(*answer),
                 Command::Shutdown => self.begin_shutdown(),
                 Command::Reading(id, on) => {
                     self.set_reading(id, on);
@@ -232,9 +235,9 @@ impl Core {
 
     /// A dial the slab has no slot for (it holds all an id can name): the
     /// link gives up at once, under an id that names no slot.
-    pub(super) fn dial_refused(&mut self, addr: SocketAddr) -> ConnId {
+    pub(super) fn dial_refused(&mut self, to: &Endpoints) -> ConnId {
         let id = ConnId::nowhere(self.next_generation());
-        warn!("{id} {addr}: not dialed: the reactor holds its maximum of connections");
+        warn!("{id} {to}: not dialed: the reactor holds its maximum of connections");
         let reason = DisconnectReason::ConnectFailed(io::ErrorKind::OutOfMemory);
         self.pending.push_back((
             id,

@@ -11,6 +11,7 @@ use log::debug;
 
 use super::Core;
 use crate::proto::conn::{Event, ResumeStatus, Role, State};
+use crate::reactor::route::Peer;
 use crate::reactor::ConnId;
 
 impl Core {
@@ -90,7 +91,7 @@ impl Core {
         debug!(
             "{} {}: session {:#x} resumed from {}",
             slot.id,
-            slot.addr,
+            slot.peer,
             request.session_id,
             stream
                 .peer_addr()
@@ -108,7 +109,7 @@ impl Core {
         // one, closed above; none of it may reach the new one.
         while slot.conn.poll_action().is_some() {}
         if let Ok(addr) = stream.peer_addr() {
-            slot.addr = addr;
+            slot.peer = Peer::Addr(addr);
         }
         slot.stream = Some(stream);
         #[cfg(feature = "tls")]

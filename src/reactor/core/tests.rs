@@ -18,7 +18,9 @@ fn core_with_one_connection() -> (Core, usize) {
     let mut core = Core::new(config).expect("core");
     let conn = Connection::server(core.config.clone(), core.now, 1, 1);
     let addr = "127.0.0.1:9".parse().expect("addr");
-    let id = core.insert(conn, addr, None).expect("a free slot");
+    let id = core
+        .insert(conn, Peer::Addr(addr), None)
+        .expect("a free slot");
     (core, id.index())
 }
 
@@ -139,9 +141,10 @@ fn an_entry_left_in_place_never_fires_after_the_deadline_it_stands_for() {
 #[test]
 fn a_stale_id_never_reaches_a_connection_that_reuses_its_slot() {
     let mut core = Core::new(Config::default()).expect("core");
-    let addr = "127.0.0.1:9".parse().expect("addr");
+    let addr = Peer::Addr("127.0.0.1:9".parse().expect("addr"));
     let conn = |core: &Core| Connection::server(core.config.clone(), core.now, 1, 1);
     let old = core.insert(conn(&core), addr, None).expect("a free slot");
+    let addr = Peer::Addr("127.0.0.1:9".parse().expect("addr"));
     core.slots.remove(old.index());
     // 2^32 more connections came and went elsewhere: the counter as they
     // left it.
@@ -164,12 +167,12 @@ fn a_dial_beyond_the_slots_an_id_can_name_gives_up_at_once_under_an_id_of_its_ow
     core.slot_limit = 2;
     let addr: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let config = core.config.clone();
-    let a = core.dial(addr, config.clone());
-    let b = core.dial(addr, config.clone());
+    let a = core.dial(addr.into(), config.clone());
+    let b = core.dial(addr.into(), config.clone());
     assert!(core.slot_index(a).is_some() && core.slot_index(b).is_some());
     core.pending.clear();
-    let c = core.dial(addr, config.clone());
-    let d = core.dial(addr, config);
+    let c = core.dial(addr.into(), config.clone());
+    let d = core.dial(addr.into(), config);
     assert_eq!(core.slots.len(), 2, "no slot taken");
     assert!(core.slot_index(c).is_none() && core.slot_index(d).is_none());
     assert_ne!(c, d, "each has an id of its own");

@@ -116,6 +116,7 @@ impl Core {
                         self.accept(index);
                     }
                 }
+                Target::Route(id) => self.on_route_step(id, key),
                 Target::App { index, generation } => self.expire_app_timer(index, generation),
             }
         }

@@ -36,7 +36,7 @@ pub(super) fn start_client_session(slot: &mut Slot, now: Instant, events: &mut V
         return;
     };
     if let Err(e) = tls.start_client() {
-        warn!("{} {}: cannot start a TLS session: {e}", slot.id, slot.addr);
+        warn!("{} {}: cannot start a TLS session: {e}", slot.id, slot.peer);
         let reason = DisconnectReason::Tls {
             failure: crate::tls::failure_of(&e, true),
             detail: e.to_string(),
@@ -85,11 +85,11 @@ impl Core {
         }
     }
 
-    /// Dials `addr` over TLS, verifying the server as `name`, with `config`
+    /// Dials `to` over TLS, verifying the server as `name`, with `config`
     /// (validated by every caller); every redial makes a fresh session.
     pub(in crate::reactor) fn dial_tls(
         &mut self,
-        addr: SocketAddr,
+        to: crate::endpoint::Endpoints,
         config: Arc<Config>,
         name: ServerName<'static>,
         tls: Arc<ClientConfig>,
@@ -97,7 +97,7 @@ impl Core {
         let tls = crate::tls::with_alpn_client(tls);
         let seed = self.next_seed();
         let conn = Connection::client(config, seed);
-        match self.insert(conn, addr, None) {
+        match self.insert(conn, crate::reactor::route::Peer::of(&to), None) {
             Some(id) => {
                 let idx = id.index();
                 if let Some(slot) = self.slots.get_mut(idx) {
@@ -109,7 +109,7 @@ impl Core {
                 self.service(idx);
                 id
             }
-            None => self.dial_refused(addr),
+            None => self.dial_refused(&to),
         }
     }
 
