@@ -5,6 +5,8 @@
 //! is already pending). The handle never touches a socket itself.
 
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -43,11 +45,24 @@ pub(crate) enum Command {
     Reading(ConnId, bool),
     /// The resolver thread's answer to a lookup (boxed: rare, and larger
     /// than the other commands).
-    Resolved(Box<crate::resolve::Answer>),
+    Resolved(Box<Answer>),
 }
 
 /// How long [`Handle::dial`] waits for the reactor to take the dial.
 pub const DIAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The resolver thread's answer to one lookup, on its way to the
+/// reactor as a [`Command::Resolved`].
+pub(crate) struct Answer {
+    /// The link that asked.
+    pub(crate) id: ConnId,
+    /// The lookup's number: an answer applies only to the lookup its link
+    /// is still waiting for.
+    pub(crate) seq: u64,
+    /// The host looked up.
+    pub(crate) host: Arc<str>,
+    pub(crate) result: io::Result<Vec<SocketAddr>>,
+}
 
 /// The answer to one [`Handle::dial`]: the reactor fills it in, unless the
 /// caller gave up waiting first.
@@ -401,7 +416,7 @@ impl Handle {
     }
 
     /// The resolver thread hands the reactor a lookup's answer.
-    pub(crate) fn resolved(&self, answer: crate::resolve::Answer) -> Result<(), HandleError> {
+    pub(crate) fn resolved(&self, answer: Answer) -> Result<(), HandleError> {
         self.submit(Command::Resolved(Box::new(answer)))
     }
 

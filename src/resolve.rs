@@ -16,7 +16,7 @@ use std::thread;
 
 use log::{debug, warn};
 
-use crate::handle::Handle;
+use crate::handle::{Answer, Handle};
 use crate::id::ConnId;
 
 /// Looks host names up for the links dialed by name.
@@ -84,18 +84,6 @@ struct Request {
     seq: u64,
     host: Arc<str>,
     port: u16,
-}
-
-/// The resolver thread's answer to one lookup.
-pub(crate) struct Answer {
-    /// The link that asked.
-    pub(crate) id: ConnId,
-    /// The lookup's number: an answer applies only to the lookup its link
-    /// is still waiting for.
-    pub(crate) seq: u64,
-    /// The host looked up.
-    pub(crate) host: Arc<str>,
-    pub(crate) result: io::Result<Vec<SocketAddr>>,
 }
 
 /// The reactor's side of name resolution: the resolver in use and, from

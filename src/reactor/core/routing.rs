@@ -17,11 +17,11 @@ use log::debug;
 
 use super::{Core, Target};
 use crate::endpoint::Endpoint;
+use crate::handle::Answer;
 use crate::net;
 use crate::proto::conn::{Event, State, Timer};
 use crate::reactor::route::{Peer, Start};
 use crate::reactor::ConnId;
-use crate::resolve::Answer;
 
 impl Core {
     /// The connection in slot `idx` asked for a socket (its old one is
