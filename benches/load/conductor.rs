@@ -600,37 +600,13 @@ pub fn bench(args: &Args) -> Result<(), String> {
             let order: Vec<&str> = (0..IMPLS.len())
                 .map(|k| IMPLS[(k + round) % IMPLS.len()])
                 .collect();
-            let t = Instant::now();
-            match ctx.interleaved(&order, &job.args, job.budget) {
-                Ok(results) => {
-                    let secs = t.elapsed().as_secs_f64();
-                    for (imp, values) in order.iter().zip(results) {
-                        eprintln!(
-                            "[{:>5.0}s] round {} {:<22} {:<6} {}",
-                            started.elapsed().as_secs_f64(),
-                            round + 1,
-                            job.key,
-                            imp,
-                            report::brief(job.family, &values)
-                        );
-                        runs.push(Run {
-                            key: job.key.clone(),
-                            family: job.family,
-                            imp: (*imp).to_owned(),
-                            round,
-                            values,
-                            secs,
-                        });
-                    }
-                }
-                Err(e) => eprintln!("round {} {}: FAILED: {e}", round + 1, job.key),
-            }
+            let run = (job.key.as_str(), job.family, round);
+            interleaved_round(&ctx, &order, &job.args, job.budget, run, started, &mut runs);
         }
         // Session resume on against off: the same tether server built both
         // ways, interleaved, the generator asking for resume and
         // acknowledging as tether's client does.
         if plan.wants("resume") {
-            let key = RESUME_KEY.to_owned();
             let mut args = interleaved_args(&plan, ECHO_TARGET_CONNS, plan.window, 64);
             args.push("--resume".to_owned());
             args.push("1".to_owned());
@@ -640,67 +616,20 @@ pub fn bench(args: &Args) -> Result<(), String> {
                 ["tether-noresume", "tether"]
             };
             let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms * 2);
-            let t = Instant::now();
-            match ctx.interleaved(&pair, &args, budget) {
-                Ok(results) => {
-                    let secs = t.elapsed().as_secs_f64();
-                    for (imp, values) in pair.iter().zip(results) {
-                        eprintln!(
-                            "[{:>5.0}s] round {} {:<22} {:<15} {}",
-                            started.elapsed().as_secs_f64(),
-                            round + 1,
-                            key,
-                            imp,
-                            report::brief("resume", &values)
-                        );
-                        runs.push(Run {
-                            key: key.clone(),
-                            family: "resume",
-                            imp: (*imp).to_owned(),
-                            round,
-                            values,
-                            secs,
-                        });
-                    }
-                }
-                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
-            }
+            let run = (RESUME_KEY, "resume", round);
+            interleaved_round(&ctx, &pair, &args, budget, run, started, &mut runs);
         }
         // A lone round trip against tether busy polling: every server up,
         // measured in alternating blocks, the order rotating by round.
         if plan.wants("busypoll") {
-            let key = BUSY_POLL_KEY.to_owned();
             let args = interleaved_args(&plan, 1, 1, 64);
             let order: Vec<&str> = (0..SPIN_IMPLS.len())
                 .map(|k| SPIN_IMPLS[(k + round) % SPIN_IMPLS.len()])
                 .collect();
             let budget =
                 Duration::from_millis(plan.warmup_ms + plan.duration_ms * SPIN_IMPLS.len() as u64);
-            let t = Instant::now();
-            match ctx.interleaved(&order, &args, budget) {
-                Ok(results) => {
-                    let secs = t.elapsed().as_secs_f64();
-                    for (imp, values) in order.iter().zip(results) {
-                        eprintln!(
-                            "[{:>5.0}s] round {} {:<22} {:<15} {}",
-                            started.elapsed().as_secs_f64(),
-                            round + 1,
-                            key,
-                            imp,
-                            report::brief("latency", &values)
-                        );
-                        runs.push(Run {
-                            key: key.clone(),
-                            family: "busypoll",
-                            imp: (*imp).to_owned(),
-                            round,
-                            values,
-                            secs,
-                        });
-                    }
-                }
-                Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
-            }
+            let run = (BUSY_POLL_KEY, "busypoll", round);
+            interleaved_round(&ctx, &order, &args, budget, run, started, &mut runs);
         }
         if plan.wants("tls") {
             tls::round(&ctx, &plan, round, started, &mut runs);
@@ -787,6 +716,41 @@ fn record(
         values: result.unwrap_or_default(),
         secs,
     });
+}
+
+/// One interleaved run of the servers in `order` (see
+/// [`Ctx::interleaved`]): each one's result, or the failure, recorded
+/// under the run's key and family.
+fn interleaved_round(
+    ctx: &Ctx,
+    order: &[&str],
+    args: &[String],
+    budget: Duration,
+    (key, family, round): (&str, &'static str, usize),
+    started: Instant,
+    runs: &mut Vec<Run>,
+) {
+    let t = Instant::now();
+    let results = ctx.interleaved(order, args, budget);
+    let secs = t.elapsed().as_secs_f64();
+    match results {
+        Ok(results) => {
+            for (imp, values) in order.iter().zip(results) {
+                record(runs, started, (key, family, imp, round), Ok(values), secs);
+            }
+        }
+        Err(e) => {
+            for imp in order {
+                record(
+                    runs,
+                    started,
+                    (key, family, imp, round),
+                    Err(e.clone()),
+                    secs,
+                );
+            }
+        }
+    }
 }
 
 /// The generator's arguments of an idle run: `conns` connections, each

@@ -233,7 +233,7 @@ pub fn brief(family: &str, v: &BTreeMap<String, f64>) -> String {
     let d = derive(family, v);
     let g = |k: &str| d.get(k).copied().unwrap_or(f64::NAN);
     match family {
-        "latency" => format!(
+        "latency" | "busypoll" => format!(
             "p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  srv {:.0}% ({:.2} us/rt)  other {:.0}%",
             g("p50_us"),
             g("p99_us"),

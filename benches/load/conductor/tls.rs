@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{idle_args, interleaved_args, record, Ctx, Plan, ECHO_TARGET_CONNS};
+use super::{idle_args, interleaved_args, interleaved_round, record, Ctx, Plan, ECHO_TARGET_CONNS};
 use crate::report::{self, Run};
 
 /// The TLS pair: tether's TLS server and the tokio-rustls baseline, with
@@ -54,16 +54,8 @@ pub(super) fn round(ctx: &Ctx, plan: &Plan, round: usize, started: Instant, runs
         ),
     ];
     for (key, family, args) in &interleaved {
-        let t = Instant::now();
-        match ctx.interleaved(&pair, args, budget) {
-            Ok(results) => {
-                let secs = t.elapsed().as_secs_f64();
-                for (imp, values) in pair.iter().zip(results) {
-                    record(runs, started, (key, family, imp, round), Ok(values), secs);
-                }
-            }
-            Err(e) => eprintln!("round {} {key}: FAILED: {e}", round + 1),
-        }
+        let run = (key.as_str(), *family, round);
+        interleaved_round(ctx, &pair, args, budget, run, started, runs);
     }
     let separate = [
         (
