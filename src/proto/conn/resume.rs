@@ -13,7 +13,6 @@ use log::debug;
 
 use super::flags::Flag;
 use super::replay_log::Logged;
-use super::session::Session;
 use super::socket::Socket;
 use super::timer::Timer;
 use super::{Connection, Event, ResumeStatus, Role, State, UndeliveredCause};
@@ -75,7 +74,7 @@ impl Connection {
         if !hello.has(Handshake::RESUME) || self.config.resume.is_none() {
             return ResumeStatus::Off;
         }
-        self.session = Some(Box::default());
+        self.fresh_session();
         ResumeStatus::New
     }
 
@@ -120,20 +119,25 @@ impl Connection {
         Ok(ResumeStatus::New)
     }
 
+    /// A new session, numbered from its first frame (none of which has
+    /// been on a socket yet).
+    pub(super) fn fresh_session(&mut self) {
+        self.session = Some(Box::default());
+        if let Some(unsent) = self
+            .rare
+            .as_deref_mut()
+            .and_then(|r| r.unsent.as_deref_mut())
+        {
+            unsent.on_wire = 0;
+        }
+    }
+
     /// Starts the session's counts over, handing back every message it
     /// held, as `cause`.
     fn restart_session(&mut self, cause: UndeliveredCause, events: &mut Vec<Event>) {
         if let Some(session) = self.session.as_deref_mut() {
             let messages = session.log.take_payloads();
-            *session = Session::default();
-            if let Some(unsent) = self
-                .rare
-                .as_deref_mut()
-                .and_then(|r| r.unsent.as_deref_mut())
-            {
-                // A new session: none of its frames has been on a socket.
-                unsent.on_wire = 0;
-            }
+            self.fresh_session();
             self.hand_back_as(messages, cause, events);
         }
     }
@@ -164,7 +168,7 @@ impl Connection {
         });
         if status == ResumeStatus::Refused {
             // Handed over to this connection's queue: the session is done.
-            self.session = Some(Box::default());
+            self.fresh_session();
             self.sock.flags.set(Flag::Resumable, false);
         } else {
             self.sock.flags.set(Flag::Resumable, true);
@@ -358,7 +362,7 @@ impl Connection {
 
     /// Server: holds a resume HELLO for the driver's answer.
     pub(super) fn await_resume(&mut self, hello: Handshake) {
-        self.session = Some(Box::default());
+        self.fresh_session();
         self.rare_mut().pending_hello = Some(Box::new(hello));
     }
 
@@ -377,7 +381,7 @@ impl Connection {
             "server: session {:#x} not held: a new one",
             hello.session_id
         );
-        self.session = Some(Box::default());
+        self.fresh_session();
         self.negotiate_liveness(&hello);
         let welcome = self.our_handshake();
         codec::encode_welcome(&welcome, self.sock.outbox.ctrl());

@@ -172,3 +172,36 @@ fn without_a_lifetime_waiting_messages_stay() {
     assert!(run(&mut c, ms(500), t0).is_empty());
     assert_eq!(c.written(), data(1..3));
 }
+
+#[test]
+fn a_session_begun_afresh_counts_its_waiting_messages_from_zero() {
+    let mut c = Client::new(with_lifetime(resume_config()));
+    c.connect();
+    c.welcome(RESUME, 77, 0);
+    c.take_events();
+    c.send(0..3);
+    assert_eq!(c.written(), data(0..3));
+    c.conn
+        .handle_io_error(c.now, std::io::ErrorKind::ConnectionReset, &mut c.events);
+    // The redial finds a server that does not resume: the session begins
+    // afresh (what the old one held is handed back as not resumable).
+    c.now += ms(200);
+    c.conn.handle_timeout(c.now, &mut c.events);
+    while c.conn.poll_action().is_some() {}
+    c.connect();
+    c.welcome(0, 0, 0);
+    assert_eq!(
+        connected_status(&c.take_events()),
+        Some(ResumeStatus::Refused)
+    );
+    c.written();
+    c.conn
+        .handle_io_error(c.now, std::io::ErrorKind::ConnectionReset, &mut c.events);
+    c.take_events();
+    // Kept while down, in the new session: they age from here.
+    let t1 = c.now;
+    c.send(3..5);
+    c.conn.handle_queued_while_down(c.now);
+    let handed = run(&mut c, ms(90), t1);
+    assert_eq!(handed, vec![(ms(80), payloads(3..5))]);
+}
