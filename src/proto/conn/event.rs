@@ -111,8 +111,10 @@ impl fmt::Display for UndeliveredCause {
     }
 }
 
-/// What the peer announced in its handshake.
+/// What the peer announced in its handshake. (Non-exhaustive: fields
+/// are added as the protocol grows; read them, match with `..`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// The peer's heartbeat interval (zero if it sends none); on a client
     /// whose server set its liveness (LIVENESS), the interval it set for
