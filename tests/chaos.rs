@@ -9,7 +9,9 @@
 //! - a server `Reactor` with a small random configuration (`max_outbound`
 //!   16–256 KiB, `max_frame` 4 KiB–1 MiB, heartbeats of 50–300 ms, close
 //!   linger 50–200 ms, write stall 200–500 ms), driven by `poll_once` on
-//!   its own thread;
+//!   its own thread; it grants session resume (sessions held 100 ms–2 s
+//!   or 60 s, sometimes at most 1–3 detached), which raw peers never ask
+//!   for;
 //! - 4–14 raw peers on their own threads, speaking the protocol by hand
 //!   with `tests/support`: small receive buffers, partial reads and
 //!   writes, DATA pipelined without reading, bursts just over the
@@ -18,9 +20,11 @@
 //!   any byte (mid-frame and mid-HELLO included), trickled or missing
 //!   HELLOs, vanishing; half of them are slow readers, which read nothing
 //!   while they play so that the server's answers fill the socket;
-//! - a second tether `Reactor` on another thread dialing the server, and
-//!   links the server dials to its own listener (`dial`, `dial_with`, a
-//!   dead address, an invalid configuration, `Handle::dial`);
+//! - a second tether `Reactor` on another thread dialing the server
+//!   (about half of its links with session resume, the rest and its
+//!   later dials without), and links the server dials to its own
+//!   listener (`dial` and `Handle::dial` with resume, `dial_with` without,
+//!   a dead address, an invalid configuration);
 //! - a handler (on both reactors) that on every callback sends (`send`,
 //!   `send_slice`, `forward`; 0 B–4 KiB, sometimes 64 KiB–1 MiB), pauses
 //!   and resumes, dials, and now and then closes; on some connections it
@@ -40,20 +44,31 @@
 //!   control frames' margin, after every turn and every send; the echo's
 //!   held messages within one read of a pause;
 //! - every connection ends with a reason: each `on_connected` is followed
-//!   by exactly one `on_disconnected`, reconnects only for dialed links,
-//!   and at the end no id answers `conn_stats`, the reactors hold no
-//!   connection and are shut down;
+//!   by exactly one `on_disconnected` (and a server's detached session
+//!   that expires by one more, `SessionExpired`, once, never connected
+//!   again), reconnects only for dialed links, an accepted connection
+//!   connects again only as its session `Resumed`, a session resumes only
+//!   where one was, and at the end no id answers `conn_stats`, the
+//!   reactors hold no connection and are shut down;
 //! - well-formed output (a raw peer decodes every frame; WELCOME first,
 //!   nothing after CLOSE);
 //! - every message accepted is delivered or handed back: per connection,
-//!   each `Dropped` batch is the suffix of what had been accepted, in
-//!   order, after the previous batch (never a message twice); refused
-//!   handle sends are ones the handle sent; `messages_sent` counts exactly
-//!   the sends accepted (handler's and handle's); and the receiving end
-//!   — a raw peer, or the tether link that read the connection's id in
-//!   its first message — got exactly, in order, the accepted messages not
-//!   handed back when it read the stream to its end (a clean EOF, or the
-//!   server's CLOSE), a prefix of them otherwise;
+//!   each `Dropped`, `SessionLost`, `NotResumable` or `SessionEnded`
+//!   batch is the suffix of what had been accepted, in order, after the
+//!   previous batch (never a message twice); refused handle sends are
+//!   ones the handle sent; `messages_sent` counts exactly the sends
+//!   accepted (handler's and handle's); and the receiving end — a raw
+//!   peer, or the tether link that read the connection's id in its first
+//!   message (sent once per session: a resumed one goes on in the same
+//!   receive log) — got, in order: without a session, exactly the
+//!   accepted messages not handed back when it read the stream to its end
+//!   (a clean EOF, or the server's CLOSE), a prefix of them otherwise;
+//!   with a session (exactly once across redials), a prefix `A[..r]` of
+//!   the accepted `A` (less any `Dropped`) with the session's hand-back
+//!   `A[h..]` and `h <= r` (not acknowledged: some may have arrived):
+//!   every message it did not hand back arrived, whether or not the
+//!   stream was read to its end, and a session whose id never arrived
+//!   (no receive log) handed back all it had;
 //! - no busy loop: under 50 000 turns a second.
 //!
 //! Its accounting can tell two misorderings apart from other faults (a
@@ -66,6 +81,8 @@
 //! Modes:
 //!
 //! - `cargo test --test chaos`: six rounds from fresh seeds (about 10 s);
+//!   each round's line counts the sessions begun and resumed and the
+//!   receivers checked by the session rule;
 //! - `TETHER_CHAOS_SECS=1800 cargo test --test chaos`: rounds for that
 //!   long (a debug build, on purpose);
 //! - `TETHER_CHAOS_SEED=N cargo test --test chaos`: the round of seed `N`
@@ -96,7 +113,7 @@ use tether::proto::conn::Role;
 use tether::BackoffConfig;
 use tether::{
     CloseCode, Config, ConnId, ConnStats, Context, DisconnectReason, Handle, HandleError, Handler,
-    Message, PeerInfo, Reactor, SendError, UndeliveredCause,
+    Message, PeerInfo, Reactor, ResumeConfig, ResumeStatus, SendError, UndeliveredCause,
 };
 
 /// Rounds of the default (CI) run.
@@ -270,8 +287,9 @@ fn chaos_config(rng: &mut Rng) -> Config {
         .close_linger(ms(rng.range(50, 200)))
         .write_stall_timeout(Some(ms(rng.range(200, 500))))
         .seed(rng.next())
-        // The rounds check the guarantees without resume: every message
-        // is delivered, or handed back as never written whole.
+        // Without resume unless the plan turns it on (`with_resume`):
+        // every message is delivered, or handed back as never written
+        // whole.
         .no_resume()
         .build()
         .expect("valid chaos config");
@@ -281,6 +299,23 @@ fn chaos_config(rng: &mut Rng) -> Config {
     c
 }
 
+/// `config` with session resume on: sessions held 100 ms–2 s or the
+/// default 60 s, and sometimes only a few detached ones, so that a
+/// session is forgotten now and then (`SessionEnded` on the server,
+/// `SessionLost` on the client that comes back for it).
+fn with_resume(mut config: Config, rng: &mut Rng) -> Config {
+    let mut resume = ResumeConfig::default();
+    if rng.chance(50) {
+        resume.session_expiry = ms(rng.range(100, 2000));
+    }
+    if rng.chance(20) {
+        resume.max_detached = rng.usize(1, 4);
+    }
+    config.resume = Some(resume);
+    config.validate().expect("valid chaos config with resume");
+    config
+}
+
 struct Plan {
     /// How long the peers and the handler play before the shutdown.
     play: Duration,
@@ -288,6 +323,9 @@ struct Plan {
     client: Config,
     raw_peers: usize,
     client_links: usize,
+    /// The configurations of the client reactor's first links: about
+    /// half of them ask for session resume.
+    client_link_configs: Vec<Config>,
     self_dials: usize,
     dial_budget: u32,
     handle_thread: bool,
@@ -296,12 +334,29 @@ struct Plan {
 
 impl Plan {
     fn new(rng: &mut Rng) -> Plan {
+        let play = ms(rng.range(800, 1600));
+        // The server grants resume (raw peers never ask for it); its links
+        // dialed with its own configuration ask for it.
+        let server = chaos_config(rng);
+        let server = with_resume(server, rng);
+        let client = chaos_config(rng);
+        let client_links = rng.usize(0, 3);
+        let client_link_configs = (0..client_links)
+            .map(|_| {
+                if rng.chance(50) {
+                    with_resume(client.clone(), rng)
+                } else {
+                    client.clone()
+                }
+            })
+            .collect();
         Plan {
-            play: ms(rng.range(800, 1600)),
-            server: chaos_config(rng),
-            client: chaos_config(rng),
+            play,
+            server,
+            client,
             raw_peers: rng.usize(4, 14),
-            client_links: rng.usize(0, 3),
+            client_links,
+            client_link_configs,
             self_dials: rng.usize(0, 3),
             dial_budget: rng.range(0, 6) as u32,
             handle_thread: rng.chance(85),
@@ -331,6 +386,10 @@ struct DropRec {
     late: bool,
     /// Where the batch before it ended (its handler-sent part).
     floor: usize,
+    /// Handed back by a session that could not go on (`SessionLost`,
+    /// `NotResumable`, `SessionEnded`): not acknowledged, so some of them
+    /// may have arrived.
+    session: bool,
     /// The connection's state and the reactor's turn when it came (for
     /// diagnostics).
     when: (Option<tether::proto::conn::State>, u64),
@@ -347,6 +406,11 @@ struct Track {
     echo: bool,
     connected: bool,
     connects: u32,
+    /// Connects that began (`New`) or went on with (`Resumed`) a session.
+    sessions: u32,
+    resumed: u32,
+    /// A server's detached session expired (`SessionExpired`).
+    expired: bool,
     disconnects: u32,
     /// Messages the handler's sends were accepted with, in order.
     cx: Vec<Fp>,
@@ -395,6 +459,11 @@ struct Counts {
     late: u64,
     /// Partly written messages handed back after the batch behind them.
     late_heads: u64,
+    /// Connects that began a session, and that resumed one.
+    sessions: u64,
+    resumed: u64,
+    /// Messages handed back by sessions that could not go on.
+    session_back: u64,
 }
 
 struct Chaos {
@@ -489,6 +558,9 @@ impl Chaos {
             echo: false,
             connected: false,
             connects: 0,
+            sessions: 0,
+            resumed: 0,
+            expired: false,
             disconnects: 0,
             cx: Vec::new(),
             how: Vec::new(),
@@ -861,7 +933,7 @@ impl Chaos {
 }
 
 impl Handler for Chaos {
-    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, _: &PeerInfo) {
+    fn on_connected(&mut self, cx: &mut Context<'_>, id: ConnId, info: &PeerInfo) {
         self.cb = "on_connected";
         self.counts.connects += 1;
         let echo = self.rng.chance(40);
@@ -873,18 +945,47 @@ impl Handler for Chaos {
             t.echo = echo;
         }
         let dialed = t.dialed;
+        let (had_session, again) = (t.sessions > 0, t.connects > 1);
+        let resumed = matches!(info.resume, ResumeStatus::Resumed { .. });
+        match info.resume {
+            ResumeStatus::New => t.sessions += 1,
+            ResumeStatus::Resumed { .. } => {
+                t.sessions += 1;
+                t.resumed += 1;
+            }
+            _ => {}
+        }
         check!(
             self,
             !was,
             "{id}: on_connected twice without on_disconnected"
         );
+        // A session resumes only where one was, and a server's session
+        // only ever under the `ConnId` it began with.
+        let expired = t.expired;
+        self.counts.sessions += u64::from(info.resume == ResumeStatus::New);
+        self.counts.resumed += u64::from(resumed);
+        check!(self, !expired, "{id}: connected after its session expired");
+        check!(
+            self,
+            !resumed || had_session,
+            "{id}: resumed ({:?}) without a session before",
+            info.resume
+        );
+        check!(
+            self,
+            dialed || again == resumed,
+            "{id}: an accepted connection connected again as {:?}",
+            info.resume
+        );
         if !dialed {
             let peer = cx.conn_stats(id).map(|s| s.peer_addr);
             self.tracks.get_mut(&id).expect("tracked").peer = peer;
         }
-        if !dialed {
+        if !dialed && !resumed {
             // Its id first, so that a tether peer can tell whose messages
-            // it receives.
+            // it receives (a resumed session goes on where it was: one
+            // receive log per session).
             let m = payload(MAGIC_ID, id.as_u64(), 16);
             self.via = "id";
             let r = cx.send_slice(id, &m);
@@ -970,11 +1071,17 @@ impl Handler for Chaos {
         let was = t.connected;
         t.connected = false;
         t.disconnects += 1;
+        // A server's session held detached after its socket ended (that
+        // was reported) and never resumed ends for good with a second
+        // `on_disconnected`, once.
+        let expired = *reason == DisconnectReason::SessionExpired;
+        let session_end = expired && !t.dialed && t.sessions > 0 && !t.expired;
+        t.expired |= expired;
         t.ended = Some((reason.clone(), turn));
         check!(
             self,
-            was,
-            "{id}: on_disconnected ({reason}) while not connected"
+            was != session_end,
+            "{id}: on_disconnected ({reason}) while not connected, or a session's end while connected"
         );
         self.live.retain(|&l| l != id);
         self.paused.remove(&id);
@@ -1025,8 +1132,19 @@ impl Handler for Chaos {
         let fps: Vec<Fp> = messages.iter().map(|m| fp(m)).collect();
         check!(self, !fps.is_empty(), "{id}: an empty batch handed back");
         let t = self.track(cx, id);
+        let session = matches!(
+            cause,
+            UndeliveredCause::SessionLost
+                | UndeliveredCause::NotResumable
+                | UndeliveredCause::SessionEnded
+        );
         match cause {
-            UndeliveredCause::Dropped => {
+            UndeliveredCause::Dropped
+            | UndeliveredCause::SessionLost
+            | UndeliveredCause::NotResumable
+            | UndeliveredCause::SessionEnded => {
+                // A session hands back what the peer did not acknowledge:
+                // the same suffix rule.
                 let (handle, mine): (Vec<Fp>, Vec<Fp>) = fps.iter().partition(|f| is_handle(f));
                 // The handler's part: the suffix of what it had accepted,
                 // after anything handed back before.
@@ -1038,10 +1156,14 @@ impl Handler for Chaos {
                 // message just before that batch.
                 // (A late head sent through the handle is told offline.)
                 let late = !suffix
+                    && !session
                     && k == 1
                     && fps.len() == 1
                     && t.drops.last().is_some_and(|p| {
-                        !p.late && p.cx_start > p.floor && t.cx[p.cx_start - 1] == mine[0]
+                        !p.late
+                            && !p.session
+                            && p.cx_start > p.floor
+                            && t.cx[p.cx_start - 1] == mine[0]
                     });
                 if !suffix && !late {
                     // Where each one handed back stands among the accepted.
@@ -1055,7 +1177,7 @@ impl Handler for Chaos {
                         .map(|(f, h)| (f.len, h.0, h.1))
                         .collect();
                     panic!(
-                        "[{name} seed {seed}] {id}: {k} messages handed back are not the suffix \
+                        "[{name} seed {seed}] {id}: {k} messages handed back ({cause:?}) are not the suffix \
                          of the {n} accepted (the last batch ended at {}): they stand at {at:?} \
                          (lengths {:?}); the last accepted have lengths {lens:?}; stats {:?}; \
                          turn {}; ended {:?}; batches before: {:?}",
@@ -1082,10 +1204,14 @@ impl Handler for Chaos {
                     handle,
                     late,
                     floor,
+                    session,
                     when,
                 });
                 t.dropped_to = n;
                 self.counts.late_heads += u64::from(late);
+                if session {
+                    self.counts.session_back += fps.len() as u64;
+                }
                 self.counts.handed_back += fps.len() as u64;
             }
             UndeliveredCause::Refused(e) => {
@@ -1948,12 +2074,18 @@ fn raw_peer(
 
 // ----- the verdict ---------------------------------------------------------
 
-/// `xs` without the ranges handed back.
-fn written<'a>(xs: &'a [Fp], dropped: &[(usize, usize)]) -> Vec<&'a Fp> {
+/// `xs` without the ranges handed back as never written (`Dropped`),
+/// each with whether a session handed it back (it may have arrived).
+fn written<'a>(xs: &'a [Fp], dropped: &[(usize, usize, bool)]) -> Vec<(&'a Fp, bool)> {
+    let within = |i: usize, session: bool| {
+        dropped
+            .iter()
+            .any(|&(s, n, by)| by == session && (s..s + n).contains(&i))
+    };
     xs.iter()
         .enumerate()
-        .filter(|(i, _)| !dropped.iter().any(|&(s, n)| (s..s + n).contains(i)))
-        .map(|(_, f)| f)
+        .filter(|&(i, _)| !within(i, false))
+        .map(|(i, f)| (f, within(i, true)))
         .collect()
 }
 
@@ -2013,7 +2145,7 @@ fn verify_conn(
     let mut at = 0;
     let mut before_prev: (usize, Option<usize>) = (0, None);
     let mut prev_late = true; // (no batch before the first)
-    let mut handle_dropped: Vec<(usize, usize)> = Vec::new();
+    let mut handle_dropped: Vec<(usize, usize, bool)> = Vec::new();
     for d in &t.drops {
         let Some(first) = d.handle.first() else {
             if !d.late {
@@ -2047,13 +2179,13 @@ fn verify_conn(
         }
         if handle_dropped
             .iter()
-            .any(|&(s, n)| (s..s + n).contains(&start))
+            .any(|&(s, n, _)| (s..s + n).contains(&start))
         {
             return Err(format!(
                 "{name} {id}: handle message {first:?} handed back twice"
             ));
         }
-        handle_dropped.push((start, d.handle.len()));
+        handle_dropped.push((start, d.handle.len(), d.session));
         if !late {
             before_prev = (at, Some(start));
             at = start + d.handle.len();
@@ -2077,11 +2209,19 @@ fn verify_conn(
             stats.messages_undelivered
         ));
     }
-    // What the peer read: exactly (clean EOF) or a prefix of what was
-    // written whole, for both the handler's and the handle's messages.
+    // What the peer read, for both the handler's and the handle's
+    // messages: without a session, exactly (clean EOF) or a prefix of what
+    // was written whole; with one, a prefix of what was accepted (and
+    // not handed back as never written) that holds every message its
+    // session did not hand back: those handed back, not acknowledged, may
+    // have arrived or not.
     if let Some((got, clean)) = received {
-        let cx_dropped: Vec<(usize, usize)> =
-            t.drops.iter().map(|d| (d.cx_start, d.cx_len)).collect();
+        let session = t.sessions > 0;
+        let cx_dropped: Vec<(usize, usize, bool)> = t
+            .drops
+            .iter()
+            .map(|d| (d.cx_start, d.cx_len, d.session))
+            .collect();
         let sources = [
             ("handler", written(&t.cx, &cx_dropped)),
             ("handle", written(&queued, &handle_dropped)),
@@ -2092,12 +2232,21 @@ fn verify_conn(
                 .filter(|f| is_handle(f) == (who == "handle"))
                 .collect();
             let n = got.len().min(want.len());
-            let prefix = got[..n] == want[..n];
-            if !prefix || got.len() > want.len() || (clean && got.len() != want.len()) {
-                let diverge = (0..n).find(|&i| got[i] != want[i]);
+            let prefix = (0..n).all(|i| got[i] == want[i].0);
+            // How many must have arrived: up to the last one no session
+            // handed back.
+            let kept = want.iter().rposition(|w| !w.1).map_or(0, |i| i + 1);
+            let short = if session {
+                got.len() < kept
+            } else {
+                clean && got.len() != want.len()
+            };
+            if !prefix || got.len() > want.len() || short {
+                let diverge = (0..n).find(|&i| got[i] != want[i].0);
                 return Err(format!(
-                    "{name} {id}: the peer read {} of the {}'s messages ({} accepted and not handed back, \
-                     clean EOF {clean}, first difference at {diverge:?}); {} handed back",
+                    "{name} {id}: the peer read {} of the {}'s messages ({} accepted and not handed \
+                     back as unwritten, {kept} of them not handed back by a session; session \
+                     {session}, clean EOF {clean}, first difference at {diverge:?}); {} handed back",
                     got.len(),
                     who,
                     want.len(),
@@ -2123,19 +2272,24 @@ struct Summary {
     reasons: BTreeMap<String, u32>,
     late: u64,
     late_heads: u64,
-    checked: (usize, usize),
+    checked: (usize, usize, usize),
     stalled: usize,
+    /// Both reactors: connects that began a session, that resumed one,
+    /// and messages sessions handed back.
+    sessions: u64,
+    resumed: u64,
+    session_back: u64,
 }
 
 /// Checks the books of both reactors; returns how many raw peers were
-/// checked exactly (clean EOF) and as a prefix.
+/// checked exactly (clean EOF), as a prefix, and by the session rule.
 fn verify(
     server: &Driven,
     client: Option<&Driven>,
     handle_log: &[(ConnId, Fp)],
     peers: &[PeerReport],
-) -> Result<(usize, usize), String> {
-    let mut checked = (0, 0);
+) -> Result<(usize, usize, usize), String> {
+    let mut checked = (0, 0, 0);
     let mut handle_sent: HashMap<ConnId, Vec<Fp>> = HashMap::new();
     for (id, f) in handle_log {
         handle_sent.entry(*id).or_default().push(*f);
@@ -2177,11 +2331,23 @@ fn verify(
                 }
                 _ => None, // a tether peer, or a port used twice
             });
-        let peer = peer.or_else(|| match rx.get(&id.as_u64()).map(Vec::as_slice) {
-            Some([log]) if !t.dialed => Some((&log.got[..], log.clean)),
+        let logs = rx.get(&id.as_u64()).map_or(&[][..], Vec::as_slice);
+        if logs.len() > 1 {
+            // One id message per accepted connection, none again when its
+            // session resumes.
+            return Err(format!("server {id}: {} receive logs", logs.len()));
+        }
+        let session = !t.dialed && t.sessions > 0;
+        let peer = peer.or_else(|| match logs {
+            [log] if !t.dialed => Some((&log.got[..], log.clean)),
+            // A session's receiver is a tether link: without a log it got
+            // nothing (its id comes first), so the session must have
+            // handed back all it was given.
+            [] if session => Some((&[][..], false)),
             _ => None,
         });
         match peer {
+            Some(_) if session => checked.2 += 1,
             Some((_, true)) => checked.0 += 1,
             Some((_, false)) => checked.1 += 1,
             None => {}
@@ -2276,15 +2442,23 @@ fn round(seed: u64) -> Summary {
     // A second reactor dialing it.
     let client = (plan.client_links > 0).then(|| {
         let (config, stop, mut rng) = (plan.client.clone(), client_stop.clone(), rng.fork());
-        let (links, budget) = (plan.client_links, plan.dial_budget);
+        let (links, budget) = (plan.client_link_configs.clone(), plan.dial_budget);
         thread::Builder::new()
             .name("chaos-client".into())
             .spawn(move || {
                 let mut reactor = Reactor::with_config(config.clone()).expect("reactor");
                 let mut h = Chaos::new("client", seed, rng.fork(), config.clone(), addr);
-                for _ in 0..links {
-                    let id = reactor.dial(addr);
-                    h.new_track(id, true, &config);
+                for link in links {
+                    // `dial` for a link with the reactor's configuration,
+                    // `dial_with` for one with resume.
+                    let id = if link.resume.is_some() {
+                        reactor
+                            .dial_with(addr, link.clone())
+                            .expect("a valid config dials")
+                    } else {
+                        reactor.dial(addr)
+                    };
+                    h.new_track(id, true, &link);
                 }
                 h.dials_left = budget;
                 drive(reactor, h, &stop)
@@ -2359,6 +2533,10 @@ fn round(seed: u64) -> Summary {
         late_heads: s.counts.late_heads
             + client.as_ref().map_or(0, |c| c.handler.counts.late_heads),
         late: s.counts.late + client.as_ref().map_or(0, |c| c.handler.counts.late),
+        sessions: s.counts.sessions + client.as_ref().map_or(0, |c| c.handler.counts.sessions),
+        resumed: s.counts.resumed + client.as_ref().map_or(0, |c| c.handler.counts.resumed),
+        session_back: s.counts.session_back
+            + client.as_ref().map_or(0, |c| c.handler.counts.session_back),
     };
     // Both orderings hold now (`tests/delivery_order.rs`): the checks
     // below the tolerances must find neither.
@@ -2379,8 +2557,10 @@ fn run_round(n: u32, seed: u64) {
             "chaos round {n}: seed {seed} clean in {:.1} s: {} peers, {} connections, \
              {} messages accepted, {} handed back ({} late heads), {} refused, \
              {} received by the server, \
-             {} by raw peers; receivers checked exactly {}, as a prefix {} ({} raw peers gave \
-             up waiting); {} after on_disconnected; {} closes {:?}; {:.0} turns/s",
+             {} by raw peers; receivers checked exactly {}, as a prefix {}, as a session {} \
+             ({} raw peers gave \
+             up waiting); {} after on_disconnected; {} sessions, {} resumed, {} messages \
+             handed back by sessions; {} closes {:?}; {:.0} turns/s",
             s.secs,
             s.peers,
             s.conns,
@@ -2392,8 +2572,12 @@ fn run_round(n: u32, seed: u64) {
             s.peer_read,
             s.checked.0,
             s.checked.1,
+            s.checked.2,
             s.stalled,
             s.late,
+            s.sessions,
+            s.resumed,
+            s.session_back,
             s.closes,
             s.reasons,
             s.turns_per_sec
