@@ -73,9 +73,16 @@ pub trait Handler {
         let _ = (cx, id, message);
     }
 
-    /// A connection that had been reported connected ended. An accepted
-    /// connection is gone after this; a dialed link will redial unless it
-    /// was closed by the application.
+    /// A connection that had been reported connected ended. A dialed link
+    /// will redial unless it was closed by the application. An accepted
+    /// connection is gone after this, unless it holds a resumed session
+    /// (session resume, on by default): then its `ConnId` stays, held
+    /// detached for the client, and either connects again
+    /// ([`PeerInfo::resume`] is [`ResumeStatus::Resumed`]) or gets a second
+    /// `on_disconnected` with [`DisconnectReason::SessionExpired`] when the
+    /// session expires or is evicted, after which it is gone.
+    ///
+    /// [`ResumeStatus::Resumed`]: crate::ResumeStatus::Resumed
     fn on_disconnected(&mut self, cx: &mut Context<'_>, id: ConnId, reason: &DisconnectReason) {
         let _ = (cx, id, reason);
     }
