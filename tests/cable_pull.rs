@@ -992,7 +992,16 @@ fn cable_pull_1_heartbeats_drop_the_dead_link_on_both_sides_within_i_plus_t() {
     support::init_logs();
     let outcome = pull_the_cable(Mode::Heartbeat);
     report(&outcome);
-    assert_detected_and_back(&outcome, |why| why == "HeartbeatTimeout");
+    assert_detected_and_back(&outcome, heartbeat_or_unreachable);
+}
+
+/// The reason a dead link may be dropped for in the heartbeat runs: the
+/// heartbeat timeout, or, with the client's interface down, the kernel's
+/// ENETUNREACH for a retransmission that it reported just before the
+/// deadline (a turn reads sockets before it runs timers). Either way the
+/// drop must fall within the window, which is what these runs measure.
+fn heartbeat_or_unreachable(why: &str) -> bool {
+    why == "HeartbeatTimeout" || why == "Io(NetworkUnreachable)"
 }
 
 #[test]
@@ -1013,7 +1022,7 @@ fn cable_pull_4_heartbeats_over_tls_drop_the_dead_link_within_i_plus_t() {
     support::init_logs();
     let outcome = pull_the_cable(Mode::HeartbeatTls);
     report(&outcome);
-    assert_detected_and_back(&outcome, |why| why == "HeartbeatTimeout");
+    assert_detected_and_back(&outcome, heartbeat_or_unreachable);
 }
 
 #[test]
