@@ -685,19 +685,8 @@ impl Gen {
                     return;
                 }
                 Ok(n) => {
-                    let now = Instant::now();
-                    let total = carried + n;
-                    let rbuf = std::mem::take(&mut self.rbuf);
-                    let used = self.consume(idx, &rbuf[..total], now);
-                    let conn = &mut self.conns[idx];
-                    conn.partial.clear();
-                    conn.partial.extend_from_slice(&rbuf[used..total]);
-                    self.rbuf = rbuf;
-                    if self.conns[idx].phase == Phase::Closed {
+                    if !self.take_read(idx, carried + n, Instant::now()) {
                         return;
-                    }
-                    if self.echo {
-                        self.refill(idx);
                     }
                     self.send_obuf(poll, idx);
                     if n < space {
@@ -715,6 +704,26 @@ impl Gen {
     }
 
     /// Handles the whole frames of `buf`; returns the bytes used.
+    /// Handles the first `total` bytes of the read buffer for connection
+    /// `idx`: its frames are consumed, an incomplete one is kept for the
+    /// next read, and an echo run's window is refilled. False once the
+    /// connection is closed.
+    fn take_read(&mut self, idx: usize, total: usize, now: Instant) -> bool {
+        let rbuf = std::mem::take(&mut self.rbuf);
+        let used = self.consume(idx, &rbuf[..total], now);
+        let conn = &mut self.conns[idx];
+        conn.partial.clear();
+        conn.partial.extend_from_slice(&rbuf[used..total]);
+        self.rbuf = rbuf;
+        if self.conns[idx].phase == Phase::Closed {
+            return false;
+        }
+        if self.echo {
+            self.refill(idx);
+        }
+        true
+    }
+
     fn consume(&mut self, idx: usize, buf: &[u8], now: Instant) -> usize {
         let mut pos = 0;
         loop {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mio::Poll;
 
-use super::{set_write_interest, Gen, Phase, READ_CHUNK};
+use super::{set_write_interest, Gen, READ_CHUNK};
 
 /// The most plaintext one TLS record carries (a record begun in an
 /// earlier read can complete in this one).
@@ -93,17 +93,8 @@ impl Gen {
                 self.lost(idx, &io::ErrorKind::InvalidData.into());
                 return;
             }
-            let rbuf = std::mem::take(&mut self.rbuf);
-            let used = self.consume(idx, &rbuf[..total], Instant::now());
-            let conn = &mut self.conns[idx];
-            conn.partial.clear();
-            conn.partial.extend_from_slice(&rbuf[used..total]);
-            self.rbuf = rbuf;
-            if self.conns[idx].phase == Phase::Closed {
+            if !self.take_read(idx, total, Instant::now()) {
                 return;
-            }
-            if self.echo {
-                self.refill(idx);
             }
             // The answers, and whatever the session has to say (its
             // handshake flight, HELLO once the handshake is done).
