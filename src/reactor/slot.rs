@@ -21,18 +21,22 @@ use crate::proto::wheel::TimerKey;
 const MAX_IOV: usize = 64;
 
 /// A connection, its socket (while it has one) and its bookkeeping.
+///
+/// In declaration order (`repr(C)`): the reactor's per-read fields in the
+/// first 64 bytes, then the connection (its hot part first), then the
+/// peer, which only logging, routing and the application's look-ups read.
+#[repr(C)]
 pub(super) struct Slot {
     pub(super) id: ConnId,
-    pub(super) conn: Connection,
-    /// The peer: the accepted peer's address, the address dialed, or the
-    /// route of a link dialed by name or with a failover list (boxed, so
-    /// that it costs no more than an address).
-    pub(super) peer: Peer,
+    /// The wheel entry, if any.
+    pub(super) timer: Option<Filed>,
+    /// TLS (a TLS listener's connection, or a TLS dial); `None` on a
+    /// plain connection, which pays this one pointer.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Box<super::tls::TlsSession>>,
     pub(super) stream: Option<TcpStream>,
     /// The interest registered with the poll, if the stream is registered.
     pub(super) interest: Option<Interest>,
-    /// The wheel entry, if any.
-    pub(super) timer: Option<Filed>,
     /// Listed in the reactor's dirty list.
     pub(super) dirty: bool,
     /// The application paused reading this socket (see
@@ -45,10 +49,11 @@ pub(super) struct Slot {
     /// counted in the reactor's close stats (compared for change: the
     /// count wraps).
     pub(super) counted_disconnects: u32,
-    /// TLS (a TLS listener's connection, or a TLS dial); `None` on a
-    /// plain connection, which pays this one pointer.
-    #[cfg(feature = "tls")]
-    pub(super) tls: Option<Box<super::tls::TlsSession>>,
+    pub(super) conn: Connection,
+    /// The peer: the accepted peer's address, the address dialed, or the
+    /// route of a link dialed by name or with a failover list (boxed, so
+    /// that it costs no more than an address).
+    pub(super) peer: Peer,
 }
 
 /// A connection's wheel entry and when traffic may move it.
@@ -218,5 +223,29 @@ mod tests {
         // (With the `tls` feature a slot holds one more pointer.)
         let budget = if cfg!(feature = "tls") { 488 } else { 480 };
         assert!(slot <= budget, "Slot grew to {slot} bytes");
+    }
+
+    #[test]
+    fn the_reactors_per_read_fields_share_the_slots_first_line() {
+        use std::mem::offset_of;
+        // What every read looks at besides the connection: its id, socket,
+        // interest, marks and wheel entry, then the connection itself
+        // (hot part first); the peer, read for logs and routing, last.
+        let conn = offset_of!(super::Slot, conn);
+        // (A debug build's mio socket carries a selector id: 8 bytes.)
+        let line = if cfg!(debug_assertions) { 72 } else { 64 };
+        assert!(conn <= line, "the connection starts at {conn}");
+        for at in [
+            offset_of!(super::Slot, id),
+            offset_of!(super::Slot, stream),
+            offset_of!(super::Slot, interest),
+            offset_of!(super::Slot, dirty),
+            offset_of!(super::Slot, paused),
+            offset_of!(super::Slot, counted_disconnects),
+            offset_of!(super::Slot, timer),
+        ] {
+            assert!(at < conn);
+        }
+        assert!(offset_of!(super::Slot, peer) > conn);
     }
 }

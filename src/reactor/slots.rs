@@ -160,6 +160,13 @@ impl Slots {
         self.reading = self.slab.get(idx).map(|slot| slot.id);
     }
 
+    /// Whether connection `id` is the one whose read is being delivered
+    /// (the reactor services it when the read ends).
+    #[inline]
+    pub(super) fn is_reading(&self, id: ConnId) -> bool {
+        self.reading == Some(id)
+    }
+
     /// Ends the read begun last: the run goes back to its connection.
     pub(super) fn end_read(&mut self) {
         self.settle();

@@ -217,9 +217,23 @@ impl std::error::Error for SendError {}
 /// `u64`, and the `u32` counts of things that happen at most once per timer
 /// period or per connection attempt stop at `u32::MAX` — except
 /// `disconnects`, which wraps to 0 (drivers compare it for change).
+// In declaration order: the counters every read and write moves first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(C)]
 pub struct Stats {
+    /// DATA frames received.
+    pub messages_received: u64,
+    /// DATA frames queued for sending.
+    pub messages_sent: u64,
+    /// Bytes received, all frames included.
+    pub bytes_received: u64,
+    /// Bytes written to the socket, all frames included.
+    pub bytes_sent: u64,
+    /// Sockets (or connect attempts) that ended, for any reason; the last
+    /// reason is [`Connection::close_reason`](super::Connection::close_reason).
+    /// Wraps to 0 after `u32::MAX`.
+    pub disconnects: u32,
     /// PINGs we sent (queued for sending; a probe that finds our previous
     /// PING still queued reuses it and is not counted again).
     pub pings_sent: u32,
@@ -227,22 +241,13 @@ pub struct Stats {
     pub pings_received: u64,
     /// PONGs received (matching or not).
     pub pongs_received: u64,
-    /// DATA frames received.
-    pub messages_received: u64,
-    /// DATA frames queued for sending.
-    pub messages_sent: u64,
-    /// Of those, the ones handed back undelivered ([`Event::Undelivered`]).
+    /// Of the messages sent, the ones handed back undelivered
+    /// ([`Event::Undelivered`]).
     pub messages_undelivered: u64,
-    /// Bytes received, all frames included.
-    pub bytes_received: u64,
-    /// Bytes written to the socket, all frames included.
-    pub bytes_sent: u64,
+    /// ACK frames received.
+    pub acks_received: u64,
     /// Handshakes completed.
     pub handshakes: u32,
-    /// Sockets (or connect attempts) that ended, for any reason; the last
-    /// reason is [`Connection::close_reason`](super::Connection::close_reason).
-    /// Wraps to 0 after `u32::MAX`.
-    pub disconnects: u32,
     /// Heartbeat deadlines that came due during a local stall and were
     /// answered with a fresh `T` (and a fresh PING, unless ours was still
     /// queued) instead of a conviction.
@@ -253,6 +258,4 @@ pub struct Stats {
     /// ACK frames sent: receipt counts of a resumed session, and signs of
     /// life while we were receiving without saying anything.
     pub acks_sent: u32,
-    /// ACK frames received.
-    pub acks_received: u64,
 }

@@ -128,32 +128,27 @@ struct Actions {
 
 /// One end of one tether link: a state machine driven by `handle_*` inputs
 /// and read through `poll_*` outputs. See the [module docs](self).
+///
+/// In declaration order (`repr(C)`): what the per-read path touches comes
+/// first (the state, the links to the config and the session, the timer
+/// table, the counters, the socket's hot line); the redial schedule, the
+/// RTT estimate and the random source, needed now and then, come last.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Connection {
-    config: Arc<Config>,
-    role: Role,
     state: State,
-    /// Everything that belongs to the current socket, dropped whole with
-    /// it: a redial starts from a fresh one.
-    sock: Socket,
-    timers: TimerTable,
-    actions: Actions,
-    rng: Rng,
-    rtt: RttEstimator,
-    /// Client: redial attempts since the last healthy connection (the
-    /// schedule itself is `config.backoff`, the jitter comes from `rng`).
-    attempts: Attempts,
-    /// When the last byte from the peer arrived, on whichever socket: a
-    /// fact of the link's history (the heartbeat deadlines of the current
-    /// socket count from it once it is established).
-    last_recv: Stamp,
+    role: Role,
     /// The application closed us (or the backoff gave up): never redial.
     stopping: bool,
+    actions: Actions,
     /// Low 32 bits of `stats.bytes_sent` when the write-stall timer was
     /// armed (only compared for equality). It belongs with that timer, in
     /// the connection's table: set whenever the timer is armed.
     stall_mark: u32,
-    session_id: u64,
+    /// Client: redial attempts since the last healthy connection (the
+    /// schedule itself is `config.backoff`, the jitter comes from `rng`).
+    attempts: Attempts,
+    config: Arc<Config>,
     /// Session resume's numbering and replay log, while resume is wanted
     /// (client) or granted (server); boxed: one pointer otherwise.
     session: Option<Box<Session>>,
@@ -161,7 +156,18 @@ pub struct Connection {
     /// resume HELLO awaiting its answer, the ages of messages waiting under
     /// a queue lifetime), boxed together: one pointer on every connection.
     rare: Option<Box<Rare>>,
+    /// When the last byte from the peer arrived, on whichever socket: a
+    /// fact of the link's history (the heartbeat deadlines of the current
+    /// socket count from it once it is established).
+    last_recv: Stamp,
+    timers: TimerTable,
     stats: Stats,
+    /// Everything that belongs to the current socket, dropped whole with
+    /// it: a redial starts from a fresh one.
+    sock: Socket,
+    rtt: RttEstimator,
+    rng: Rng,
+    session_id: u64,
 }
 
 impl Connection {

@@ -49,7 +49,8 @@ impl Core {
     }
 
     /// Queues output on connection `id` with `queue`, and marks it for
-    /// writing (see [`Slots::queue_on`]).
+    /// writing (see [`Slots::queue_on`]): listed for `settle`, unless it
+    /// is the connection being read, whose read's end services it.
     ///
     /// [`Slots::queue_on`]: crate::reactor::slots::Slots::queue_on
     #[inline]
@@ -58,7 +59,7 @@ impl Core {
         id: ConnId,
         queue: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
-        if self.slots.queue_on(id, queue)? {
+        if self.slots.queue_on(id, queue)? && !self.slots.is_reading(id) {
             self.dirty.push(id.index());
         }
         Ok(())
@@ -68,13 +69,13 @@ impl Core {
     /// [`Slots::lent_run_for`]).
     ///
     /// [`Slots::lent_run_for`]: crate::reactor::slots::Slots::lent_run_for
+    ///
+    /// A run is only lent to the connection being read, which is serviced
+    /// when its read ends: it is marked, not listed (listing it would have
+    /// `settle` look at its slot again, a cache miss per read at scale).
     #[inline]
     pub(in crate::reactor) fn lent_run(&mut self, id: ConnId) -> Option<&mut LentRun> {
-        let (reply, newly_dirty) = self.slots.lent_run_for(id);
-        if newly_dirty {
-            self.dirty.push(id.index());
-        }
-        reply
+        self.slots.lent_run_for(id).0
     }
 
     pub(in crate::reactor) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {

@@ -542,3 +542,42 @@ fn a_sender_that_never_hears_back_frees_its_buffers_at_most_once_per_period() {
         "buffers freed {freed} times in 10 s"
     );
 }
+
+#[test]
+fn what_a_read_touches_comes_first_and_the_rest_last() {
+    use super::socket::Socket;
+    use std::mem::{offset_of, size_of};
+    // The fields the per-read path reads or writes (state, config,
+    // session, last_recv, the timer table, the moving counters, the
+    // socket's first line) lie in one span at the front; the socket's
+    // probe bookkeeping, the RTT estimate, the random source and the
+    // session id after it. A field added in the middle shows up here.
+    let sock = offset_of!(Connection, sock);
+    let hot_end = sock + offset_of!(Socket, probe_nonce);
+    assert!(offset_of!(Socket, flags) < 64 && offset_of!(Socket, ping_strikes) < 64);
+    assert!(
+        offset_of!(Socket, probe_nonce) >= 56,
+        "the socket's hot line"
+    );
+    for (name, at) in [
+        ("state", offset_of!(Connection, state)),
+        ("config", offset_of!(Connection, config)),
+        ("session", offset_of!(Connection, session)),
+        ("last_recv", offset_of!(Connection, last_recv)),
+        ("timers", offset_of!(Connection, timers)),
+        ("stats", offset_of!(Connection, stats)),
+    ] {
+        assert!(at < sock, "{name} at {at} is not in front of the socket");
+    }
+    for (name, at) in [
+        ("rtt", offset_of!(Connection, rtt)),
+        ("rng", offset_of!(Connection, rng)),
+        ("session_id", offset_of!(Connection, session_id)),
+    ] {
+        assert!(
+            at >= sock + size_of::<Socket>(),
+            "{name} at {at} is in the hot span"
+        );
+    }
+    assert!(hot_end <= 320, "the hot span grew to {hot_end} bytes");
+}
