@@ -105,9 +105,17 @@ pub struct ReactorStats {
     pub accept_errors: u64,
     /// Sockets closed, by cause.
     pub closes: CloseCounts,
-    /// How late the most recent timer was handled: the reactor's own lag.
+    /// The reactor's own lag: how late it handled connection timers, in
+    /// the last turn that handled any (the latest of them). Counted from
+    /// each deadline's step on the timer grid
+    /// ([`Config::timer_grain`](crate::Config::timer_grain)), or, for a
+    /// deadline already past when the connection set it (one counted from
+    /// an old instant, such as the last receipt before a silence), from
+    /// the turn that set it: that timer is due at once. So it is the delay
+    /// of the loop itself (a long callback, a stalled process), not how
+    /// far a deadline was behind when it was set.
     pub lag: Duration,
-    /// The largest lag seen.
+    /// The largest [`lag`](Self::lag) seen.
     pub max_lag: Duration,
     /// Turns of the loop so far.
     pub turns: u64,

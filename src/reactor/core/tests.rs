@@ -186,3 +186,46 @@ fn a_dial_beyond_the_slots_an_id_can_name_gives_up_at_once_under_an_id_of_its_ow
         );
     }
 }
+
+/// Sets the clock to `now` and fires what is due: the lag the reactor
+/// recorded, if a connection's entry fired.
+fn fire_at(core: &mut Core, now: Instant) -> Option<Duration> {
+    core.set_clock(now);
+    core.stats.lag = Duration::MAX;
+    core.fire_timers();
+    Some(core.stats.lag).filter(|&lag| lag != Duration::MAX)
+}
+
+#[test]
+fn a_deadline_set_already_past_counts_its_lag_from_its_filing() {
+    // A connection may set a deadline already past (the trim timer counts
+    // from the last receipt, which a blackhole leaves far behind): the
+    // entry is due at once, and the reactor is late only from then on.
+    let (mut core, idx) = core_with_one_connection();
+    let t0 = core.now;
+    let at = |n: u64| t0 + ms(n);
+    file_at(&mut core, idx, at(5000), Some(at(1000))).expect("filed");
+    assert_eq!(fire_at(&mut core, at(5003)), Some(ms(3)));
+    assert_eq!(core.stats.max_lag, ms(3));
+}
+
+#[test]
+fn a_deadline_that_passed_while_the_reactor_stalled_counts_the_whole_stall() {
+    // Filed at 0 for 1000 ms (1005 ms on the 15 ms grid); the reactor
+    // wakes at 3000 ms. Whether a read re-files the same deadline first or
+    // not, the entry was due since 1005 ms.
+    for refiled_first in [false, true] {
+        let (mut core, idx) = core_with_one_connection();
+        let t0 = core.now;
+        let at = |n: u64| t0 + ms(n);
+        file_at(&mut core, idx, at(0), Some(at(1000))).expect("filed");
+        if refiled_first {
+            file_at(&mut core, idx, at(3000), Some(at(1000))).expect("filed");
+        }
+        assert_eq!(
+            fire_at(&mut core, at(3000)),
+            Some(ms(3000 - 1005)),
+            "re-filed first: {refiled_first}"
+        );
+    }
+}

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use super::{Core, Target};
-use crate::reactor::filing::{self, Decision};
+use crate::proto::wheel::Wheel;
+use crate::reactor::filing::{self, Decision, Filing};
 use crate::reactor::slot::Filed;
 
 impl Core {
@@ -52,6 +53,16 @@ impl Core {
                 // In ticks: one clock conversion for the filing.
                 let want = self.wheel.coarsen_tick(self.wheel.deadline_tick(at), grain);
                 let target = Target::Conn(slot.id);
+                // Due at once: since when the entry it replaces was due,
+                // if it was already (see `filing::filed`).
+                let owed = match slot.timer {
+                    Some(f) if want <= now_tick => self
+                        .wheel
+                        .tick(f.key)
+                        .filter(|&t| t <= now_tick)
+                        .map(|t| filing::due_tick(f.filing, t)),
+                    _ => None,
+                };
                 let key = match slot.timer {
                     Some(f) if self.wheel.tick(f.key) == Some(want) => f.key,
                     Some(f) if self.wheel.reset_tick(f.key, want) => f.key,
@@ -59,7 +70,7 @@ impl Core {
                 };
                 slot.timer = Some(Filed {
                     key,
-                    filing: filing::filed(before, at, want, now_tick),
+                    filing: filing::filed(before, at, want, now_tick, owed),
                 });
             }
         }
@@ -88,7 +99,7 @@ impl Core {
                     match slot.timer {
                         Some(filed) if filed.key == key => {
                             let grain = slot.conn.config().timer_grain();
-                            let due = self.wheel.coarsen(filed.filing.deadline, grain);
+                            let due = due_since(&self.wheel, filed.filing, grain);
                             let late = now.saturating_duration_since(due);
                             lag = Some(lag.map_or(late, |l: Duration| l.max(late)));
                             slot.timer = None;
@@ -150,4 +161,16 @@ impl Core {
             self.reap.clear();
         }
     }
+}
+
+/// The instant since which a connection's entry filed as `filing` is due
+/// (see [`filing::due_tick`]): its deadline on the connection's grid of
+/// `grain`, or later, when the deadline had passed when it was filed.
+/// The reactor's lag is measured from here.
+fn due_since(wheel: &Wheel<Target>, filing: Filing, grain: Duration) -> Instant {
+    let grid = wheel.coarsen(filing.deadline, grain);
+    let want = wheel.coarsen_tick(wheel.deadline_tick(filing.deadline), grain);
+    let after = filing::due_tick(filing, want).saturating_sub(want);
+    grid.checked_add(Duration::from_millis(after))
+        .unwrap_or(grid)
 }
