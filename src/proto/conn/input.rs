@@ -325,10 +325,16 @@ impl Connection {
                 .is_some_and(|r| r.pending_hello.is_some())
     }
 
-    /// Bookkeeping for every whole frame received.
+    /// Bookkeeping for every whole frame received. (Once a frame has come
+    /// since the handshake and no healthy mark is pending, the usual case
+    /// on a stream of messages, it only reads the flags: no store per
+    /// message.)
     #[inline]
     fn on_frame_start(&mut self) {
-        if self.state == State::Established {
+        let flags = self.sock.flags;
+        if self.state == State::Established
+            && (!flags.get(Flag::FrameSinceHandshake) || flags.get(Flag::HealthyPending))
+        {
             self.sock.flags.set(Flag::FrameSinceHandshake, true);
             if self.sock.flags.take(Flag::HealthyPending) {
                 self.attempts.reset();

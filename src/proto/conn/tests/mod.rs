@@ -477,7 +477,7 @@ fn a_connection_fits_its_memory_budget() {
     // holds unacknowledged messages; negotiated liveness is two u32s; the
     // queue lifetime is one deadline in the timer table, its marks in the
     // box of rarely needed state.)
-    assert!(size <= 384, "Connection grew to {size} bytes");
+    assert!(size <= 368, "Connection grew to {size} bytes");
     // An idle connection holds no heap buffers besides the shared config.
     let mut pair = Pair::connected(config());
     pair.run_for(ms(5_000)); // heartbeats exchanged, PING timer ran
@@ -579,5 +579,5 @@ fn what_a_read_touches_comes_first_and_the_rest_last() {
             "{name} at {at} is in the hot span"
         );
     }
-    assert!(hot_end <= 320, "the hot span grew to {hot_end} bytes");
+    assert!(hot_end <= 296, "the hot span grew to {hot_end} bytes");
 }
