@@ -217,13 +217,16 @@ impl Slots {
     /// Returns the lent run, if any, to its connection.
     #[inline]
     fn settle(&mut self) {
-        if let Some(run) = self.lent.take() {
-            self.return_lent(run);
+        if self.lent.is_some() {
+            self.return_lent();
         }
     }
 
     #[inline(never)]
-    fn return_lent(&mut self, lent: LentRun) {
+    fn return_lent(&mut self) {
+        let Some(lent) = self.lent.take() else {
+            return;
+        };
         match self.slab.get_mut(lent.idx) {
             Some(slot) if slot.id == lent.id => {
                 slot.conn.return_run(lent.run, lent.from, lent.messages)

@@ -237,6 +237,7 @@ impl Outbox {
     /// follow nothing but control frames, which go first anyway); `None`
     /// otherwise. Like a run from [`take_open_run`](Self::take_open_run),
     /// it goes back with [`put_back_run`](Self::put_back_run).
+    #[inline]
     pub(crate) fn take_fresh_run(&mut self) -> Option<(BytesMut, usize)> {
         if let Some(q) = self.queue.as_ref() {
             if !q.data.is_empty() || !q.tail.is_empty() {
@@ -250,6 +251,7 @@ impl Outbox {
 
     /// Puts back at the end of the queue a run taken with
     /// [`take_open_run`](Self::take_open_run) (grown by whole frames since).
+    #[inline(always)]
     pub(crate) fn put_back_run(&mut self, run: BytesMut) {
         if run.is_empty() {
             run_pool::give(run);
@@ -289,8 +291,22 @@ impl Outbox {
     /// were written.
     ///
     /// [`chunks`]: Outbox::chunks
+    #[inline]
     pub(crate) fn advance(&mut self, n: usize) {
         if let Some(q) = self.queue.as_mut() {
+            if q.wrote_sole_segment(n) {
+                return;
+            }
+            Self::advance_queue(&mut self.queue, n);
+        }
+    }
+
+    /// [`advance`](Self::advance) in general: control frames, several
+    /// segments, a partial write (out of line, so that the usual case —
+    /// one run written whole — stays small).
+    #[inline(never)]
+    fn advance_queue(queue: &mut Option<Box<Queue>>, n: usize) {
+        if let Some(q) = queue.as_mut() {
             // (Measured before the bytes written are consumed from it.)
             let ctrl_capacity = q.ctrl.capacity();
             let ctrl_sent = q.advance(n);
@@ -302,7 +318,7 @@ impl Outbox {
             // session's ACKs come every 64 messages); a large one, after a
             // burst of control frames, is freed.
             if q.len() == 0 && q.data.capacity() == 0 && q.withheld.is_empty() {
-                if let Some(queue) = self.queue.take() {
+                if let Some(queue) = queue.take() {
                     spare_queue::give(queue);
                 }
             } else if ctrl_sent && ctrl_capacity > spare_queue::CTRL_KEEP {
@@ -548,6 +564,27 @@ impl Queue {
         self.tail.advance(take);
         debug_assert_eq!(n, take, "advanced past the queued output");
         ctrl_sent
+    }
+
+    /// The usual case of [`advance`](Self::advance): all that is queued is
+    /// one DATA segment (a packed run of answers, say), and the `n` bytes
+    /// written finish it. Then it is gone (a run back to the thread's
+    /// pool) and true; otherwise false, nothing changed.
+    #[inline]
+    fn wrote_sole_segment(&mut self, n: usize) -> bool {
+        if n != self.data_bytes
+            || self.data.len() != 1
+            || !self.ctrl.is_empty()
+            || !self.tail.is_empty()
+        {
+            return false;
+        }
+        if let Some(Segment::Packed(run)) = self.data.pop_front() {
+            run_pool::give(run);
+        }
+        self.head_sent = 0;
+        self.data_bytes = 0;
+        true
     }
 
     /// Advances the front DATA frame by up to `n` bytes; returns the rest.

@@ -110,6 +110,7 @@ impl Connection {
     /// the thread's pool, for the first answer of a read. `None` unless
     /// established with no DATA (or closing frames) queued; queued control
     /// frames stay ahead of it, as ahead of any unstarted DATA.
+    #[inline]
     pub(crate) fn lend_fresh_run(&mut self) -> Option<(BytesMut, usize, usize)> {
         if self.state != State::Established {
             return None;
@@ -149,6 +150,7 @@ impl Connection {
     /// Takes back a run lent by [`lend_run`](Self::lend_run) or
     /// [`lend_fresh_run`](Self::lend_fresh_run), with `messages` frames
     /// appended to it since, from byte `from` on.
+    #[inline]
     pub(crate) fn return_run(&mut self, run: BytesMut, from: usize, messages: u64) {
         if messages > 0 && self.sock.flags.get(Flag::Resumable) {
             let appended = run.get(from..).unwrap_or_default();
@@ -262,15 +264,20 @@ impl Connection {
 
     /// Records that the first `n` bytes of [`transmit`](Self::transmit)'s
     /// slices were written to the socket at `now`.
+    #[inline]
     pub fn advance_transmit(&mut self, now: Instant, n: usize, events: &mut Vec<Event>) {
         self.advance(Some(now), n, events);
     }
 
     /// [`advance_transmit`](Self::advance_transmit), the time of the write
     /// known or not (without it, a full socket taking bytes is not taken
-    /// as the peer's acknowledgement).
+    /// as the peer's acknowledgement). Inlined into the driver's write
+    /// loop: it runs once per write; the rare cases are out of line.
+    #[inline]
     fn advance(&mut self, now: Option<Instant>, n: usize, events: &mut Vec<Event>) {
-        let ping_was_out = !self.sock.outbox.ping_queued();
+        // Whether our PING was out before this write: asked only when the
+        // socket was full (see `took_after_full`).
+        let ping_was_out = self.sock.flags.get(Flag::SocketFull) && !self.sock.outbox.ping_queued();
         self.sock.outbox.advance(n);
         self.stats.bytes_sent += n as u64;
         if n > 0 {
@@ -278,18 +285,36 @@ impl Connection {
             // answered (see `on_write_idle`).
             self.timers.stop(Timer::WriteIdle);
             self.sock.recv_mark = self.talk_received();
-            // Room in a full send buffer appears only as the peer's TCP
-            // acknowledges. It counts as the peer's life only once our
-            // PING is on the wire, and from the moment it happened.
-            if self.sock.flags.take(Flag::SocketFull) && ping_was_out {
-                if let Some(now) = now {
-                    self.sock.drained_at = self.timers.stamp(now);
-                }
+            if self.sock.flags.get(Flag::SocketFull) {
+                self.took_after_full(now, ping_was_out);
             }
         }
-        if self.state == State::Closing && self.sock.outbox.is_empty() {
-            // All written: what a failing connection withheld is handed
-            // back with the socket.
+        if self.state == State::Closing {
+            self.advanced_closing(events);
+        }
+    }
+
+    /// A full socket took bytes: room in a full send buffer appears only
+    /// as the peer's TCP acknowledges. It counts as the peer's life only
+    /// once our PING is on the wire (`ping_was_out`), and from the moment
+    /// it happened.
+    #[cold]
+    #[inline(never)]
+    fn took_after_full(&mut self, now: Option<Instant>, ping_was_out: bool) {
+        self.sock.flags.set(Flag::SocketFull, false);
+        if ping_was_out {
+            if let Some(now) = now {
+                self.sock.drained_at = self.timers.stamp(now);
+            }
+        }
+    }
+
+    /// Output advanced while closing: once all is written, what a failing
+    /// connection withheld is handed back with the socket.
+    #[cold]
+    #[inline(never)]
+    fn advanced_closing(&mut self, events: &mut Vec<Event>) {
+        if self.sock.outbox.is_empty() {
             self.close_socket(events);
         }
     }

@@ -230,6 +230,37 @@ fn written_runs_are_recycled_so_a_steady_stream_allocates_nothing() {
 }
 
 #[test]
+fn a_sole_segment_finished_by_a_write_leaves_the_queue_clean() {
+    // One run, written in two parts: the second write finishes it (the
+    // common case's shortcut), with the run's start already on the wire.
+    let mut o = Outbox::default();
+    o.push_slice(b"abc");
+    o.push_slice(b"de");
+    let run = gathered(&o);
+    assert_eq!(run.len(), 15);
+    o.advance(4);
+    assert_eq!((o.len(), o.contiguous()), (11, Some(&run[4..])));
+    o.advance(11);
+    assert_eq!((o.len(), o.contiguous()), (0, None));
+    assert_eq!(o.chunks(&mut [IoSlice::new(&[]); 4]), 0);
+    // What follows starts a fresh run, from its first byte.
+    o.push_slice(b"fg");
+    let mut want = codec::data_header(2).to_vec();
+    want.extend_from_slice(b"fg");
+    assert_eq!(o.contiguous(), Some(&want[..]));
+    // A sole large frame written whole goes the same way; a control frame
+    // queued behind it is still sent after it, whole.
+    o.advance(want.len());
+    o.push_data(Bytes::from(vec![7u8; 2000]));
+    assert_eq!(o.len(), 2005);
+    o.advance(2005);
+    assert!(o.is_empty());
+    codec::encode_ping(9, o.ctrl());
+    let wire = drain(&mut o, || 3);
+    assert!(matches!(decode_all(&wire)[..], [Frame::Ping(9)]));
+}
+
+#[test]
 fn random_interleavings_keep_every_frame_whole_and_in_order() {
     for seed in 0..200 {
         let mut rng = Rng::new(seed);
