@@ -295,6 +295,13 @@ impl Outbox {
     pub(crate) fn advance(&mut self, n: usize) {
         if let Some(q) = self.queue.as_mut() {
             if q.wrote_sole_segment(n) {
+                // Nothing left: the queue goes to the thread's spare, for
+                // the next connection that answers (see `advance_queue`).
+                if q.withheld.is_empty() {
+                    if let Some(queue) = self.queue.take() {
+                        spare_queue::give(queue);
+                    }
+                }
                 return;
             }
             Self::advance_queue(&mut self.queue, n);
@@ -310,14 +317,16 @@ impl Outbox {
             // (Measured before the bytes written are consumed from it.)
             let ctrl_capacity = q.ctrl.capacity();
             let ctrl_sent = q.advance(n);
-            // A queue that only ever carried control frames (a heartbeat)
-            // is given up as soon as they are out, to the thread's spare
-            // (see `spare`); one that carries messages is kept until the
-            // connection goes idle, so sending does not allocate per
-            // message, and so is its control buffer while small (a resumed
-            // session's ACKs come every 64 messages); a large one, after a
-            // burst of control frames, is freed.
-            if q.len() == 0 && q.data.capacity() == 0 && q.withheld.is_empty() {
+            // A queue is given up as soon as all it held is out, to the
+            // thread's spare (see `spare_queue`), small buffers and all:
+            // the next connection to answer takes it, still in the CPU's
+            // cache, where one queue per busy connection would make every
+            // read touch that connection's own queue and ring, cold at a
+            // thousand connections. While output waits its control buffer
+            // stays too while small (a resumed session's ACKs come every
+            // 64 messages); a large one, after a burst of control frames,
+            // is freed.
+            if q.len() == 0 && q.withheld.is_empty() {
                 if let Some(queue) = queue.take() {
                     spare_queue::give(queue);
                 }

@@ -165,12 +165,14 @@ impl Connection {
         }
     }
 
-    /// Bookkeeping for every message queued: the count, and the trim timer
-    /// that frees the output buffers once the connection stops sending.
+    /// Bookkeeping for every message queued: the count, and, in a resumed
+    /// session, the trim timer that gives the replay log's buffer back once
+    /// the connection stops sending. (The send queue needs no timer: it
+    /// goes to the thread's spare as soon as all of it is written.)
     #[inline]
     pub(super) fn note_send(&mut self) {
         self.stats.messages_sent += 1;
-        if !self.timers.is_armed(Timer::Trim) {
+        if self.session.is_some() && !self.timers.is_armed(Timer::Trim) {
             // From the last receipt (a stamp: no clock read here); a
             // deadline already past only means an early first look.
             let due = self.last_recv.after(self.trim_period());
@@ -178,24 +180,23 @@ impl Connection {
         }
     }
 
-    /// How long output buffers stay with a connection that stopped sending:
-    /// the heartbeat interval, or 1 s without heartbeats.
+    /// How long the replay log's buffer stays with a connection that
+    /// stopped sending: the heartbeat interval, or 1 s without heartbeats.
     pub(super) fn trim_period(&self) -> Duration {
         self.config
             .heartbeat
             .map_or(Duration::from_secs(1), |hb| hb.interval)
     }
 
-    /// The trim timer fired: free the output buffers if nothing is queued
-    /// (so a connection that went quiet holds none). It looks again one
-    /// period later if output is queued or if it just freed something, and
-    /// stops once a look finds nothing to free, until the next message
-    /// arms it. So a connection that sends all the time gives its buffers
-    /// back at most once per period, when its queue happens to be empty —
-    /// an allocation per period, not per message — even when the receipt
-    /// its first deadline counted from is long past (a peer that never
-    /// talks, no heartbeats), and one that stopped sending is looked at at
-    /// most twice more.
+    /// The trim timer fired: give back the replay log's buffer if nothing
+    /// in it is unacknowledged, and the send queue if it is empty and
+    /// still held (so a connection that went quiet holds neither). It
+    /// looks again one period later if output is queued or if it just
+    /// freed something, and stops once a look finds nothing to free, until
+    /// the next message arms it. So a session that sends all the time
+    /// gives its log's buffer back at most once per period — an allocation
+    /// per period, not per message — and one that stopped sending is
+    /// looked at at most twice more.
     pub(super) fn on_trim(&mut self, now: Instant) {
         let log_freed = self
             .session

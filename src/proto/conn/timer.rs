@@ -45,8 +45,9 @@ pub enum Timer {
     /// silent for the write-idle period, so send an ACK and the peer hears
     /// from us (see `on_write_idle`).
     WriteIdle,
-    /// Output buffers were taken for messages: free them then if nothing
-    /// is queued, or look again one period later (see `on_trim`).
+    /// A resumed session's replay log took a buffer for messages: give it
+    /// back then if nothing in it is unacknowledged, or look again one
+    /// period later (see `on_trim`).
     Trim,
     /// Resume: DATA was received and not yet acknowledged; tell the peer
     /// our receipt count then, if no ACK has gone out since.

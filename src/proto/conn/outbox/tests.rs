@@ -318,16 +318,28 @@ fn random_interleavings_keep_every_frame_whole_and_in_order() {
 }
 
 #[test]
-fn release_idle_memory_frees_only_when_empty() {
+fn the_queue_goes_to_the_spare_once_all_is_written_and_not_before() {
     let mut o = Outbox::default();
     o.push_data(Bytes::from_static(b"x"));
-    assert!(!o.release_idle_memory());
+    assert!(!o.release_idle_memory(), "something is queued");
     assert_eq!(o.len(), 6);
-    drain(&mut o, || 100);
-    assert!(o.queue.is_some(), "an active connection keeps its queue");
-    assert!(o.release_idle_memory());
-    assert!(o.queue.is_none());
+    // A partial write keeps it; the write that finishes it gives it up.
+    let mut wrote = 0;
+    drain(&mut o, || {
+        wrote += 1;
+        if wrote == 1 {
+            4
+        } else {
+            100
+        }
+    });
+    assert_eq!(wrote, 2);
+    assert!(o.queue.is_none(), "given up with its last byte written");
+    assert!(spare_queue::kept());
     assert!(!o.release_idle_memory(), "nothing left to free");
+    // The next queue is the spare (no allocation).
+    o.push_data(Bytes::from_static(b"y"));
+    assert!(!spare_queue::kept());
 }
 
 #[test]
@@ -405,20 +417,28 @@ fn heartbeat_answers_reuse_the_threads_spare_queue() {
 }
 
 #[test]
-fn the_spare_queue_keeps_no_data_buffers_and_no_large_control_buffer() {
-    // A queue that carried messages and a CLOSE, freed by the idle trim.
+fn the_spare_queue_keeps_no_data_and_only_small_buffers() {
+    // A queue that carried messages and a CLOSE, given up once all is out.
     let mut o = Outbox::default();
     o.push_slice(&[1u8; 500]);
     o.push_data(Bytes::from(vec![2u8; 5000]));
     codec::encode_close(crate::error::CloseCode::NORMAL, "bye", o.tail());
     drain(&mut o, || 700);
-    assert!(o.release_idle_memory());
+    assert!(o.is_unallocated(), "given up as soon as all is out");
     let q = spare_queue::take();
     assert_eq!(
-        (q.data.capacity(), q.tail.capacity(), q.len()),
-        (0, 0, 0),
-        "the spare holds only a control buffer"
+        (q.tail.capacity(), q.len()),
+        (0, 0),
+        "the spare holds no tail and nothing queued"
     );
+    assert!(q.data.is_empty() && q.data.capacity() <= spare_queue::DATA_KEEP);
+    // A backlog of large messages: its large ring is not kept.
+    let mut o = Outbox::default();
+    for i in 0..40u8 {
+        o.push_data(Bytes::from(vec![i; 2000]));
+    }
+    drain(&mut o, || usize::MAX);
+    assert_eq!(spare_queue::take().data.capacity(), 0);
     // A burst of control frames: its large buffer is not kept.
     let mut o = Outbox::default();
     for nonce in 0..100 {

@@ -179,8 +179,9 @@ fn eof_and_io_errors_are_reported_as_such() {
 fn a_fresh_reply_run_is_sent_counted_and_trimmed_like_queued_messages() {
     // The reactor lends a fresh run for the first answer of a read; what it
     // appends must leave as `send` would have queued it: in order, counted,
-    // and with the trim timer armed to free the buffers once idle.
-    let mut pair = Pair::connected(config());
+    // logged by a resumed session, with the trim timer armed to give the
+    // log's buffer back once idle.
+    let mut pair = Pair::connected(super::resume::resume_config());
     let c = &mut pair.client;
     assert_eq!(
         c.timer(crate::proto::conn::Timer::Trim),
