@@ -217,7 +217,8 @@ impl std::error::Error for SendError {}
 /// `u64`, and the `u32` counts of things that happen at most once per timer
 /// period or per connection attempt stop at `u32::MAX` — except
 /// `disconnects`, which wraps to 0 (drivers compare it for change).
-// In declaration order: the counters every read and write moves first.
+// In declaration order: what every read and write moves or reads (the
+// talk received counts PONGs and ACKs) in the first 64 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 #[repr(C)]
@@ -230,6 +231,12 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Bytes written to the socket, all frames included.
     pub bytes_sent: u64,
+    /// PONGs received (matching or not).
+    pub pongs_received: u64,
+    /// ACK frames received.
+    pub acks_received: u64,
+    /// PINGs the peer sent us (each answered with a PONG).
+    pub pings_received: u64,
     /// Sockets (or connect attempts) that ended, for any reason; the last
     /// reason is [`Connection::close_reason`](super::Connection::close_reason).
     /// Wraps to 0 after `u32::MAX`.
@@ -237,15 +244,9 @@ pub struct Stats {
     /// PINGs we sent (queued for sending; a probe that finds our previous
     /// PING still queued reuses it and is not counted again).
     pub pings_sent: u32,
-    /// PINGs the peer sent us (each answered with a PONG).
-    pub pings_received: u64,
-    /// PONGs received (matching or not).
-    pub pongs_received: u64,
     /// Of the messages sent, the ones handed back undelivered
     /// ([`Event::Undelivered`]).
     pub messages_undelivered: u64,
-    /// ACK frames received.
-    pub acks_received: u64,
     /// Handshakes completed.
     pub handshakes: u32,
     /// Heartbeat deadlines that came due during a local stall and were

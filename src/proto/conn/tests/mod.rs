@@ -577,4 +577,18 @@ fn what_a_read_touches_comes_first_and_the_rest_last() {
         );
     }
     assert!(hot_end <= 296, "the hot span grew to {hot_end} bytes");
+    // The counters a read or a write moves or reads, in the first line of
+    // the stats.
+    use crate::proto::conn::Stats;
+    for at in [
+        offset_of!(Stats, messages_received),
+        offset_of!(Stats, messages_sent),
+        offset_of!(Stats, bytes_received),
+        offset_of!(Stats, bytes_sent),
+        offset_of!(Stats, pongs_received),
+        offset_of!(Stats, acks_received),
+        offset_of!(Stats, disconnects),
+    ] {
+        assert!(at < 64, "a hot counter at {at}");
+    }
 }
