@@ -179,30 +179,28 @@ impl Slots {
     /// once (the queue would pack the answer into the same run and lend it
     /// right after). `None` otherwise: the answer goes the queue's way. A
     /// run lent for another connection takes nothing for `id` (its pushes
-    /// check the id). With the run, whether the slot was newly marked
-    /// dirty (the caller lists it).
+    /// check the id). A fresh run marks its slot dirty; the reactor
+    /// services the connection being read when its read ends, so it need
+    /// not be listed.
     #[inline]
-    pub(super) fn lent_run_for(&mut self, id: ConnId) -> (Option<&mut LentRun>, bool) {
-        let mut newly_dirty = false;
+    pub(super) fn lent_run_for(&mut self, id: ConnId) -> Option<&mut LentRun> {
         if self.lent.is_none() && self.reading == Some(id) {
-            newly_dirty = self.lend_fresh(id);
+            self.lend_fresh(id);
         }
-        (self.lent.as_mut(), newly_dirty)
+        self.lent.as_mut()
     }
 
     #[inline(never)]
-    fn lend_fresh(&mut self, id: ConnId) -> bool {
+    fn lend_fresh(&mut self, id: ConnId) {
         let idx = id.index();
         let Some(slot) = self.slab.get_mut(idx).filter(|slot| slot.id == id) else {
-            return false;
+            return;
         };
         let Some((run, room, max_payload)) = slot.conn.lend_fresh_run() else {
-            return false;
+            return;
         };
         self.lent = Some(LentRun::new(id, idx, run, room, max_payload));
-        let newly_dirty = !slot.dirty;
         slot.dirty = true;
-        newly_dirty
     }
 
     /// What connection `id` has in the lent run: messages and bytes (for
@@ -276,9 +274,9 @@ mod tests {
         let (mut slots, idx, id) = one_established();
         let queued = slots.get(idx).expect("slot").conn.pending_output();
         slots.begin_read(idx);
-        let (reply, newly_dirty) = slots.lent_run_for(id);
-        assert!(newly_dirty);
+        let reply = slots.lent_run_for(id);
         assert!(reply.expect("a fresh run lent").push_payload(id, b"abc"));
+        assert!(slots.get(idx).expect("slot").dirty, "marked for service");
         assert_eq!(slots.lent(id), (1, 8));
         let slot = slots.get(idx).expect("slot");
         assert_eq!(
@@ -299,8 +297,7 @@ mod tests {
         slots.begin_read(idx);
         let queued = slots.queue_on(id, |conn| conn.send_slice(b"hi"));
         assert_eq!(queued, Ok(true), "newly dirty");
-        let (reply, newly_dirty) = slots.lent_run_for(id);
-        assert!(!newly_dirty);
+        let reply = slots.lent_run_for(id);
         assert!(reply.expect("the open run lent").push_payload(id, b"there"));
         let other = ConnId::new(idx, 2);
         assert_eq!(

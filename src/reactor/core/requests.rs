@@ -75,7 +75,7 @@ impl Core {
     /// `settle` look at its slot again, a cache miss per read at scale).
     #[inline]
     pub(in crate::reactor) fn lent_run(&mut self, id: ConnId) -> Option<&mut LentRun> {
-        self.slots.lent_run_for(id).0
+        self.slots.lent_run_for(id)
     }
 
     pub(in crate::reactor) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
