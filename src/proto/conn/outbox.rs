@@ -172,8 +172,9 @@ impl Outbox {
     }
 
     /// Frees all memory while nothing is queued, so an idle connection
-    /// holds no output buffers. (An active one keeps its queue, so sending
-    /// does not allocate per message.) True if there was memory to free.
+    /// holds no output buffers. (A queue whose last byte is written goes
+    /// to the thread's spare by itself, in [`advance`](Self::advance); this
+    /// catches one emptied another way.) True if there was memory to free.
     pub(crate) fn release_idle_memory(&mut self) -> bool {
         if !self.is_empty() || self.queue.as_ref().is_some_and(|q| !q.withheld.is_empty()) {
             return false;
